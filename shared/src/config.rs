@@ -1,0 +1,132 @@
+//! Configuration: one typed struct, read once per container from the environment.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `DATABASE_URL` | Postgres connection string | required |
+//! | `DB_MAX_CONNECTIONS` | pool size per container | 5 |
+//! | `DB_ACQUIRE_TIMEOUT_MS` | wait for a connection before answering 503 | 3000 |
+//! | `QUOTES_QUEUE_URL` | the quotes queue | required |
+//! | `QUEUE_IDS_PER_MESSAGE` | quote ids per SQS message, 1..=1000 | 100 |
+//! | `ML_ENGINE_URL` | base URL of the ML engine (`score` only) | none |
+//! | `ML_CHUNK_SIZE` | quotes per engine request | 250 |
+//! | `ML_CONCURRENCY` | engine requests in flight per invocation | 4 |
+//! | `ML_TIMEOUT_MS` | one engine request's timeout | 5000 |
+//! | `AWS_REGION`, `AWS_ENDPOINT_URL_SQS` | the standard AWS SDK settings | SDK's |
+
+use std::str::FromStr;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("configuration: {variable} {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueConfig {
+    pub url: String,
+    pub ids_per_message: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlEngineConfig {
+    pub url: Option<String>,
+    pub chunk_size: usize,
+    pub concurrency: usize,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub queue: QueueConfig,
+    pub ml_engine: MlEngineConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration from any source of variables, such as a test's map.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |variable: &'static str| {
+            get(variable).filter(|v| !v.is_empty()).ok_or(ConfigError {
+                variable,
+                problem: "is required".into(),
+            })
+        };
+        let number = |variable: &'static str, default: u64, min: u64, max: u64| {
+            let Some(text) = get(variable).filter(|v| !v.is_empty()) else {
+                return Ok(default);
+            };
+            match u64::from_str(text.trim()) {
+                Ok(v) if (min..=max).contains(&v) => Ok(v),
+                _ => Err(ConfigError {
+                    variable,
+                    problem: format!("must be a whole number from {min} to {max}, not {text:?}"),
+                }),
+            }
+        };
+        Ok(Config {
+            database: DatabaseConfig {
+                url: required("DATABASE_URL")?,
+                max_connections: number("DB_MAX_CONNECTIONS", 5, 1, 100)? as u32,
+                acquire_timeout_ms: number("DB_ACQUIRE_TIMEOUT_MS", 3000, 1, 60_000)?,
+            },
+            queue: QueueConfig {
+                url: required("QUOTES_QUEUE_URL")?,
+                ids_per_message: number("QUEUE_IDS_PER_MESSAGE", 100, 1, 1000)? as usize,
+            },
+            ml_engine: MlEngineConfig {
+                url: get("ML_ENGINE_URL").filter(|v| !v.is_empty()),
+                chunk_size: number("ML_CHUNK_SIZE", 250, 1, 1000)? as usize,
+                concurrency: number("ML_CONCURRENCY", 4, 1, 64)? as usize,
+                timeout_ms: number("ML_TIMEOUT_MS", 5000, 1, 900_000)?,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_apply_and_required_variables_are_named() {
+        let config = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("QUOTES_QUEUE_URL", "http://q"),
+        ]))
+        .unwrap();
+        assert_eq!(config.queue.ids_per_message, 100);
+        assert_eq!(config.ml_engine.url, None);
+        let err = Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://x")])).unwrap_err();
+        assert_eq!(err.variable, "QUOTES_QUEUE_URL");
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused() {
+        let err = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("QUOTES_QUEUE_URL", "http://q"),
+            ("QUEUE_IDS_PER_MESSAGE", "5000"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.variable, "QUEUE_IDS_PER_MESSAGE");
+    }
+}

@@ -1,0 +1,19 @@
+//! The quote pipeline's library: the quote domain and the ports its Lambda functions share.
+//!
+//! - [`quote`]: a quote, its validation and its status.
+//! - [`generator`]: realistic synthetic quotes.
+//! - [`import`]: quotes from a CSV file.
+//! - [`features`]: the model's features, computed here and nowhere else.
+//! - [`store`]: the Postgres store.
+//! - [`queue`]: the SQS queue and its message.
+//! - [`config`]: configuration from the environment.
+//! - [`telemetry`]: logging set-up.
+
+pub mod config;
+pub mod features;
+pub mod generator;
+pub mod import;
+pub mod queue;
+pub mod quote;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,240 @@
+//! The SQS queue of quote ids waiting to be scored, and the message that carries them.
+//!
+//! Ids travel in chunks (`QUEUE_IDS_PER_MESSAGE` per message) through `SendMessageBatch`: at
+//! most ten entries and [`MAX_BATCH_BYTES`] per call, calls in flight together. SQS answers 200
+//! even when some entries fail, so each answer's failures are retried by themselves, and an
+//! entry that still fails is an error the caller sees.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use futures::{StreamExt, TryStreamExt, stream};
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::QueueConfig;
+
+pub const MESSAGE_VERSION: u8 = 1;
+/// The most ids one message may carry.
+pub const MAX_IDS_PER_MESSAGE: usize = 1000;
+/// SQS's limit on the entries of one `SendMessageBatch`.
+const MAX_BATCH_ENTRIES: usize = 10;
+/// SQS's limit on the summed bodies of one `SendMessageBatch`.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+const SEND_ATTEMPTS: u32 = 4;
+const CALLS_IN_FLIGHT: usize = 8;
+
+/// The body of a queue message: a versioned chunk of quote ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteMessage {
+    pub v: u8,
+    pub quote_ids: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("message body is not a quote message: {0}")]
+    Malformed(String),
+    #[error("message version {0} is not supported (expected {MESSAGE_VERSION})")]
+    Version(u8),
+    #[error("message carries {0} quote ids (expected 1 to {MAX_IDS_PER_MESSAGE})")]
+    Count(usize),
+}
+
+impl QuoteMessage {
+    pub fn new(quote_ids: Vec<Uuid>) -> Self {
+        QuoteMessage { v: MESSAGE_VERSION, quote_ids }
+    }
+
+    pub fn parse(body: &str) -> Result<Self, MessageError> {
+        let message: QuoteMessage =
+            serde_json::from_str(body).map_err(|e| MessageError::Malformed(e.to_string()))?;
+        if message.v != MESSAGE_VERSION {
+            return Err(MessageError::Version(message.v));
+        }
+        if message.quote_ids.is_empty() || message.quote_ids.len() > MAX_IDS_PER_MESSAGE {
+            return Err(MessageError::Count(message.quote_ids.len()));
+        }
+        Ok(message)
+    }
+
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).expect("a message always serializes")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not enqueue {failed} of {total} messages: {reason}")]
+pub struct QueueError {
+    pub failed: usize,
+    pub total: usize,
+    pub reason: String,
+}
+
+/// The queue the functions need: a port, so the domain does not depend on SQS itself.
+pub trait QuoteQueue: Send + Sync {
+    /// Puts every id on the queue; returns how many messages carried them.
+    fn enqueue(&self, ids: &[Uuid]) -> impl Future<Output = Result<usize, QueueError>> + Send;
+}
+
+#[derive(Clone)]
+pub struct SqsQueue {
+    client: Client,
+    queue_url: String,
+    ids_per_message: usize,
+}
+
+/// The AWS SDK's configuration for this process: the standard environment (`AWS_REGION`,
+/// `AWS_ENDPOINT_URL_SQS` for the emulator), with the behavior version pinned and short
+/// timeouts, since a Lambda invocation cannot wait long on a hung connection.
+pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(5))
+        .operation_timeout(Duration::from_secs(12))
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::v2026_01_12())
+        .timeout_config(timeouts)
+        .load()
+        .await
+}
+
+impl SqsQueue {
+    pub fn new(sdk: &aws_config::SdkConfig, config: &QueueConfig) -> Self {
+        SqsQueue {
+            client: Client::new(sdk),
+            queue_url: config.url.clone(),
+            ids_per_message: config.ids_per_message.clamp(1, MAX_IDS_PER_MESSAGE),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// Sends one batch, retrying only the entries SQS reported as failed.
+    async fn send_batch(&self, bodies: Vec<String>) -> Result<(), QueueError> {
+        let total = bodies.len();
+        let mut pending: Vec<(String, String)> =
+            bodies.into_iter().enumerate().map(|(i, body)| (i.to_string(), body)).collect();
+        let mut reason = String::new();
+        for attempt in 0..SEND_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            let entries = pending
+                .iter()
+                .map(|(id, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(id)
+                        .message_body(body)
+                        .build()
+                        .expect("id and body are set")
+                })
+                .collect();
+            let sent = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            match sent {
+                Ok(output) => {
+                    let failed = output.failed();
+                    if failed.is_empty() {
+                        return Ok(());
+                    }
+                    reason = failed
+                        .iter()
+                        .map(|f| format!("{}: {}", f.code(), f.message().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    pending.retain(|(id, _)| failed.iter().any(|f| f.id() == id));
+                }
+                Err(e) => reason = aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+            }
+            tracing::warn!(attempt, failed = pending.len(), %reason, "SendMessageBatch incomplete");
+        }
+        Err(QueueError { failed: pending.len(), total, reason })
+    }
+}
+
+/// Exponential backoff with full jitter, from 25 ms.
+fn backoff(attempt: u32) -> Duration {
+    let cap = 25u64 << attempt.min(6);
+    Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
+}
+
+/// Splits message bodies into `SendMessageBatch` calls within SQS's entry and size limits.
+fn batches(bodies: Vec<String>) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut bytes = 0;
+    for body in bodies {
+        match out.last_mut() {
+            Some(batch) if batch.len() < MAX_BATCH_ENTRIES && bytes + body.len() <= MAX_BATCH_BYTES => {
+                bytes += body.len();
+                batch.push(body);
+            }
+            _ => {
+                bytes = body.len();
+                out.push(vec![body]);
+            }
+        }
+    }
+    out
+}
+
+impl QuoteQueue for SqsQueue {
+    async fn enqueue(&self, ids: &[Uuid]) -> Result<usize, QueueError> {
+        let bodies: Vec<String> = ids
+            .chunks(self.ids_per_message)
+            .map(|chunk| QuoteMessage::new(chunk.to_vec()).to_body())
+            .collect();
+        let messages = bodies.len();
+        stream::iter(batches(bodies))
+            .map(|batch| self.send_batch(batch))
+            .buffer_unordered(CALLS_IN_FLIGHT)
+            .map_err(|e| QueueError { total: messages, ..e })
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(messages)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_entry_and_size_limits() {
+        let small = vec!["x".repeat(100); 25];
+        let sizes: Vec<usize> = batches(small).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [10, 10, 5]);
+        let big = vec!["x".repeat(100 * 1024); 5];
+        let sizes: Vec<usize> = batches(big).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [2, 2, 1]);
+    }
+
+    #[test]
+    fn messages_parse_strictly() {
+        let ids = vec![Uuid::now_v7(), Uuid::now_v7()];
+        let body = QuoteMessage::new(ids.clone()).to_body();
+        assert_eq!(QuoteMessage::parse(&body).unwrap().quote_ids, ids);
+        assert!(matches!(QuoteMessage::parse("not json"), Err(MessageError::Malformed(_))));
+        assert_eq!(
+            QuoteMessage::parse(r#"{"v":2,"quote_ids":["0190b5d2-0000-7000-8000-000000000000"]}"#),
+            Err(MessageError::Version(2))
+        );
+        assert_eq!(QuoteMessage::parse(r#"{"v":1,"quote_ids":[]}"#), Err(MessageError::Count(0)));
+        assert!(QuoteMessage::parse(r#"{"v":1,"quote_ids":["nope"]}"#).is_err());
+    }
+}
