@@ -4,12 +4,14 @@
 
 Env: MODEL_DIR (default: model/ next to this file), ML_MAX_BATCH (default 1000).
 The batch body is parsed with json.loads and checked in bulk rather than through
-per-item pydantic models: that keeps 1000-item batches at a few milliseconds.
+per-item pydantic models: a 1000-item batch takes ~8 ms on 2 cores, mostly
+json.loads and the trees themselves.
 """
 import json
 import logging
 import os
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -45,58 +47,62 @@ def _split_items(items) -> tuple[list[str], list[dict]]:
     return ids, features
 
 
-def _fast_matrix(features: list[dict], names: list[str], expected: set) -> np.ndarray | None:
-    """Float32 matrix in `names` order, or None if anything is off (then explain it slowly)."""
-    rows = []
-    for feats in features:
-        if feats.keys() != expected:
+class FeatureSchema:
+    """Checks request features by name and orders them as the model's feature_names."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        self.expected = set(names)
+        self.getter = itemgetter(*names)
+
+    def matrix(self, features: list[dict]) -> np.ndarray | None:
+        """Float32 (n, n_features) matrix, or None if anything is off (`problems` explains)."""
+        if not all(feats.keys() == self.expected for feats in features):
             return None
-        rows.append([feats[n] for n in names])
-    if not set(map(type, chain.from_iterable(rows))) <= NUMBER_TYPES:
-        return None
-    try:
-        # Parsed as float64 (like a JSON number), then rounded once to float32.
-        values = np.array(rows, dtype=np.float64)
-    except OverflowError:  # integers beyond float64
-        return None
-    with np.errstate(over="ignore"):
-        matrix = values.astype(np.float32)
-    return matrix if np.isfinite(matrix).all() else None
-
-
-def _problems(feats: dict, names: list[str], expected: set) -> list[str]:
-    problems = [f"missing feature: {n}" for n in names if n not in feats]
-    problems += [f"unknown feature: {k}" for k in feats if k not in expected]
-    for name in names:
-        if name not in feats:
-            continue
-        value = feats[name]
-        if type(value) not in NUMBER_TYPES:
-            problems.append(f"non-numeric feature: {name}")
-            continue
+        values = chain.from_iterable(feats.values() for feats in features)
+        if not set(map(type, values)) <= NUMBER_TYPES:
+            return None
         try:
-            with np.errstate(over="ignore"):
-                finite = bool(np.isfinite(np.float32(float(value))))
-        except OverflowError:
-            finite = False
-        if not finite:
-            problems.append(f"non-finite feature: {name}")
-    return problems
+            # Parsed as float64 (like a JSON number), then rounded once to float32.
+            rows = np.array(list(map(self.getter, features)), dtype=np.float64)
+        except OverflowError:  # integers beyond float64
+            return None
+        with np.errstate(over="ignore"):
+            matrix = rows.astype(np.float32).reshape(len(features), len(self.names))
+        return matrix if np.isfinite(matrix).all() else None
+
+    def problems(self, feats: dict) -> list[str]:
+        problems = [f"missing feature: {n}" for n in self.names if n not in feats]
+        problems += [f"unknown feature: {k}" for k in feats if k not in self.expected]
+        for name in self.names:
+            if name not in feats:
+                continue
+            value = feats[name]
+            if type(value) not in NUMBER_TYPES:
+                problems.append(f"non-numeric feature: {name}")
+                continue
+            try:
+                with np.errstate(over="ignore"):
+                    finite = bool(np.isfinite(np.float32(float(value))))
+            except OverflowError:
+                finite = False
+            if not finite:
+                problems.append(f"non-finite feature: {name}")
+        return problems
 
 
 def create_app(model_dir=None) -> FastAPI:
     """App serving the model in model_dir (default: $MODEL_DIR, else model/ beside this file)."""
     model = Model(model_dir or os.environ.get("MODEL_DIR", HERE / "model"))
     max_batch = int(os.environ.get("ML_MAX_BATCH", "1000"))
-    names = model.feature_names
-    expected = set(names)
-    log.info("loaded model %s (%d features)", model.version, len(names))
+    schema = FeatureSchema(model.feature_names)
+    log.info("loaded model %s (%d features)", model.version, len(schema.names))
 
     app = FastAPI(title="ml-engine", docs_url=None, redoc_url=None)
 
     @app.get("/health")
     def health():
-        return {"status": "ok", "model_version": model.version, "feature_names": names}
+        return {"status": "ok", "model_version": model.version, "feature_names": schema.names}
 
     # async: the work is a few ms of CPU, cheaper inline than via the thread pool.
     @app.post("/predict/batch")
@@ -115,11 +121,11 @@ def create_app(model_dir=None) -> FastAPI:
         if not ids:
             return JSONResponse([])
 
-        matrix = _fast_matrix(features, names, expected)
+        matrix = schema.matrix(features)
         if matrix is None:
             invalid = [{"quote_id": qid, "problems": problems}
                        for qid, feats in zip(ids, features)
-                       if (problems := _problems(feats, names, expected))]
+                       if (problems := schema.problems(feats))]
             return _error(422, "invalid_features", invalid=invalid)
 
         prediction, confidence = model.predict(matrix)

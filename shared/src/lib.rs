@@ -8,6 +8,7 @@
 //! - [`queue`]: the SQS queue and its message.
 //! - [`config`]: configuration from the environment.
 //! - [`telemetry`]: logging set-up.
+//! - [`training`]: the labelled training set for the model.
 
 pub mod config;
 pub mod features;
@@ -17,3 +18,6 @@ pub mod queue;
 pub mod quote;
 pub mod store;
 pub mod telemetry;
+pub mod training;
+#[cfg(feature = "test-support")]
+pub mod testing;

@@ -108,7 +108,8 @@ impl Quote {
             model_version: None,
             scored_at: None,
             failure_reason: None,
-            enqueue_attempts: 0,
+            // The write is followed at once by the first enqueue.
+            enqueue_attempts: 1,
         }
     }
 }

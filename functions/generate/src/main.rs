@@ -1,1 +1,23 @@
-fn main() {}
+use std::sync::Arc;
+
+use generate::{App, handle};
+use lambda_http::{Error, Request, service_fn};
+use quote_pipeline::config::Config;
+use quote_pipeline::queue::{SqsQueue, aws_sdk_config};
+use quote_pipeline::store::PgStore;
+use quote_pipeline::telemetry;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let app = Arc::new(App {
+        store: PgStore::connect_lazy(&config.database)?,
+        queue: SqsQueue::new(&aws_sdk_config().await, &config.queue),
+    });
+    lambda_http::run(service_fn(move |request: Request| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Error>(handle(&app, request).await) }
+    }))
+    .await
+}

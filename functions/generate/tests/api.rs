@@ -1,0 +1,305 @@
+//! The HTTP API against the real local Postgres and SQS emulator: each test has a database and
+//! a queue of its own, and calls the handler with API Gateway v2 events, like Lambda does.
+
+use std::collections::HashSet;
+
+use generate::{App, MAX_CSV_BYTES, MAX_JSON_BYTES, handle};
+use lambda_http::{Body, Request, Response};
+use quote_pipeline::config::QueueConfig;
+use quote_pipeline::queue::SqsQueue;
+use quote_pipeline::store::PgStore;
+use quote_pipeline::testing::TestEnv;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const CSV_HEADER: &str =
+    "coverage_type,coverage_level,estimated_amount,user_age,annual_revenue,num_employees,founded_at\n";
+
+async fn app(env: &TestEnv) -> App<PgStore, SqsQueue> {
+    App { store: env.store.clone(), queue: env.queue(50) }
+}
+
+/// An API Gateway HTTP API (v2) event, built the way Lambda delivers it.
+fn request(method: &str, path_and_query: &str, user: Option<&str>, content_type: Option<&str>, body: &str) -> Request {
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let mut headers = serde_json::Map::new();
+    if let Some(ct) = content_type {
+        headers.insert("content-type".into(), json!(ct));
+    }
+    let mut context = json!({
+        "accountId": "123456789012", "apiId": "api", "domainName": "example.com",
+        "domainPrefix": "example", "requestId": "req-1", "routeKey": "$default",
+        "stage": "$default", "time": "27/Nov/2026:00:00:00 +0000", "timeEpoch": 1795737600000u64,
+        "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                 "sourceIp": "127.0.0.1", "userAgent": "test"}
+    });
+    if let Some(sub) = user {
+        context["authorizer"] = json!({"jwt": {"claims": {"sub": sub}, "scopes": null}});
+    }
+    let event = json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
+        "headers": headers, "requestContext": context, "body": body, "isBase64Encoded": false
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event")
+}
+
+fn post_json(path: &str, user: &str, body: &Value) -> Request {
+    request("POST", path, Some(user), Some("application/json"), &body.to_string())
+}
+
+fn body_json(response: &Response<Body>) -> Value {
+    serde_json::from_slice(response.body().as_ref()).expect("a JSON body")
+}
+
+fn ids_of(body: &Value) -> Vec<Uuid> {
+    body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().parse().unwrap()).collect()
+}
+
+fn one_quote() -> Value {
+    json!({
+        "coverage_type": "property", "coverage_level": "premium", "estimated_amount": 750000,
+        "user_age": 51, "annual_revenue": 4200000, "num_employees": 37, "founded_at": "2009-04-15"
+    })
+}
+
+async fn assert_nothing_written(env: &TestEnv) {
+    assert_eq!(env.count_quotes().await, 0, "nothing may be written");
+    assert!(env.queued_ids().await.is_empty(), "nothing may be queued");
+}
+
+#[tokio::test]
+async fn generate_batch_of_1000_writes_and_enqueues_each_id_once() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let response = handle(&app, post_json("/quotes/generate-batch", "alice", &json!({"count": 1000, "seed": 42}))).await;
+    assert_eq!(response.status(), 202, "{:?}", response.body());
+    let body = body_json(&response);
+    assert_eq!(body["status"], "pending_ml");
+    let ids = ids_of(&body);
+    assert_eq!(ids.len(), 1000);
+
+    let owners: Vec<(String, i64)> =
+        sqlx::query_as("SELECT user_id, count(*) FROM quotes GROUP BY user_id").fetch_all(&env.pool).await.unwrap();
+    assert_eq!(owners, [("alice".to_string(), 1000)]);
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM quotes WHERE status = 'pending_ml' AND id = ANY($1)")
+        .bind(&ids)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(pending, 1000);
+
+    let queued = env.queued_ids().await;
+    assert_eq!(queued.len(), 1000, "every id is queued exactly once");
+    assert_eq!(queued.iter().collect::<HashSet<_>>(), ids.iter().collect::<HashSet<_>>());
+}
+
+#[tokio::test]
+async fn one_quote_is_written_queued_and_read_back_by_its_owner_only() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let response = handle(&app, post_json("/quotes", "alice", &one_quote())).await;
+    assert_eq!(response.status(), 202);
+    let ids = ids_of(&body_json(&response));
+    assert_eq!(env.queued_ids().await, ids);
+
+    let path = format!("/quotes/{}", ids[0]);
+    let mine = handle(&app, request("GET", &path, Some("alice"), None, "")).await;
+    assert_eq!(mine.status(), 200);
+    let quote = body_json(&mine);
+    assert_eq!(quote["status"], "pending_ml");
+    assert_eq!(quote["estimated_amount"], 750000);
+    assert_eq!(quote["founded_at"], "2009-04-15");
+    assert_eq!(quote["premium"], Value::Null);
+
+    let theirs = handle(&app, request("GET", &path, Some("mallory"), None, "")).await;
+    assert_eq!(theirs.status(), 404);
+    let missing = handle(&app, request("GET", &format!("/quotes/{}", Uuid::now_v7()), Some("alice"), None, "")).await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(body_json(&theirs), body_json(&missing), "another user's id looks like no id at all");
+    let listed = handle(&app, request("GET", "/quotes", Some("mallory"), None, "")).await;
+    assert_eq!(body_json(&listed)["quotes"], json!([]));
+}
+
+#[tokio::test]
+async fn csv_import_of_a_few_hundred_rows_is_written_and_queued() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let mut csv = CSV_HEADER.to_string();
+    for i in 0..300 {
+        csv.push_str(&format!("health,standard,{},{},{},{},2012-06-0{}\n", 50_000 + i * 100, 20 + i % 60, i * 1000, 1 + i % 40, 1 + i % 9));
+    }
+    let response = handle(&app, request("POST", "/quotes/import", Some("bob"), Some("text/csv"), &csv)).await;
+    assert_eq!(response.status(), 202, "{:?}", response.body());
+    let ids = ids_of(&body_json(&response));
+    assert_eq!(ids.len(), 300);
+    assert_eq!(env.count_quotes().await, 300);
+    let queued: HashSet<Uuid> = env.queued_ids().await.into_iter().collect();
+    assert_eq!(queued, ids.into_iter().collect());
+}
+
+#[tokio::test]
+async fn a_csv_with_one_bad_line_names_it_and_writes_nothing() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let csv = format!(
+        "{CSV_HEADER}life,basic,100000,40,500000,5,2010-01-01\nlife,basic,100000,12,500000,5,2010-01-01\nlife,basic,100000,40,500000,5,2010-01-01\n"
+    );
+    let response = handle(&app, request("POST", "/quotes/import", Some("bob"), Some("text/csv"), &csv)).await;
+    assert_eq!(response.status(), 422);
+    let body = body_json(&response);
+    assert_eq!(body["code"], "invalid_csv");
+    assert_eq!(body["details"], json!([{"line": 3, "field": "user_age", "message": "must be a whole number from 18 to 85"}]));
+    assert_nothing_written(&env).await;
+}
+
+#[tokio::test]
+async fn pagination_walks_every_quote_once_newest_first() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let mut created = HashSet::new();
+    for seed in 0..3 {
+        let response = handle(&app, post_json("/quotes/generate-batch", "carol", &json!({"count": 45, "seed": seed}))).await;
+        created.extend(ids_of(&body_json(&response)));
+    }
+    handle(&app, post_json("/quotes/generate-batch", "dave", &json!({"count": 10}))).await;
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/quotes?limit=20&cursor={c}"),
+            None => "/quotes?limit=20".to_string(),
+        };
+        let page = body_json(&handle(&app, request("GET", &path, Some("carol"), None, "")).await);
+        for q in page["quotes"].as_array().unwrap() {
+            assert_eq!(q["user_id"], "carol");
+            seen.push((q["created_at"].as_str().unwrap().to_string(), q["id"].as_str().unwrap().parse::<Uuid>().unwrap()));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 135);
+    assert_eq!(seen.iter().map(|(_, id)| *id).collect::<HashSet<_>>(), created);
+    let mut sorted = seen.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(seen, sorted, "newest first");
+
+    let filtered = body_json(&handle(&app, request("GET", "/quotes?status=scored", Some("carol"), None, "")).await);
+    assert_eq!(filtered["quotes"], json!([]));
+    let bad = handle(&app, request("GET", "/quotes?status=done", Some("carol"), None, "")).await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(body_json(&bad)["details"][0]["field"], "status");
+    for query in ["limit=0", "limit=101", "limit=x", "cursor=garbage", "colour=red"] {
+        let bad = handle(&app, request("GET", &format!("/quotes?{query}"), Some("carol"), None, "")).await;
+        assert_eq!(bad.status(), 400, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_naming_the_fault_and_writes_nothing() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let batch = "/quotes/generate-batch";
+    let cases: Vec<(Request, u16, &str, Option<&str>)> = vec![
+        (post_json(batch, "u", &json!({"count": 0})), 422, "validation_failed", Some("count")),
+        (post_json(batch, "u", &json!({"count": 1001})), 422, "validation_failed", Some("count")),
+        (post_json(batch, "u", &json!({"count": -5})), 422, "validation_failed", Some("count")),
+        (post_json(batch, "u", &json!({"count": 2.5})), 422, "validation_failed", Some("count")),
+        (post_json(batch, "u", &json!({"count": "10"})), 422, "validation_failed", Some("count")),
+        (post_json(batch, "u", &json!({})), 422, "validation_failed", Some("count")),
+        (request("POST", batch, Some("u"), Some("application/json"), ""), 400, "missing_body", None),
+        (request("POST", batch, Some("u"), Some("application/json"), "{count: 3"), 400, "invalid_json", None),
+        (request("POST", batch, Some("u"), Some("application/json"), "[1,2]"), 400, "invalid_json", None),
+        (request("POST", batch, Some("u"), Some("text/plain"), r#"{"count":3}"#), 415, "unsupported_media_type", None),
+        (request("POST", batch, Some("u"), None, r#"{"count":3}"#), 415, "unsupported_media_type", None),
+        (post_json("/quotes", "u", &json!({"coverage_type": "pet"})), 422, "validation_failed", Some("coverage_type")),
+        (
+            request("POST", "/quotes", Some("u"), Some("application/json"), &format!(r#"{{"pad":"{}"}}"#, "x".repeat(MAX_JSON_BYTES))),
+            413,
+            "body_too_large",
+            None,
+        ),
+        (
+            request("POST", "/quotes/import", Some("u"), Some("text/csv"), &"x".repeat(MAX_CSV_BYTES + 1)),
+            413,
+            "body_too_large",
+            None,
+        ),
+        (request("POST", "/quotes/import", Some("u"), Some("application/json"), CSV_HEADER), 415, "unsupported_media_type", None),
+        (post_json(batch, "", &json!({"count": 3})), 401, "unauthorized", None),
+        (request("POST", batch, None, Some("application/json"), r#"{"count":3}"#), 401, "unauthorized", None),
+        (request("GET", "/quotes", None, None, ""), 401, "unauthorized", None),
+        (request("DELETE", "/quotes", Some("u"), None, ""), 405, "method_not_allowed", None),
+        (request("GET", "/nowhere", Some("u"), None, ""), 404, "not_found", None),
+    ];
+    for (i, (req, status, code, field)) in cases.into_iter().enumerate() {
+        let response = handle(&app, req).await;
+        assert_eq!(response.status().as_u16(), status, "case {i}: {:?}", response.body());
+        let body = body_json(&response);
+        assert_eq!(body["code"], code, "case {i}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "case {i}");
+        if let Some(field) = field {
+            assert!(body["details"].as_array().unwrap().iter().any(|d| d["field"] == field), "case {i}: {body}");
+        }
+    }
+    assert_nothing_written(&env).await;
+}
+
+#[tokio::test]
+async fn queue_unreachable_answers_503_and_keeps_the_quotes_pending() {
+    let env = TestEnv::new().await;
+    // A port nothing listens on: the SQS client's calls are refused.
+    let dead = quote_pipeline::testing::emulator_sdk_config("http://127.0.0.1:9").await;
+    let app = App {
+        store: env.store.clone(),
+        queue: SqsQueue::new(&dead, &QueueConfig { url: env.queue_url.clone(), ids_per_message: 50 }),
+    };
+    let response = handle(&app, post_json("/quotes/generate-batch", "erin", &json!({"count": 20}))).await;
+    assert_eq!(response.status(), 503);
+    let body = body_json(&response);
+    assert_eq!(body["code"], "queue_unavailable");
+    let ids = ids_of(&body);
+    assert_eq!(ids.len(), 20);
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM quotes WHERE status = 'pending_ml' AND id = ANY($1)")
+        .bind(&ids)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(pending, 20, "the saved quotes stay pending_ml, to be enqueued again");
+}
+
+#[tokio::test]
+async fn database_unreachable_answers_503_with_retry_after_and_queues_nothing() {
+    let env = TestEnv::new().await;
+    let dead = quote_pipeline::config::DatabaseConfig {
+        url: "postgres://postgres@127.0.0.1:9/quotes".into(),
+        max_connections: 1,
+        acquire_timeout_ms: 500,
+    };
+    let app = App { store: PgStore::connect_lazy(&dead).unwrap(), queue: env.queue(50) };
+    let response = handle(&app, post_json("/quotes/generate-batch", "erin", &json!({"count": 5}))).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
+    assert_eq!(body_json(&response)["code"], "database_unavailable");
+    assert!(env.queued_ids().await.is_empty());
+}
+
+#[tokio::test]
+async fn every_sample_event_gets_its_expected_status() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/generate");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("events/generate exists") {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let expected: u16 = name.split('-').next().unwrap().parse().expect("events are named <status>-<what>.json");
+        let event = std::fs::read_to_string(&path).unwrap();
+        let response = handle(&app, lambda_http::request::from_str(&event).unwrap()).await;
+        assert_eq!(response.status().as_u16(), expected, "{name}: {:?}", response.body());
+        seen += 1;
+    }
+    assert!(seen >= 8, "a sample event for every route and a few bad ones");
+}

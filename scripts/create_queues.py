@@ -1,0 +1,41 @@
+"""Creates the quotes queue and its dead-letter queue on the SQS emulator (idempotent).
+
+Prints the two queue URLs on one line: the queue's, then the dead-letter queue's.
+"""
+
+import argparse
+import json
+import os
+
+import boto3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--name", default="quotes")
+    parser.add_argument("--max-receives", type=int, default=5,
+                        help="receives before a message moves to the dead-letter queue")
+    parser.add_argument("--visibility-timeout", type=int, default=30)
+    args = parser.parse_args()
+
+    sqs = boto3.client("sqs", endpoint_url=os.environ["AWS_ENDPOINT_URL_SQS"])
+    dlq_url = sqs.create_queue(
+        QueueName=f"{args.name}-dlq",
+        Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)},
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    attributes = {
+        "VisibilityTimeout": str(args.visibility_timeout),
+        "MessageRetentionPeriod": str(4 * 24 * 3600),
+        "RedrivePolicy": json.dumps(
+            {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(args.max_receives)}),
+    }
+    queue_url = sqs.create_queue(QueueName=args.name)["QueueUrl"]
+    # create_queue keeps an existing queue's attributes; set them so a rerun applies changes.
+    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes=attributes)
+    print(queue_url, dlq_url)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+# Shared steps of scripts/run and scripts/test: each one idempotent, each one set up from the
+# project's own files, so a fresh machine needs nothing installed by hand.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="$ROOT/.local"
+VENV="$ROOT/.venv"
+mkdir -p "$STATE"
+
+export PATH="$VENV/bin:$HOME/.cargo/bin:$PATH"
+export AWS_REGION="${AWS_REGION:-us-east-1}"
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"
+export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
+# No instance-metadata look-ups on a machine that is not an EC2 instance.
+export AWS_EC2_METADATA_DISABLED=true
+SQS_PORT="${SQS_PORT:-9324}"
+export AWS_ENDPOINT_URL_SQS="${AWS_ENDPOINT_URL_SQS:-http://127.0.0.1:$SQS_PORT}"
+PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+STARTED_PIDS=()
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# Kills what this script started, children included (each was started in its own group).
+stop_started() {
+    local pid
+    for pid in "${STARTED_PIDS[@]}"; do
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${STARTED_PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    STARTED_PIDS=()
+}
+
+# start NAME COMMAND...: runs COMMAND in the background in its own process group, logging to
+# .local/NAME.log.
+start() {
+    local name="$1"; shift
+    setsid "$@" >"$STATE/$name.log" 2>&1 &
+    STARTED_PIDS+=("$!")
+    echo "$!" >"$STATE/$name.pid"
+}
+
+wait_for_http() {
+    local url="$1" what="$2" tries="${3:-120}"
+    for _ in $(seq "$tries"); do
+        if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
+        sleep 0.5
+    done
+    log "$what did not come up at $url; its log:"
+    tail -n 40 "$STATE/$what.log" >&2 || true
+    return 1
+}
+
+ensure_venv() {
+    local stamp="$VENV/.requirements.sha256"
+    local want
+    want="$(cat "$ROOT/requirements-dev.txt" "$ROOT/ml-engine/requirements.txt" | sha256sum | cut -d' ' -f1)"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return 0; fi
+    log "Installing the Python tools into .venv"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+        -r "$ROOT/requirements-dev.txt" -r "$ROOT/ml-engine/requirements.txt"
+    echo "$want" >"$stamp"
+}
+
+ensure_postgres() {
+    if pg_isready -q -h 127.0.0.1 -p 5432; then return 0; fi
+    log "Starting the local Postgres"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+    for _ in $(seq 60); do pg_isready -q -h 127.0.0.1 -p 5432 && return 0; sleep 0.5; done
+    log "Postgres did not start"; return 1
+}
+
+# ensure_database NAME: creates the database if it is missing and applies the migrations.
+ensure_database() {
+    local name="$1"
+    if [[ -z "$(psql "$PG_ADMIN_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$name'")" ]]; then
+        psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $name"
+    fi
+    export DATABASE_URL="${PG_ADMIN_URL%/*}/$name"
+    cargo run --quiet --locked -p quote-pipeline --bin migrate
+}
+
+ensure_sqs() {
+    if curl -fsS -o /dev/null "http://127.0.0.1:$SQS_PORT/moto-api/" 2>/dev/null; then return 0; fi
+    log "Starting the SQS emulator (moto) on 127.0.0.1:$SQS_PORT"
+    start sqs "$VENV/bin/moto_server" -H 127.0.0.1 -p "$SQS_PORT"
+    wait_for_http "http://127.0.0.1:$SQS_PORT/moto-api/" sqs
+}
+
+# Creates the quotes queue and its dead-letter queue; exports QUOTES_QUEUE_URL and
+# QUOTES_DLQ_URL.
+ensure_queues() {
+    local urls
+    urls="$("$VENV/bin/python" "$ROOT/scripts/create_queues.py" "$@")"
+    export QUOTES_QUEUE_URL="${urls%% *}" QUOTES_DLQ_URL="${urls##* }"
+}
+
+# Trains the model from the Rust-generated training set when there is none.
+ensure_model() {
+    if [[ -f "$ROOT/ml-engine/model/model.json" && -f "$ROOT/ml-engine/model/metadata.json" ]]; then
+        return 0
+    fi
+    log "Training the model (training set from the Rust feature code)"
+    mkdir -p "$ROOT/ml-engine/data"
+    cargo run --quiet --locked --release -p quote-pipeline --bin training-data -- \
+        --rows 50000 --seed 20261127 --out "$ROOT/ml-engine/data/train.csv"
+    (cd "$ROOT/ml-engine" && "$VENV/bin/python" train.py --data data/train.csv --out-dir model)
+}
+
+# start_engine PORT: serves the model on 127.0.0.1:PORT.
+start_engine() {
+    local port="$1"
+    log "Starting the ML engine on 127.0.0.1:$port"
+    start ml-engine bash -c "cd '$ROOT/ml-engine' && exec '$VENV/bin/uvicorn' app:create_app --factory \
+        --host 127.0.0.1 --port $port --no-access-log"
+    wait_for_http "http://127.0.0.1:$port/health" ml-engine
+}
