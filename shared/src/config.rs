@@ -5,7 +5,7 @@
 //! | `DATABASE_URL` | Postgres connection string | required |
 //! | `DB_MAX_CONNECTIONS` | pool size per container | 5 |
 //! | `DB_ACQUIRE_TIMEOUT_MS` | wait for a connection before answering 503 | 3000 |
-//! | `QUOTES_QUEUE_URL` | the quotes queue | required |
+//! | `QUOTES_QUEUE_URL` | the quotes queue (`generate`) | none |
 //! | `QUEUE_IDS_PER_MESSAGE` | quote ids per SQS message, 1..=1000 | 100 |
 //! | `ML_ENGINE_URL` | base URL of the ML engine (`score` only) | none |
 //! | `ML_CHUNK_SIZE` | quotes per engine request | 250 |
@@ -31,7 +31,8 @@ pub struct DatabaseConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueConfig {
-    pub url: String,
+    /// Required by the functions that enqueue.
+    pub url: Option<String>,
     pub ids_per_message: usize,
 }
 
@@ -82,7 +83,7 @@ impl Config {
                 acquire_timeout_ms: number("DB_ACQUIRE_TIMEOUT_MS", 3000, 1, 60_000)?,
             },
             queue: QueueConfig {
-                url: required("QUOTES_QUEUE_URL")?,
+                url: get("QUOTES_QUEUE_URL").filter(|v| !v.is_empty()),
                 ids_per_message: number("QUEUE_IDS_PER_MESSAGE", 100, 1, 1000)? as usize,
             },
             ml_engine: MlEngineConfig {
@@ -108,15 +109,12 @@ mod tests {
 
     #[test]
     fn defaults_apply_and_required_variables_are_named() {
-        let config = Config::from_lookup(lookup(&[
-            ("DATABASE_URL", "postgres://x"),
-            ("QUOTES_QUEUE_URL", "http://q"),
-        ]))
-        .unwrap();
+        let config = Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://x")])).unwrap();
         assert_eq!(config.queue.ids_per_message, 100);
+        assert_eq!(config.queue.url, None);
         assert_eq!(config.ml_engine.url, None);
-        let err = Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://x")])).unwrap_err();
-        assert_eq!(err.variable, "QUOTES_QUEUE_URL");
+        let err = Config::from_lookup(lookup(&[("QUOTES_QUEUE_URL", "http://q")])).unwrap_err();
+        assert_eq!(err.variable, "DATABASE_URL");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! - [`generator`]: realistic synthetic quotes.
 //! - [`import`]: quotes from a CSV file.
 //! - [`features`]: the model's features, computed here and nowhere else.
+//! - [`scoring`]: pending quotes to premiums, through a predictor.
+//! - [`ml_engine`]: the predictor that calls the ML engine over HTTP.
 //! - [`store`]: the Postgres store.
 //! - [`queue`]: the SQS queue and its message.
 //! - [`config`]: configuration from the environment.
@@ -14,8 +16,10 @@ pub mod config;
 pub mod features;
 pub mod generator;
 pub mod import;
+pub mod ml_engine;
 pub mod queue;
 pub mod quote;
+pub mod scoring;
 pub mod store;
 pub mod telemetry;
 pub mod training;

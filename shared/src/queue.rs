@@ -15,7 +15,7 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::QueueConfig;
+use crate::config::{ConfigError, QueueConfig};
 
 pub const MESSAGE_VERSION: u8 = 1;
 /// The most ids one message may carry.
@@ -104,12 +104,16 @@ pub async fn aws_sdk_config() -> aws_config::SdkConfig {
 }
 
 impl SqsQueue {
-    pub fn new(sdk: &aws_config::SdkConfig, config: &QueueConfig) -> Self {
-        SqsQueue {
+    pub fn new(sdk: &aws_config::SdkConfig, config: &QueueConfig) -> Result<Self, ConfigError> {
+        let queue_url = config.url.clone().ok_or(ConfigError {
+            variable: "QUOTES_QUEUE_URL",
+            problem: "is required".into(),
+        })?;
+        Ok(SqsQueue {
             client: Client::new(sdk),
-            queue_url: config.url.clone(),
+            queue_url,
             ids_per_message: config.ids_per_message.clamp(1, MAX_IDS_PER_MESSAGE),
-        }
+        })
     }
 
     pub fn client(&self) -> &Client {

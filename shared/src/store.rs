@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::config::DatabaseConfig;
 use crate::quote::{CoverageType, Quote, QuoteInput, QuoteStatus};
+use crate::scoring::Prediction;
 
 /// The largest page a list may ask for.
 pub const MAX_PAGE_SIZE: i64 = 100;
@@ -101,6 +102,18 @@ pub trait QuoteStore: Send + Sync {
         owner: &str,
         filter: &ListFilter,
     ) -> impl Future<Output = Result<Page, StoreError>> + Send;
+    /// The quotes among `ids` that are still `pending_ml`, in one query.
+    fn pending(&self, ids: &[Uuid]) -> impl Future<Output = Result<Vec<Quote>, StoreError>> + Send;
+    /// Writes every outcome in one statement, to quotes still `pending_ml` only; returns how
+    /// many quotes became scored and failed.
+    fn record(&self, outcomes: &[Outcome]) -> impl Future<Output = Result<(u64, u64), StoreError>> + Send;
+}
+
+/// What the score step decided for one quote.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Scored(Prediction),
+    Failed { id: Uuid, reason: String },
 }
 
 #[derive(Clone)]
@@ -239,6 +252,69 @@ impl QuoteStore for PgStore {
             None
         };
         Ok(Page { quotes, next })
+    }
+
+    async fn pending(&self, ids: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
+        let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
+        query.push(COLUMNS).push(" FROM quotes WHERE status = 'pending_ml' AND id = ANY(");
+        query.push_bind(ids).push(")");
+        let rows = query.build().fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(quote_from_row).collect::<sqlx::Result<Vec<_>>>()?)
+    }
+
+    async fn record(&self, outcomes: &[Outcome]) -> Result<(u64, u64), StoreError> {
+        if outcomes.is_empty() {
+            return Ok((0, 0));
+        }
+        let n = outcomes.len();
+        let (mut ids, mut statuses) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut premiums, mut confidences) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut versions, mut reasons) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Scored(p) => {
+                    ids.push(p.quote_id);
+                    statuses.push(QuoteStatus::Scored.as_str());
+                    premiums.push(Some(p.premium));
+                    confidences.push(Some(p.confidence));
+                    versions.push(Some(p.model_version.as_str()));
+                    reasons.push(None);
+                }
+                Outcome::Failed { id, reason } => {
+                    ids.push(*id);
+                    statuses.push(QuoteStatus::Failed.as_str());
+                    premiums.push(None);
+                    confidences.push(None);
+                    versions.push(None);
+                    reasons.push(Some(reason.as_str()));
+                }
+            }
+        }
+        let (scored, failed): (i64, i64) = sqlx::query_as(
+            "WITH outcome AS ( \
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::float8[], \
+                     $5::text[], $6::text[]) \
+                     AS o(id, status, premium, confidence, model_version, failure_reason) \
+             ), updated AS ( \
+                 UPDATE quotes q SET status = o.status, premium = o.premium, \
+                     confidence = o.confidence, model_version = o.model_version, \
+                     scored_at = CASE WHEN o.status = 'scored' THEN now() END, \
+                     failure_reason = o.failure_reason \
+                 FROM outcome o WHERE q.id = o.id AND q.status = 'pending_ml' \
+                 RETURNING q.status \
+             ) \
+             SELECT count(*) FILTER (WHERE status = 'scored'), \
+                    count(*) FILTER (WHERE status = 'failed') FROM updated",
+        )
+        .bind(ids)
+        .bind(statuses)
+        .bind(premiums)
+        .bind(confidences)
+        .bind(versions)
+        .bind(reasons)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((scored as u64, failed as u64))
     }
 }
 

@@ -88,7 +88,8 @@ impl TestEnv {
     }
 
     pub fn queue(&self, ids_per_message: usize) -> SqsQueue {
-        SqsQueue::new(&self.sdk, &QueueConfig { url: self.queue_url.clone(), ids_per_message })
+        SqsQueue::new(&self.sdk, &QueueConfig { url: Some(self.queue_url.clone()), ids_per_message })
+            .expect("a queue URL is set")
     }
 
     /// Receives every message now visible on `queue_url`, deleting none.
@@ -132,4 +133,164 @@ async fn create_queue(sqs: &Client, name: &str, redrive: Option<String>) -> Stri
         request = request.attributes(QueueAttributeName::RedrivePolicy, policy);
     }
     request.send().await.expect("the SQS emulator is reachable").queue_url().expect("a queue URL").to_owned()
+}
+
+/// The SQS event Lambda's event source mapping would deliver for `messages`.
+pub fn sqs_event(messages: &[Message]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = messages
+        .iter()
+        .map(|m| {
+            let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+            record.message_id = m.message_id().map(str::to_owned);
+            record.receipt_handle = m.receipt_handle().map(str::to_owned);
+            record.body = m.body().map(str::to_owned);
+            record.md5_of_body = m.md5_of_body().map(str::to_owned);
+            record.event_source = Some("aws:sqs".into());
+            record.event_source_arn = Some("arn:aws:sqs:us-east-1:123456789012:quotes".into());
+            record.aws_region = Some("us-east-1".into());
+            record
+        })
+        .collect();
+    event
+}
+
+/// An invocation context with `budget` left before its deadline.
+pub fn lambda_context(budget: std::time::Duration) -> lambda_runtime::Context {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = Uuid::now_v7().to_string();
+    context.deadline = (now + budget).as_millis() as u64;
+    context
+}
+
+/// How the [`FaultProxy`] treats the next requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Pass requests through to the real engine.
+    None,
+    /// Close the connection without an answer, as a crashed engine would.
+    Down,
+    /// Answer 500.
+    Error500,
+    /// Never answer, so the client's timeout fires.
+    Hang,
+    /// Drop a feature from the quotes whose id ends in an even hex digit before passing the
+    /// request on, so the real engine rejects those quotes.
+    DropFeatureOfEvenIds,
+}
+
+/// A TCP proxy in front of the real ML engine that injects faults: every request goes through
+/// a connection of its own (`Connection: close`), so a change of fault applies at once.
+pub struct FaultProxy {
+    pub url: String,
+    fault: std::sync::Arc<std::sync::Mutex<Fault>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FaultProxy {
+    /// Listens on a free loopback port and forwards to `upstream` (`host:port`).
+    pub async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("an address"));
+        let fault = std::sync::Arc::new(std::sync::Mutex::new(Fault::None));
+        let shared = fault.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let current = *shared.lock().expect("no poisoned lock");
+                tokio::spawn(proxy_one(client, upstream.clone(), current));
+            }
+        });
+        FaultProxy { url, fault, task }
+    }
+
+    pub fn set(&self, fault: Fault) {
+        *self.fault.lock().expect("no poisoned lock") = fault;
+    }
+}
+
+async fn proxy_one(mut client: tokio::net::TcpStream, upstream: String, fault: Fault) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some((head, mut body)) = read_request(&mut client).await else { return };
+    let reply = |status: &str| {
+        format!("HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: 5\r\nconnection: close\r\n\r\nfault")
+    };
+    match fault {
+        Fault::Down => return,
+        Fault::Error500 => {
+            let _ = client.write_all(reply("500 Internal Server Error").as_bytes()).await;
+            return;
+        }
+        Fault::Hang => {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            return;
+        }
+        Fault::DropFeatureOfEvenIds => {
+            if let Ok(serde_json::Value::Array(mut items)) = serde_json::from_slice(&body) {
+                for item in &mut items {
+                    let even = item["quote_id"]
+                        .as_str()
+                        .and_then(|id| id.chars().last())
+                        .and_then(|c| c.to_digit(16))
+                        .is_some_and(|d| d % 2 == 0);
+                    if even {
+                        if let Some(features) = item["features"].as_object_mut() {
+                            features.remove("risk_score");
+                        }
+                    }
+                }
+                body = serde_json::to_vec(&items).expect("serializable");
+            }
+        }
+        Fault::None => {}
+    }
+    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+    let head: String = head
+        .lines()
+        .filter(|l| {
+            let lower = l.to_ascii_lowercase();
+            !lower.starts_with("content-length:") && !lower.starts_with("connection:") && !l.is_empty()
+        })
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    let request = format!("{head}content-length: {}\r\nconnection: close\r\n\r\n", body.len());
+    if server.write_all(request.as_bytes()).await.is_err() || server.write_all(&body).await.is_err() {
+        return;
+    }
+    let mut answer = Vec::new();
+    if server.read_to_end(&mut answer).await.is_ok() {
+        let _ = client.write_all(&answer).await;
+    }
+}
+
+/// Reads one HTTP/1.1 request: its head (up to the blank line) and its body.
+async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let head_end = loop {
+        let n = stream.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
+        buffer.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buffer[head_end..].to_vec();
+    while body.len() < length {
+        let n = stream.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some((head, body))
 }

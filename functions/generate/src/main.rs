@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let app = Arc::new(App {
         store: PgStore::connect_lazy(&config.database)?,
-        queue: SqsQueue::new(&aws_sdk_config().await, &config.queue),
+        queue: SqsQueue::new(&aws_sdk_config().await, &config.queue)?,
     });
     lambda_http::run(service_fn(move |request: Request| {
         let app = Arc::clone(&app);

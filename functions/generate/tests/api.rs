@@ -254,7 +254,7 @@ async fn queue_unreachable_answers_503_and_keeps_the_quotes_pending() {
     let dead = quote_pipeline::testing::emulator_sdk_config("http://127.0.0.1:9").await;
     let app = App {
         store: env.store.clone(),
-        queue: SqsQueue::new(&dead, &QueueConfig { url: env.queue_url.clone(), ids_per_message: 50 }),
+        queue: SqsQueue::new(&dead, &QueueConfig { url: Some(env.queue_url.clone()), ids_per_message: 50 }).unwrap(),
     };
     let response = handle(&app, post_json("/quotes/generate-batch", "erin", &json!({"count": 20}))).await;
     assert_eq!(response.status(), 503);

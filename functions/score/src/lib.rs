@@ -1,0 +1,92 @@
+//! The `score` function: prices the quotes named by a batch of SQS messages.
+//!
+//! A message that cannot be read fails alone. The quotes of all the others are scored
+//! together (one query, one predictor pass, one update), and the answer is an SQS partial
+//! batch response naming exactly the messages that did not finish, so only they come back.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_runtime::LambdaEvent;
+use quote_pipeline::queue::QuoteMessage;
+use quote_pipeline::scoring::{self, Predictor};
+use quote_pipeline::store::QuoteStore;
+use uuid::Uuid;
+
+/// Time kept back from the deadline for the final database write and the answer.
+const WRITE_RESERVE: Duration = Duration::from_millis(1500);
+
+/// The function's clients, built once per container.
+pub struct App<S, P> {
+    pub store: S,
+    pub predictor: P,
+}
+
+pub async fn handle<S: QuoteStore, P: Predictor>(
+    app: &App<S, P>,
+    event: LambdaEvent<SqsEvent>,
+) -> SqsBatchResponse {
+    let deadline = deadline_of(&event.context);
+    let mut failed: Vec<String> = Vec::new();
+    let mut messages: Vec<(String, Vec<Uuid>)> = Vec::new();
+    for record in event.payload.records {
+        let Some(id) = record.message_id else {
+            // Nothing to report a record without an id by; it cannot be retried alone.
+            tracing::error!("SQS record without a message id skipped");
+            continue;
+        };
+        match QuoteMessage::parse(record.body.as_deref().unwrap_or_default()) {
+            Ok(message) => messages.push((id, message.quote_ids)),
+            Err(e) => {
+                tracing::error!(message_id = %id, error = %e, "unreadable message");
+                failed.push(id);
+            }
+        }
+    }
+    let ids: Vec<Uuid> = messages
+        .iter()
+        .flat_map(|(_, ids)| ids.iter().copied())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    match scoring::score(&app.store, &app.predictor, &ids, deadline).await {
+        Ok(report) => {
+            tracing::info!(
+                messages = messages.len(),
+                quotes = ids.len(),
+                scored = report.scored,
+                failed = report.failed,
+                unfinished = report.unfinished.len(),
+                "batch scored"
+            );
+            failed.extend(
+                messages
+                    .into_iter()
+                    .filter(|(_, ids)| ids.iter().any(|id| report.unfinished.contains(id)))
+                    .map(|(message_id, _)| message_id),
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "scoring failed; every message will come back");
+            failed.extend(messages.into_iter().map(|(message_id, _)| message_id));
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failed
+        .into_iter()
+        .map(|item_identifier| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = item_identifier;
+            failure
+        })
+        .collect();
+    response
+}
+
+/// When the predictor must be done: the invocation's deadline less the time for the write.
+fn deadline_of(context: &lambda_runtime::Context) -> Instant {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    let remaining = Duration::from_millis(context.deadline.saturating_sub(now_ms));
+    Instant::now() + remaining.saturating_sub(WRITE_RESERVE)
+}

@@ -1,0 +1,257 @@
+//! The score step end to end: real Postgres, the SQS emulator, the real ML engine (at
+//! `ML_ENGINE_URL`, started by the test command) and the score handler, fed the way Lambda's
+//! event source mapping feeds it. Faults are injected by a proxy in front of the real engine.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{Message, QueueAttributeName};
+use lambda_runtime::LambdaEvent;
+use quote_pipeline::config::MlEngineConfig;
+use quote_pipeline::features::FEATURE_NAMES;
+use quote_pipeline::ml_engine::MlEngine;
+use quote_pipeline::store::PgStore;
+use quote_pipeline::testing::{Fault, FaultProxy, TestEnv, lambda_context, sqs_event};
+use score::{App, handle};
+use serde_json::json;
+use uuid::Uuid;
+
+fn engine_url() -> String {
+    std::env::var("ML_ENGINE_URL").unwrap_or_else(|_| "http://127.0.0.1:8002".into())
+}
+
+fn engine(url: &str, timeout_ms: u64) -> MlEngine {
+    MlEngine::new(&MlEngineConfig { url: Some(url.into()), chunk_size: 250, concurrency: 4, timeout_ms })
+        .expect("an engine client")
+}
+
+fn app(env: &TestEnv, url: &str) -> App<PgStore, MlEngine> {
+    App { store: env.store.clone(), predictor: engine(url, 2000) }
+}
+
+/// A proxy in front of the real engine, for injecting faults.
+async fn proxy() -> FaultProxy {
+    let upstream = engine_url().trim_start_matches("http://").trim_end_matches('/').to_string();
+    FaultProxy::start(upstream).await
+}
+
+/// Creates quotes through the real `generate` handler; returns their ids.
+async fn create_quotes(env: &TestEnv, count: u32, ids_per_message: usize) -> Vec<Uuid> {
+    let app = generate::App { store: env.store.clone(), queue: env.queue(ids_per_message) };
+    let event = json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/quotes/generate-batch", "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {"http": {"method": "POST", "path": "/quotes/generate-batch"},
+                           "authorizer": {"jwt": {"claims": {"sub": "scorer-test"}}},
+                           "requestId": "r", "routeKey": "$default", "stage": "$default",
+                           "accountId": "1", "apiId": "a", "domainName": "d", "domainPrefix": "d",
+                           "time": "t", "timeEpoch": 0},
+        "body": json!({"count": count, "seed": 99}).to_string(), "isBase64Encoded": false
+    });
+    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let response = generate::handle(&app, request).await;
+    assert_eq!(response.status(), 202);
+    let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().parse().unwrap()).collect()
+}
+
+/// Receives up to `batch` messages, hiding them for `visibility` seconds.
+async fn receive(env: &TestEnv, batch: usize, visibility: i32) -> Vec<Message> {
+    let mut messages = Vec::new();
+    while messages.len() < batch {
+        let out = env
+            .sqs
+            .receive_message()
+            .queue_url(&env.queue_url)
+            .max_number_of_messages((batch - messages.len()).min(10) as i32)
+            .visibility_timeout(visibility)
+            .send()
+            .await
+            .unwrap();
+        if out.messages().is_empty() {
+            break;
+        }
+        messages.extend(out.messages().iter().cloned());
+    }
+    messages
+}
+
+/// Invokes the handler with `messages`; returns the ids of the messages it failed.
+async fn invoke(app: &App<PgStore, MlEngine>, messages: &[Message], budget: Duration) -> Vec<String> {
+    let event = LambdaEvent::new(sqs_event(messages), lambda_context(budget));
+    handle(app, event).await.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
+}
+
+/// What Lambda's event source mapping does until the queue is empty: receive a batch,
+/// invoke, delete what succeeded; failures come back after the visibility timeout.
+async fn drain(env: &TestEnv, app: &App<PgStore, MlEngine>, batch: usize) -> usize {
+    let mut invocations = 0;
+    loop {
+        let messages = receive(env, batch, 30).await;
+        if messages.is_empty() {
+            return invocations;
+        }
+        invocations += 1;
+        let failed = invoke(app, &messages, Duration::from_secs(30)).await;
+        for m in messages.iter().filter(|m| !failed.iter().any(|f| Some(f.as_str()) == m.message_id())) {
+            env.sqs.delete_message().queue_url(&env.queue_url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+        }
+    }
+}
+
+async fn queue_depth(env: &TestEnv, url: &str) -> i64 {
+    let attrs = env
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let attrs = attrs.attributes().unwrap();
+    [QueueAttributeName::ApproximateNumberOfMessages, QueueAttributeName::ApproximateNumberOfMessagesNotVisible]
+        .iter()
+        .map(|k| attrs.get(k).map_or(0, |v| v.parse::<i64>().unwrap()))
+        .sum()
+}
+
+/// status, premium, confidence, model version, scored at, failure reason: per quote.
+type Row = (String, Option<f64>, Option<f64>, Option<String>, Option<chrono::DateTime<chrono::Utc>>, Option<String>);
+
+async fn rows(env: &TestEnv) -> HashMap<Uuid, Row> {
+    let rows: Vec<(Uuid, String, Option<f64>, Option<f64>, Option<String>, Option<chrono::DateTime<chrono::Utc>>, Option<String>)> =
+        sqlx::query_as("SELECT id, status, premium, confidence, model_version, scored_at, failure_reason FROM quotes")
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+    rows.into_iter().map(|(id, s, p, c, v, t, r)| (id, (s, p, c, v, t, r))).collect()
+}
+
+async fn engine_health() -> serde_json::Value {
+    let body = reqwest_get(&format!("{}/health", engine_url())).await;
+    serde_json::from_str(&body).expect("health is JSON")
+}
+
+/// A plain HTTP GET over a raw socket, so the tests need no HTTP client of their own.
+async fn reqwest_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("the ML engine is up");
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+#[tokio::test]
+async fn the_engine_serves_the_features_the_library_computes() {
+    let health = engine_health().await;
+    let names: Vec<&str> = health["feature_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(names, FEATURE_NAMES, "training and serving share one feature list");
+}
+
+#[tokio::test]
+async fn a_batch_of_1000_ends_scored_and_the_queues_end_empty() {
+    let env = TestEnv::new().await;
+    let ids = create_quotes(&env, 1000, 100).await;
+    let app = app(&env, &engine_url());
+    let invocations = drain(&env, &app, 10).await;
+    assert!(invocations >= 1);
+
+    let version = engine_health().await["model_version"].as_str().unwrap().to_string();
+    let rows = rows(&env).await;
+    assert_eq!(rows.len(), 1000);
+    for id in &ids {
+        let (status, premium, confidence, model_version, scored_at, reason) = &rows[id];
+        assert_eq!(status, "scored");
+        assert!(premium.is_some_and(|p| p > 0.0));
+        assert!(confidence.is_some_and(|c| (0.0..=1.0).contains(&c)));
+        assert_eq!(model_version.as_deref(), Some(version.as_str()));
+        assert!(scored_at.is_some() && reason.is_none());
+    }
+    assert_eq!(queue_depth(&env, &env.queue_url).await, 0);
+    assert_eq!(queue_depth(&env, &env.dlq_url).await, 0);
+}
+
+#[tokio::test]
+async fn the_same_batch_delivered_twice_changes_nothing_the_second_time() {
+    let env = TestEnv::new().await;
+    create_quotes(&env, 120, 40).await;
+    let app = app(&env, &engine_url());
+    let messages = receive(&env, 10, 30).await;
+    assert_eq!(messages.len(), 3);
+    assert!(invoke(&app, &messages, Duration::from_secs(30)).await.is_empty());
+    let first = rows(&env).await;
+    assert!(first.values().all(|r| r.0 == "scored"));
+    assert!(invoke(&app, &messages, Duration::from_secs(30)).await.is_empty());
+    assert_eq!(rows(&env).await, first);
+}
+
+#[tokio::test]
+async fn a_malformed_message_fails_alone() {
+    let env = TestEnv::new().await;
+    create_quotes(&env, 60, 30).await;
+    for body in ["not json", r#"{"v":9,"quote_ids":[]}"#] {
+        env.sqs.send_message().queue_url(&env.queue_url).message_body(body).send().await.unwrap();
+    }
+    let messages = receive(&env, 10, 30).await;
+    assert_eq!(messages.len(), 4);
+    let bad: Vec<String> = messages
+        .iter()
+        .filter(|m| !m.body().unwrap().contains("quote_ids\":[\"") )
+        .map(|m| m.message_id().unwrap().to_string())
+        .collect();
+    let mut failed = invoke(&app(&env, &engine_url()), &messages, Duration::from_secs(30)).await;
+    failed.sort();
+    let mut bad_sorted = bad.clone();
+    bad_sorted.sort();
+    assert_eq!(failed, bad_sorted);
+    assert!(rows(&env).await.values().all(|r| r.0 == "scored"));
+}
+
+#[tokio::test]
+async fn an_engine_that_is_down_or_failing_fails_the_messages_until_it_is_back() {
+    let env = TestEnv::new().await;
+    create_quotes(&env, 100, 25).await;
+    let proxy = proxy().await;
+    let app = App { store: env.store.clone(), predictor: engine(&proxy.url, 500) };
+    let messages = receive(&env, 10, 30).await;
+    let all: Vec<String> = messages.iter().map(|m| m.message_id().unwrap().to_string()).collect();
+    for fault in [Fault::Down, Fault::Error500, Fault::Hang] {
+        proxy.set(fault);
+        let mut failed = invoke(&app, &messages, Duration::from_millis(2500)).await;
+        failed.sort();
+        let mut expected = all.clone();
+        expected.sort();
+        assert_eq!(failed, expected, "{fault:?}: every message comes back");
+        assert!(rows(&env).await.values().all(|r| r.0 == "pending_ml" && r.1.is_none()), "{fault:?}");
+    }
+    proxy.set(Fault::None);
+    assert!(invoke(&app, &messages, Duration::from_secs(30)).await.is_empty());
+    assert!(rows(&env).await.values().all(|r| r.0 == "scored"));
+}
+
+#[tokio::test]
+async fn quotes_the_engine_rejects_end_failed_with_the_reason() {
+    let env = TestEnv::new().await;
+    let ids = create_quotes(&env, 80, 20).await;
+    let proxy = proxy().await;
+    proxy.set(Fault::DropFeatureOfEvenIds);
+    let app = app(&env, &proxy.url);
+    let messages = receive(&env, 10, 30).await;
+    assert!(invoke(&app, &messages, Duration::from_secs(30)).await.is_empty(), "a rejection is final, not retried");
+    let rows = rows(&env).await;
+    let even = |id: &Uuid| id.simple().to_string().chars().last().unwrap().to_digit(16).unwrap() % 2 == 0;
+    assert!(ids.iter().any(even) && !ids.iter().all(even));
+    for id in &ids {
+        let (status, premium, _, _, _, reason) = &rows[id];
+        if even(id) {
+            assert_eq!(status, "failed");
+            assert!(premium.is_none());
+            assert!(reason.as_deref().unwrap().contains("missing feature: risk_score"), "{reason:?}");
+        } else {
+            assert_eq!(status, "scored");
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The client of the ML engine's `POST /predict/batch`.
+//!
+//! Quotes go in chunks of `ML_CHUNK_SIZE`, at most `ML_CONCURRENCY` requests in flight, over one
+//! reused connection pool. A chunk that fails for a passing reason (refused, timed out, 5xx) is
+//! retried with jittered backoff for as long as the invocation's deadline allows; quotes the
+//! engine rejects as invalid (422 naming them) are set aside and the rest of the chunk is sent
+//! again at once.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use rand::RngExt;
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::config::MlEngineConfig;
+use crate::features::{FEATURE_NAMES, Features};
+use crate::scoring::{Predicted, Prediction, Predictor};
+
+/// Time kept back from a retry, so the backoff never sleeps past the deadline.
+const MIN_ATTEMPT: Duration = Duration::from_millis(100);
+
+#[derive(Clone)]
+pub struct MlEngine {
+    http: reqwest::Client,
+    predict_url: String,
+    chunk_size: usize,
+    concurrency: usize,
+    timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("ML engine client: {0}")]
+pub struct MlEngineError(String);
+
+impl MlEngine {
+    pub fn new(config: &MlEngineConfig) -> Result<Self, MlEngineError> {
+        let base = config.url.as_deref().ok_or_else(|| MlEngineError("ML_ENGINE_URL is required".into()))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| MlEngineError(e.to_string()))?;
+        Ok(MlEngine {
+            http,
+            predict_url: format!("{}/predict/batch", base.trim_end_matches('/')),
+            chunk_size: config.chunk_size,
+            concurrency: config.concurrency,
+            timeout: Duration::from_millis(config.timeout_ms),
+        })
+    }
+
+    /// Prices one chunk, retrying what can be retried until `deadline`.
+    async fn predict_chunk(&self, chunk: &[(Uuid, Features)], deadline: Instant) -> Predicted {
+        let mut outcome = Predicted::default();
+        let mut rejected: HashSet<Uuid> = HashSet::new();
+        let mut attempt = 0u32;
+        loop {
+            let items: Vec<Item<'_>> = chunk
+                .iter()
+                .filter(|(id, _)| !rejected.contains(id))
+                .map(|(id, features)| Item { quote_id: *id, features: FeatureMap(features) })
+                .collect();
+            if items.is_empty() {
+                return outcome;
+            }
+            let error = match self.call(&items, deadline).await {
+                Ok(Answer::Priced(predictions)) => {
+                    outcome.predictions.extend(predictions);
+                    return outcome;
+                }
+                Ok(Answer::Rejected(invalid)) => {
+                    // The others were not priced only because they shared a request with an
+                    // invalid quote: send them again now.
+                    for (id, reason) in invalid {
+                        if rejected.insert(id) {
+                            outcome.rejected.push((id, reason));
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => e,
+            };
+            attempt += 1;
+            let pause = backoff(attempt);
+            if Instant::now() + pause + MIN_ATTEMPT >= deadline {
+                tracing::warn!(attempt, error = %error, quotes = items.len(), "ML engine unavailable; giving up for this invocation");
+                outcome.unavailable.extend(items.iter().map(|i| i.quote_id));
+                outcome.reason = Some(error);
+                return outcome;
+            }
+            tracing::warn!(attempt, error = %error, "ML engine call failed; retrying");
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    async fn call(&self, items: &[Item<'_>], deadline: Instant) -> Result<Answer, String> {
+        let timeout = self.timeout.min(deadline.saturating_duration_since(Instant::now()));
+        let response = self
+            .http
+            .post(&self.predict_url)
+            .timeout(timeout)
+            .json(items)
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| format!("reading the answer failed: {e}"))?;
+        match status {
+            StatusCode::OK => {
+                let answers: Vec<Answered> = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("the answer is not a prediction list: {e}"))?;
+                check_answers(items, answers).map(Answer::Priced)
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                let body: Rejection = serde_json::from_slice(&bytes)
+                    .map_err(|_| format!("422: {}", String::from_utf8_lossy(&bytes)))?;
+                let sent: HashSet<Uuid> = items.iter().map(|i| i.quote_id).collect();
+                let invalid: Vec<(Uuid, String)> = body
+                    .invalid
+                    .into_iter()
+                    .filter_map(|i| {
+                        let id = Uuid::try_parse(&i.quote_id).ok().filter(|id| sent.contains(id))?;
+                        Some((id, format!("the ML engine rejected the features: {}", i.problems.join("; "))))
+                    })
+                    .collect();
+                if invalid.is_empty() {
+                    Err(format!("422 naming no quote of the request: {}", String::from_utf8_lossy(&bytes)))
+                } else {
+                    Ok(Answer::Rejected(invalid))
+                }
+            }
+            other => Err(format!("{other}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(300)]))),
+        }
+    }
+}
+
+impl Predictor for MlEngine {
+    async fn predict(&self, quotes: &[(Uuid, Features)], deadline: Instant) -> Predicted {
+        // Built up front: a closure inside the stream trips the compiler's Send inference.
+        let calls: Vec<_> =
+            quotes.chunks(self.chunk_size).map(|chunk| self.predict_chunk(chunk, deadline)).collect();
+        stream::iter(calls)
+            .buffer_unordered(self.concurrency)
+            .fold(Predicted::default(), |mut all, part| async move {
+                all.merge(part);
+                all
+            })
+            .await
+    }
+}
+
+/// Exponential backoff with full jitter: 50 ms, 100 ms, ... capped at 2 s.
+fn backoff(attempt: u32) -> Duration {
+    let cap = (50u64 << attempt.min(6)).min(2000);
+    Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
+}
+
+fn check_answers(items: &[Item<'_>], answers: Vec<Answered>) -> Result<Vec<Prediction>, String> {
+    if answers.len() != items.len() {
+        return Err(format!("{} answers for {} quotes", answers.len(), items.len()));
+    }
+    items
+        .iter()
+        .zip(answers)
+        .map(|(item, a)| {
+            let valid = a.quote_id == item.quote_id
+                && a.prediction.is_finite()
+                && a.prediction >= 0.0
+                && (0.0..=1.0).contains(&a.confidence)
+                && !a.model_version.is_empty();
+            if valid {
+                Ok(Prediction {
+                    quote_id: a.quote_id,
+                    premium: a.prediction,
+                    confidence: a.confidence,
+                    model_version: a.model_version,
+                })
+            } else {
+                Err(format!("an answer out of order or out of range for quote {}", item.quote_id))
+            }
+        })
+        .collect()
+}
+
+enum Answer {
+    Priced(Vec<Prediction>),
+    Rejected(Vec<(Uuid, String)>),
+}
+
+#[derive(Serialize)]
+struct Item<'a> {
+    quote_id: Uuid,
+    features: FeatureMap<'a>,
+}
+
+/// Features as the JSON object the engine checks by name.
+struct FeatureMap<'a>(&'a Features);
+
+impl Serialize for FeatureMap<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(FEATURE_NAMES.iter().zip(self.0.iter()))
+    }
+}
+
+#[derive(Deserialize)]
+struct Answered {
+    quote_id: Uuid,
+    prediction: f64,
+    confidence: f64,
+    model_version: String,
+}
+
+#[derive(Deserialize)]
+struct Rejection {
+    invalid: Vec<RejectedItem>,
+}
+
+#[derive(Deserialize)]
+struct RejectedItem {
+    quote_id: String,
+    problems: Vec<String>,
+}
