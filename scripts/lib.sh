@@ -8,6 +8,7 @@ mkdir -p "$STATE"
 
 export PATH="$VENV/bin:$HOME/.cargo/bin:$PATH"
 export AWS_REGION="${AWS_REGION:-us-east-1}"
+export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-$AWS_REGION}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"
 export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
 # No instance-metadata look-ups on a machine that is not an EC2 instance.
@@ -41,10 +42,11 @@ start() {
     echo "$!" >"$STATE/$name.pid"
 }
 
+# wait_for_http URL NAME [TRIES]: waits until URL answers at all (any HTTP status).
 wait_for_http() {
     local url="$1" what="$2" tries="${3:-120}"
     for _ in $(seq "$tries"); do
-        if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
+        if [[ "$(curl -s -o /dev/null -w '%{http_code}' "$url" 2>/dev/null)" != 000 ]]; then return 0; fi
         sleep 0.5
     done
     log "$what did not come up at $url; its log:"

@@ -255,3 +255,17 @@ async fn quotes_the_engine_rejects_end_failed_with_the_reason() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_sample_events_fail_exactly_their_malformed_messages() {
+    let env = TestEnv::new().await;
+    let app = app(&env, &engine_url());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/score");
+    for (name, expected) in [("good-batch", vec![]), ("batch-with-malformed-message", vec!["c0ffee00-0000-4000-8000-000000000bad"])] {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
+        let event: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
+        let response = handle(&app, LambdaEvent::new(event, lambda_context(Duration::from_secs(10)))).await;
+        let failed: Vec<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+        assert_eq!(failed, expected, "{name}");
+    }
+}
