@@ -106,7 +106,7 @@ ensure_model() {
     fi
     log "Training the model (training set from the Rust feature code)"
     mkdir -p "$ROOT/ml-engine/data"
-    cargo run --quiet --locked --release -p quote-pipeline --bin training-data -- \
+    cargo run --quiet --locked -p quote-pipeline --bin training-data -- \
         --rows 50000 --seed 20261127 --out "$ROOT/ml-engine/data/train.csv"
     (cd "$ROOT/ml-engine" && "$VENV/bin/python" train.py --data data/train.csv --out-dir model)
 }

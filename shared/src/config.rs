@@ -11,9 +11,16 @@
 //! | `ML_CHUNK_SIZE` | quotes per engine request | 250 |
 //! | `ML_CONCURRENCY` | engine requests in flight per invocation | 4 |
 //! | `ML_TIMEOUT_MS` | one engine request's timeout | 5000 |
+//! | `RECONCILE_MIN_AGE_SECS` | time since a pending quote's last enqueue before reconcile sends it again | 300 |
+//! | `RECONCILE_MAX_ATTEMPTS` | enqueues after which reconcile fails a quote still pending | 5 |
+//! | `RECONCILE_BATCH_SIZE` | the most quotes one reconcile run touches | 1000 |
+//! | `IDEMPOTENCY_TTL_SECS` | how long an `Idempotency-Key`'s answer is kept | 86400 |
 //! | `AWS_REGION`, `AWS_ENDPOINT_URL_SQS` | the standard AWS SDK settings | SDK's |
 
 use std::str::FromStr;
+use std::time::Duration;
+
+use crate::store::ReconcilePolicy;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("configuration: {variable} {problem}")]
@@ -49,6 +56,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub queue: QueueConfig,
     pub ml_engine: MlEngineConfig,
+    pub reconcile: ReconcilePolicy,
+    /// How long an idempotency key's answer is kept.
+    pub idempotency_ttl: Duration,
 }
 
 impl Config {
@@ -92,6 +102,12 @@ impl Config {
                 concurrency: number("ML_CONCURRENCY", 4, 1, 64)? as usize,
                 timeout_ms: number("ML_TIMEOUT_MS", 5000, 1, 900_000)?,
             },
+            reconcile: ReconcilePolicy {
+                min_age: Duration::from_secs(number("RECONCILE_MIN_AGE_SECS", 300, 1, 86_400)?),
+                max_attempts: number("RECONCILE_MAX_ATTEMPTS", 5, 1, 100)? as i32,
+                limit: number("RECONCILE_BATCH_SIZE", 1000, 1, 10_000)? as i64,
+            },
+            idempotency_ttl: Duration::from_secs(number("IDEMPOTENCY_TTL_SECS", 86_400, 60, 604_800)?),
         })
     }
 }

@@ -7,6 +7,7 @@
 //! - [`scoring`]: pending quotes to premiums, through a predictor.
 //! - [`ml_engine`]: the predictor that calls the ML engine over HTTP.
 //! - [`store`]: the Postgres store.
+//! - [`reconcile`]: re-enqueueing or failing quotes left pending.
 //! - [`queue`]: the SQS queue and its message.
 //! - [`config`]: configuration from the environment.
 //! - [`telemetry`]: logging set-up.
@@ -19,6 +20,7 @@ pub mod import;
 pub mod ml_engine;
 pub mod queue;
 pub mod quote;
+pub mod reconcile;
 pub mod scoring;
 pub mod store;
 pub mod telemetry;

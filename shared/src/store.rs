@@ -88,8 +88,14 @@ pub struct Page {
 
 /// The store the functions need: a port, so the domain does not depend on Postgres itself.
 pub trait QuoteStore: Send + Sync {
-    /// Writes a batch of new quotes in one statement; all or nothing.
-    fn insert(&self, quotes: &[Quote]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Writes a batch of new quotes in one statement; all or nothing. With an idempotency
+    /// record, the key is claimed in the same transaction, and a key already claimed writes
+    /// nothing and answers what its first request was answered.
+    fn insert(
+        &self,
+        quotes: &[Quote],
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> impl Future<Output = Result<Inserted, StoreError>> + Send;
     /// One quote, if it exists and belongs to `owner`.
     fn get(
         &self,
@@ -109,6 +115,60 @@ pub trait QuoteStore: Send + Sync {
     fn record(&self, outcomes: &[Outcome]) -> impl Future<Output = Result<(u64, u64), StoreError>> + Send;
 }
 
+/// When a pending quote counts as stuck, and when reconcile gives up on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconcilePolicy {
+    /// Time since the last enqueue after which a pending quote is sent again.
+    pub min_age: Duration,
+    /// Enqueues after which a quote still pending is failed.
+    pub max_attempts: i32,
+    /// The most quotes one run touches.
+    pub limit: i64,
+}
+
+/// Pending quotes locked for re-enqueueing; dropping this without [`StuckQuotes::enqueued`]
+/// releases them untouched.
+pub struct StuckQuotes {
+    tx: sqlx::Transaction<'static, Postgres>,
+    pub ids: Vec<Uuid>,
+}
+
+impl StuckQuotes {
+    /// Counts the enqueue and releases the quotes.
+    pub async fn enqueued(mut self) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE quotes SET enqueue_attempts = enqueue_attempts + 1, last_enqueued_at = now() \
+             WHERE id = ANY($1)",
+        )
+        .bind(&self.ids)
+        .execute(&mut *self.tx)
+        .await?;
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A write request's idempotency key, and the answer to keep for its repeats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyRecord {
+    pub owner: String,
+    pub key: String,
+    /// A digest of the request: a repeat must be the same request.
+    pub request_hash: [u8; 32],
+    pub status_code: u16,
+    pub response_body: String,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inserted {
+    New,
+    /// The key was used before by the same request: this was its answer.
+    Replay { status_code: u16, response_body: String },
+    /// The key was used before by a different request.
+    KeyReused,
+}
+
 /// What the score step decided for one quote.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -125,11 +185,14 @@ impl PgStore {
     /// Builds the pool without connecting: a cold start does not wait on Postgres, and a
     /// database outage at start-up is a per-request 503, not a crashed container.
     pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        let options: sqlx::postgres::PgConnectOptions =
+            config.url.parse().map_err(StoreError::Other)?;
+        // A statement stuck on a lock or a sick server fails in time for a clean answer.
+        let options = options.options([("statement_timeout", "10s")]);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
-            .connect_lazy(&config.url)
-            .map_err(StoreError::Other)?;
+            .connect_lazy_with(options);
         Ok(PgStore { pool })
     }
 
@@ -139,6 +202,44 @@ impl PgStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Fails the quotes that stayed pending through `max_attempts` enqueues, the last one at
+    /// least `min_age` ago; at most `limit` of them. Returns how many.
+    pub async fn fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<u64, StoreError> {
+        let failed = sqlx::query(
+            "UPDATE quotes SET status = 'failed', \
+                 failure_reason = format('not scored after %s enqueue attempts', enqueue_attempts) \
+             WHERE id IN ( \
+                 SELECT id FROM quotes \
+                 WHERE status = 'pending_ml' AND enqueue_attempts >= $1 \
+                     AND last_enqueued_at < now() - make_interval(secs => $2) \
+                 ORDER BY last_enqueued_at LIMIT $3 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(policy.max_attempts)
+        .bind(policy.min_age.as_secs_f64())
+        .bind(policy.limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(failed.rows_affected())
+    }
+
+    /// Locks the pending quotes due for another enqueue (at most `limit`, oldest first), and
+    /// skips those another run holds, so two runs never send the same quote.
+    pub async fn claim_stuck(&self, policy: &ReconcilePolicy) -> Result<StuckQuotes, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM quotes \
+             WHERE status = 'pending_ml' AND enqueue_attempts < $1 \
+                 AND last_enqueued_at < now() - make_interval(secs => $2) \
+             ORDER BY last_enqueued_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(policy.max_attempts)
+        .bind(policy.min_age.as_secs_f64())
+        .bind(policy.limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        Ok(StuckQuotes { tx, ids })
     }
 
     /// Applies the migrations in `migrations/`, the schema's single history.
@@ -183,40 +284,100 @@ pub(crate) fn quote_from_row(row: &PgRow) -> sqlx::Result<Quote> {
     })
 }
 
+/// One statement for a whole batch: each column goes as one array through `UNNEST`.
+async fn insert_quotes<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    quotes: &[Quote],
+) -> Result<(), StoreError> {
+    let column = |f: fn(&Quote) -> String| quotes.iter().map(f).collect::<Vec<_>>();
+    let ids: Vec<Uuid> = quotes.iter().map(|q| q.id).collect();
+    let owners = column(|q| q.user_id.clone());
+    let types = column(|q| q.input.coverage_type.as_str().to_owned());
+    let levels = column(|q| q.input.coverage_level.as_str().to_owned());
+    let amounts: Vec<i64> = quotes.iter().map(|q| q.input.estimated_amount).collect();
+    let ages: Vec<i32> = quotes.iter().map(|q| q.input.user_age).collect();
+    let revenues: Vec<i64> = quotes.iter().map(|q| q.input.annual_revenue).collect();
+    let employees: Vec<i32> = quotes.iter().map(|q| q.input.num_employees).collect();
+    let founded: Vec<NaiveDate> = quotes.iter().map(|q| q.input.founded_at).collect();
+    let created: Vec<DateTime<Utc>> = quotes.iter().map(|q| q.created_at).collect();
+    let attempts: Vec<i32> = quotes.iter().map(|q| q.enqueue_attempts).collect();
+    sqlx::query(
+        "INSERT INTO quotes (id, user_id, coverage_type, coverage_level, estimated_amount, \
+             user_age, annual_revenue, num_employees, founded_at, created_at, enqueue_attempts, \
+             last_enqueued_at) \
+         SELECT u.*, u.created_at FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], \
+             $5::bigint[], $6::int[], $7::bigint[], $8::int[], $9::date[], $10::timestamptz[], \
+             $11::int[]) AS u(id, user_id, coverage_type, coverage_level, estimated_amount, \
+             user_age, annual_revenue, num_employees, founded_at, created_at, enqueue_attempts)",
+    )
+    .bind(ids)
+    .bind(owners)
+    .bind(types)
+    .bind(levels)
+    .bind(amounts)
+    .bind(ages)
+    .bind(revenues)
+    .bind(employees)
+    .bind(founded)
+    .bind(created)
+    .bind(attempts)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
 impl QuoteStore for PgStore {
-    async fn insert(&self, quotes: &[Quote]) -> Result<(), StoreError> {
-        let column = |f: fn(&Quote) -> String| quotes.iter().map(f).collect::<Vec<_>>();
-        let ids: Vec<Uuid> = quotes.iter().map(|q| q.id).collect();
-        let owners = column(|q| q.user_id.clone());
-        let types = column(|q| q.input.coverage_type.as_str().to_owned());
-        let levels = column(|q| q.input.coverage_level.as_str().to_owned());
-        let amounts: Vec<i64> = quotes.iter().map(|q| q.input.estimated_amount).collect();
-        let ages: Vec<i32> = quotes.iter().map(|q| q.input.user_age).collect();
-        let revenues: Vec<i64> = quotes.iter().map(|q| q.input.annual_revenue).collect();
-        let employees: Vec<i32> = quotes.iter().map(|q| q.input.num_employees).collect();
-        let founded: Vec<NaiveDate> = quotes.iter().map(|q| q.input.founded_at).collect();
-        let created: Vec<DateTime<Utc>> = quotes.iter().map(|q| q.created_at).collect();
-        let attempts: Vec<i32> = quotes.iter().map(|q| q.enqueue_attempts).collect();
-        sqlx::query(
-            "INSERT INTO quotes (id, user_id, coverage_type, coverage_level, estimated_amount, \
-                 user_age, annual_revenue, num_employees, founded_at, created_at, enqueue_attempts) \
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
-                 $6::int[], $7::bigint[], $8::int[], $9::date[], $10::timestamptz[], $11::int[])",
+    async fn insert(
+        &self,
+        quotes: &[Quote],
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<Inserted, StoreError> {
+        let Some(record) = idempotency else {
+            insert_quotes(&self.pool, quotes).await?;
+            return Ok(Inserted::New);
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND expires_at < now()")
+            .bind(&record.owner)
+            .bind(&record.key)
+            .execute(&mut *tx)
+            .await?;
+        // A concurrent request with the same key waits here for the first one to commit,
+        // then finds its row.
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys \
+                 (user_id, key, request_hash, status_code, response_body, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) \
+             ON CONFLICT (user_id, key) DO NOTHING",
         )
-        .bind(ids)
-        .bind(owners)
-        .bind(types)
-        .bind(levels)
-        .bind(amounts)
-        .bind(ages)
-        .bind(revenues)
-        .bind(employees)
-        .bind(founded)
-        .bind(created)
-        .bind(attempts)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .bind(&record.owner)
+        .bind(&record.key)
+        .bind(record.request_hash.as_slice())
+        .bind(record.status_code as i16)
+        .bind(&record.response_body)
+        .bind(record.ttl.as_secs_f64())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            let (hash, status, body): (Vec<u8>, i16, String) = sqlx::query_as(
+                "SELECT request_hash, status_code, response_body FROM idempotency_keys \
+                 WHERE user_id = $1 AND key = $2",
+            )
+            .bind(&record.owner)
+            .bind(&record.key)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.rollback().await?;
+            return Ok(if hash == record.request_hash {
+                Inserted::Replay { status_code: status as u16, response_body: body }
+            } else {
+                Inserted::KeyReused
+            });
+        }
+        insert_quotes(&mut *tx, quotes).await?;
+        tx.commit().await?;
+        Ok(Inserted::New)
     }
 
     async fn get(&self, owner: &str, id: Uuid) -> Result<Option<Quote>, StoreError> {

@@ -7,14 +7,17 @@
 pub mod error;
 pub mod identity;
 
+use std::time::Duration;
+
 use chrono::Utc;
+use sha2::{Digest, Sha256};
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use quote_pipeline::generator::{self, GenerateParams};
 use quote_pipeline::import;
 use quote_pipeline::queue::QuoteQueue;
 use quote_pipeline::quote::{self, Quote, QuoteInput, QuoteStatus};
-use quote_pipeline::store::{Cursor, ListFilter, QuoteStore};
+use quote_pipeline::store::{Cursor, IdempotencyRecord, Inserted, ListFilter, QuoteStore};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -26,10 +29,15 @@ pub const MAX_JSON_BYTES: usize = 64 * 1024;
 pub const MAX_CSV_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
 
+/// The longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
 /// The function's clients, built once per container.
 pub struct App<S, Q> {
     pub store: S,
     pub queue: Q,
+    /// How long an idempotency key's answer is kept.
+    pub idempotency_ttl: Duration,
 }
 
 #[derive(Debug, Serialize)]
@@ -76,23 +84,24 @@ async fn route<S: QuoteStore, Q: QuoteQueue>(
     let owner = identity::caller(request).ok_or_else(|| {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the request carries no user identity")
     })?;
+    let write = Write { owner: &owner, key: idempotency_key(request)?, request };
     match (segments.as_slice(), method) {
         (["quotes"], &Method::POST) => {
             let body = json_object(request)?;
             let input = quote::validate_json(&body, Utc::now().date_naive())
                 .map_err(ApiError::invalid_fields)?;
-            create(app, &owner, vec![input]).await
+            create(app, write, vec![input]).await
         }
         (["quotes", "generate-batch"], _) => {
             let body = json_object(request)?;
             let params = GenerateParams::from_json(&body).map_err(ApiError::invalid_fields)?;
-            create(app, &owner, generator::generate(&params)).await
+            create(app, write, generator::generate(&params)).await
         }
         (["quotes", "import"], _) => {
             let data = body_bytes(request, "text/csv", MAX_CSV_BYTES)?;
             let inputs = import::parse_csv(data, Utc::now().date_naive())
                 .map_err(ApiError::invalid_lines)?;
-            create(app, &owner, inputs).await
+            create(app, write, inputs).await
         }
         (["quotes"], _) => list(app, &owner, request).await,
         (["quotes", id], _) => {
@@ -104,19 +113,85 @@ async fn route<S: QuoteStore, Q: QuoteQueue>(
     }
 }
 
+/// A write request: who sends it, and its idempotency key if it has one.
+struct Write<'r> {
+    owner: &'r str,
+    key: Option<String>,
+    request: &'r Request,
+}
+
+/// The `Idempotency-Key` header, if present: 1 to 255 visible ASCII characters.
+fn idempotency_key(request: &Request) -> Result<Option<String>, ApiError> {
+    let Some(value) = request.headers().get("idempotency-key") else { return Ok(None) };
+    match value.to_str() {
+        Ok(key)
+            if (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&key.len())
+                && key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(Some(key.to_owned()))
+        }
+        _ => Err(ApiError::bad_field(
+            "Idempotency-Key",
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
+        )),
+    }
+}
+
+/// A digest of what makes two requests the same: route, content type and body.
+fn request_hash(request: &Request) -> [u8; 32] {
+    let content_type = request.headers().get(header::CONTENT_TYPE).map(|v| v.as_bytes()).unwrap_or_default();
+    let mut hash = Sha256::new();
+    for part in [request.method().as_str().as_bytes(), request.raw_http_path().as_bytes(), content_type] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    hash.update(request.body().as_ref());
+    hash.finalize().into()
+}
+
 /// Writes the quotes in one statement, then enqueues their ids. A queue failure after the
 /// write is a 503 that names the saved ids: they stay `pending_ml`, to be enqueued again
-/// later, so the client must not send them twice.
+/// later, so the client must not send them twice. With an idempotency key, a repeat of the
+/// same request answers the first 202 (same ids) and writes nothing.
 async fn create<S: QuoteStore, Q: QuoteQueue>(
     app: &App<S, Q>,
-    owner: &str,
+    write: Write<'_>,
     inputs: Vec<QuoteInput>,
 ) -> Result<Response<Body>, ApiError> {
     let now = Utc::now();
     let quotes: Vec<Quote> =
-        inputs.into_iter().map(|input| Quote::new_pending(owner, input, now)).collect();
-    app.store.insert(&quotes).await.map_err(ApiError::store)?;
+        inputs.into_iter().map(|input| Quote::new_pending(write.owner, input, now)).collect();
     let ids: Vec<Uuid> = quotes.iter().map(|q| q.id).collect();
+    let accepted = serde_json::to_string(&Accepted {
+        ids: ids.clone(),
+        count: ids.len(),
+        status: QuoteStatus::PendingMl,
+    })
+    .expect("an answer always serializes");
+    let record = write.key.map(|key| IdempotencyRecord {
+        owner: write.owner.to_owned(),
+        key,
+        request_hash: request_hash(write.request),
+        status_code: StatusCode::ACCEPTED.as_u16(),
+        response_body: accepted.clone(),
+        ttl: app.idempotency_ttl,
+    });
+    match app.store.insert(&quotes, record.as_ref()).await.map_err(ApiError::store)? {
+        Inserted::New => {}
+        Inserted::Replay { status_code, response_body } => {
+            let status = StatusCode::from_u16(status_code).unwrap_or(StatusCode::ACCEPTED);
+            let mut response = json_text(status, response_body);
+            response.headers_mut().insert("idempotent-replayed", "true".parse().expect("a valid header"));
+            return Ok(response);
+        }
+        Inserted::KeyReused => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request; use a new key",
+            ));
+        }
+    }
     if let Err(e) = app.queue.enqueue(&ids).await {
         tracing::error!(error = %e, quotes = ids.len(), "enqueue failed after the write");
         let mut error = ApiError::new(
@@ -129,8 +204,7 @@ async fn create<S: QuoteStore, Q: QuoteQueue>(
         return Err(error);
     }
     tracing::info!(quotes = ids.len(), "quotes created");
-    let count = ids.len();
-    Ok(json(StatusCode::ACCEPTED, &Accepted { ids, count, status: QuoteStatus::PendingMl }))
+    Ok(json_text(StatusCode::ACCEPTED, accepted))
 }
 
 async fn list<S: QuoteStore, Q: QuoteQueue>(
@@ -208,9 +282,13 @@ fn json_object(request: &Request) -> Result<serde_json::Map<String, serde_json::
 }
 
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    json_text(status, serde_json::to_string(value).expect("a response always serializes"))
+}
+
+fn json_text(status: StatusCode, body: String) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::Text(serde_json::to_string(value).expect("a response always serializes")))
+        .body(Body::Text(body))
         .expect("a valid response")
 }

@@ -14,6 +14,7 @@ async fn main() -> Result<(), Error> {
     let app = Arc::new(App {
         store: PgStore::connect_lazy(&config.database)?,
         queue: SqsQueue::new(&aws_sdk_config().await, &config.queue)?,
+        idempotency_ttl: config.idempotency_ttl,
     });
     lambda_http::run(service_fn(move |request: Request| {
         let app = Arc::clone(&app);

@@ -12,11 +12,13 @@ use quote_pipeline::testing::TestEnv;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
 const CSV_HEADER: &str =
     "coverage_type,coverage_level,estimated_amount,user_age,annual_revenue,num_employees,founded_at\n";
 
 async fn app(env: &TestEnv) -> App<PgStore, SqsQueue> {
-    App { store: env.store.clone(), queue: env.queue(50) }
+    App { store: env.store.clone(), queue: env.queue(50), idempotency_ttl: DAY }
 }
 
 /// An API Gateway HTTP API (v2) event, built the way Lambda delivers it.
@@ -255,6 +257,7 @@ async fn queue_unreachable_answers_503_and_keeps_the_quotes_pending() {
     let app = App {
         store: env.store.clone(),
         queue: SqsQueue::new(&dead, &QueueConfig { url: Some(env.queue_url.clone()), ids_per_message: 50 }).unwrap(),
+        idempotency_ttl: DAY,
     };
     let response = handle(&app, post_json("/quotes/generate-batch", "erin", &json!({"count": 20}))).await;
     assert_eq!(response.status(), 503);
@@ -278,7 +281,7 @@ async fn database_unreachable_answers_503_with_retry_after_and_queues_nothing() 
         max_connections: 1,
         acquire_timeout_ms: 500,
     };
-    let app = App { store: PgStore::connect_lazy(&dead).unwrap(), queue: env.queue(50) };
+    let app = App { store: PgStore::connect_lazy(&dead).unwrap(), queue: env.queue(50), idempotency_ttl: DAY };
     let response = handle(&app, post_json("/quotes/generate-batch", "erin", &json!({"count": 5}))).await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "5");
@@ -302,4 +305,62 @@ async fn every_sample_event_gets_its_expected_status() {
         seen += 1;
     }
     assert!(seen >= 8, "a sample event for every route and a few bad ones");
+}
+
+fn with_key(mut request: Request, key: &str) -> Request {
+    request.headers_mut().insert("idempotency-key", key.parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_answer_and_writes_nothing_new() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let body = json!({"count": 30});
+    let first = handle(&app, with_key(post_json("/quotes/generate-batch", "ivy", &body), "k-1")).await;
+    assert_eq!(first.status(), 202);
+    let again = handle(&app, with_key(post_json("/quotes/generate-batch", "ivy", &body), "k-1")).await;
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(ids_of(&body_json(&again)), ids_of(&body_json(&first)));
+    assert_eq!(env.count_quotes().await, 30);
+    assert_eq!(env.queued_ids().await.len(), 30, "the repeat queues nothing");
+
+    let other = handle(&app, with_key(post_json("/quotes/generate-batch", "ivy", &json!({"count": 31})), "k-1")).await;
+    assert_eq!(other.status(), 422);
+    assert_eq!(body_json(&other)["code"], "idempotency_key_reused");
+    let someone_else = handle(&app, with_key(post_json("/quotes/generate-batch", "jay", &body), "k-1")).await;
+    assert_eq!(someone_else.status(), 202, "keys are per caller");
+    assert_eq!(env.count_quotes().await, 60);
+
+    sqlx::query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second'").execute(&env.pool).await.unwrap();
+    let expired = handle(&app, with_key(post_json("/quotes/generate-batch", "ivy", &body), "k-1")).await;
+    assert_eq!(expired.status(), 202);
+    assert_ne!(ids_of(&body_json(&expired)), ids_of(&body_json(&first)), "an expired key starts afresh");
+
+    for bad in ["", &"x".repeat(256), "has space"] {
+        let mut request = post_json("/quotes/generate-batch", "ivy", &body);
+        request.headers_mut().insert("idempotency-key", lambda_http::http::HeaderValue::from_str(bad).unwrap());
+        let response = handle(&app, request).await;
+        assert_eq!(response.status(), 400, "{bad:?}");
+        assert_eq!(body_json(&response)["details"][0]["field"], "Idempotency-Key");
+    }
+}
+
+#[tokio::test]
+async fn racing_requests_with_one_key_write_once() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let csv = format!("{CSV_HEADER}life,basic,100000,40,500000,5,2010-01-01\n");
+    let requests = (0..6).map(|_| {
+        handle(&app, with_key(request("POST", "/quotes/import", Some("kim"), Some("text/csv"), &csv), "same"))
+    });
+    let answers = futures::future::join_all(requests).await;
+    let first = ids_of(&body_json(&answers[0]));
+    for answer in &answers {
+        assert_eq!(answer.status(), 202);
+        assert_eq!(ids_of(&body_json(answer)), first);
+    }
+    assert_eq!(env.count_quotes().await, 1);
+    assert_eq!(env.queued_ids().await, first);
 }

@@ -37,7 +37,11 @@ async fn proxy() -> FaultProxy {
 
 /// Creates quotes through the real `generate` handler; returns their ids.
 async fn create_quotes(env: &TestEnv, count: u32, ids_per_message: usize) -> Vec<Uuid> {
-    let app = generate::App { store: env.store.clone(), queue: env.queue(ids_per_message) };
+    let app = generate::App {
+        store: env.store.clone(),
+        queue: env.queue(ids_per_message),
+        idempotency_ttl: Duration::from_secs(3600),
+    };
     let event = json!({
         "version": "2.0", "routeKey": "$default", "rawPath": "/quotes/generate-batch", "rawQueryString": "",
         "headers": {"content-type": "application/json"},

@@ -1,0 +1,32 @@
+//! The `reconcile` function: run on a schedule, it sends quotes left pending back to the
+//! queue and fails those it has given up on (see `quote_pipeline::reconcile`).
+
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use quote_pipeline::queue::QuoteQueue;
+use quote_pipeline::reconcile::{ReconcileReport, reconcile};
+use quote_pipeline::store::{PgStore, ReconcilePolicy};
+
+/// The function's clients and policy, built once per container.
+pub struct App<Q> {
+    pub store: PgStore,
+    pub queue: Q,
+    pub policy: ReconcilePolicy,
+}
+
+/// Runs one sweep. The scheduled event's content does not matter; a failed sweep is an
+/// invocation error, so it shows in the function's error metric, and the next run retries.
+pub async fn handle<Q: QuoteQueue>(
+    app: &App<Q>,
+    _event: LambdaEvent<serde_json::Value>,
+) -> Result<ReconcileReport, Diagnostic> {
+    match reconcile(&app.store, &app.queue, &app.policy).await {
+        Ok(report) => {
+            tracing::info!(failed = report.failed, reenqueued = report.reenqueued, "reconciled");
+            Ok(report)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reconcile failed");
+            Err(Diagnostic { error_type: "ReconcileFailed".into(), error_message: e.to_string() })
+        }
+    }
+}

@@ -1,0 +1,24 @@
+use std::sync::Arc;
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use quote_pipeline::config::Config;
+use quote_pipeline::queue::{SqsQueue, aws_sdk_config};
+use quote_pipeline::store::PgStore;
+use quote_pipeline::telemetry;
+use reconcile::{App, handle};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let app = Arc::new(App {
+        store: PgStore::connect_lazy(&config.database)?,
+        queue: SqsQueue::new(&aws_sdk_config().await, &config.queue)?,
+        policy: config.reconcile,
+    });
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let app = Arc::clone(&app);
+        async move { handle(&app, event).await }
+    }))
+    .await
+}

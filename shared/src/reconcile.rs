@@ -1,0 +1,43 @@
+//! Reconciliation: no quote stays pending for ever.
+//!
+//! A quote can be left `pending_ml` with no message on its way: the queue refused the send
+//! after the write, its message went to the dead-letter queue, or a batch was lost. Each run
+//! sends such quotes (pending, last enqueued at least `min_age` ago) to the queue again and
+//! counts the attempt; a quote still pending after `max_attempts` enqueues is failed with the
+//! reason. Two runs at once touch disjoint quotes (`FOR UPDATE SKIP LOCKED`); a run touches at
+//! most `limit` quotes of each kind.
+
+use serde::Serialize;
+
+use crate::queue::{QueueError, QuoteQueue};
+use crate::store::{PgStore, ReconcilePolicy, StoreError};
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct ReconcileReport {
+    pub failed: u64,
+    pub reenqueued: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The quotes stay pending with their attempt uncounted, for the next run.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+pub async fn reconcile<Q: QuoteQueue>(
+    store: &PgStore,
+    queue: &Q,
+    policy: &ReconcilePolicy,
+) -> Result<ReconcileReport, ReconcileError> {
+    let failed = store.fail_exhausted(policy).await?;
+    let stuck = store.claim_stuck(policy).await?;
+    let reenqueued = stuck.ids.len() as u64;
+    if reenqueued > 0 {
+        queue.enqueue(&stuck.ids).await?;
+        stuck.enqueued().await?;
+    }
+    Ok(ReconcileReport { failed, reenqueued })
+}
