@@ -178,6 +178,10 @@ pub enum Fault {
     /// Drop a feature from the quotes whose id ends in an even hex digit before passing the
     /// request on, so the real engine rejects those quotes.
     DropFeatureOfEvenIds,
+    /// Pass requests through after this many milliseconds.
+    Delay(u64),
+    /// Answer 500 to every other request and hang on every fourth, pass the rest through.
+    Flaky,
 }
 
 /// A TCP proxy in front of the real ML engine that injects faults: every request goes through
@@ -202,8 +206,15 @@ impl FaultProxy {
         let fault = std::sync::Arc::new(std::sync::Mutex::new(Fault::None));
         let shared = fault.clone();
         let task = tokio::spawn(async move {
+            let mut served = 0u64;
             while let Ok((client, _)) = listener.accept().await {
-                let current = *shared.lock().expect("no poisoned lock");
+                let current = match *shared.lock().expect("no poisoned lock") {
+                    Fault::Flaky if served % 4 == 3 => Fault::Hang,
+                    Fault::Flaky if served % 2 == 1 => Fault::Error500,
+                    Fault::Flaky => Fault::None,
+                    other => other,
+                };
+                served += 1;
                 tokio::spawn(proxy_one(client, upstream.clone(), current));
             }
         });
@@ -248,7 +259,8 @@ async fn proxy_one(mut client: tokio::net::TcpStream, upstream: String, fault: F
                 body = serde_json::to_vec(&items).expect("serializable");
             }
         }
-        Fault::None => {}
+        Fault::Delay(ms) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+        Fault::None | Fault::Flaky => {}
     }
     let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else { return };
     let head: String = head
@@ -293,4 +305,111 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(String, Vec
         body.extend_from_slice(&chunk[..n]);
     }
     Some((head, body))
+}
+
+impl TestEnv {
+    /// Receives up to `batch` visible messages, hiding them for `visibility` seconds.
+    pub async fn receive(&self, batch: usize, visibility: i32) -> Vec<Message> {
+        let mut messages = Vec::new();
+        while messages.len() < batch {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages((batch - messages.len()).min(10) as i32)
+                .visibility_timeout(visibility)
+                .send()
+                .await
+                .expect("receive");
+            if out.messages().is_empty() {
+                break;
+            }
+            messages.extend(out.messages().iter().cloned());
+        }
+        messages
+    }
+
+    /// What Lambda's event source mapping does, until no message is visible: receive a batch,
+    /// invoke, delete the messages the invocation did not report as failed. Failures come back
+    /// after `visibility` seconds. Returns the number of invocations.
+    pub async fn drain(
+        &self,
+        batch: usize,
+        visibility: i32,
+        mut invoke: impl AsyncFnMut(aws_lambda_events::event::sqs::SqsEvent) -> Vec<String>,
+    ) -> usize {
+        let mut invocations = 0;
+        loop {
+            let messages = self.receive(batch, visibility).await;
+            if messages.is_empty() {
+                return invocations;
+            }
+            invocations += 1;
+            let failed = invoke(sqs_event(&messages)).await;
+            self.delete_except(&messages, &failed).await;
+        }
+    }
+
+    /// Deletes `messages` but those whose ids are in `failed`.
+    pub async fn delete_except(&self, messages: &[Message], failed: &[String]) {
+        for m in messages.iter().filter(|m| !failed.iter().any(|f| Some(f.as_str()) == m.message_id())) {
+            self.sqs
+                .delete_message()
+                .queue_url(&self.queue_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+
+    /// Visible and in-flight messages on `queue_url`.
+    pub async fn depth(&self, queue_url: &str) -> i64 {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attributes = out.attributes().cloned().unwrap_or_default();
+        [QueueAttributeName::ApproximateNumberOfMessages, QueueAttributeName::ApproximateNumberOfMessagesNotVisible]
+            .iter()
+            .map(|k| attributes.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0))
+            .sum()
+    }
+
+    /// Records every status change of a quote, so a test can tell a quote scored twice from
+    /// one scored once.
+    pub async fn audit_status_changes(&self) {
+        sqlx::raw_sql(
+            "CREATE TABLE status_changes (id uuid NOT NULL, status text NOT NULL); \
+             CREATE FUNCTION record_status_change() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN INSERT INTO status_changes VALUES (NEW.id, NEW.status); RETURN NEW; END $$; \
+             CREATE TRIGGER status_changes AFTER UPDATE OF status ON quotes FOR EACH ROW \
+                 WHEN (NEW.status IS DISTINCT FROM OLD.status) EXECUTE FUNCTION record_status_change();",
+        )
+        .execute(&self.pool)
+        .await
+        .expect("install the audit trigger");
+    }
+
+    /// Checks the pipeline's promise: every quote ended `scored` or `failed`, and none changed
+    /// status more than once (with [`TestEnv::audit_status_changes`] installed).
+    pub async fn assert_every_quote_finished_once(&self) {
+        let unfinished: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM quotes WHERE status NOT IN ('scored', 'failed')")
+                .fetch_one(&self.pool)
+                .await
+                .expect("count");
+        assert_eq!(unfinished, 0, "every quote ends scored or failed");
+        let twice: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT id FROM status_changes GROUP BY id HAVING count(*) > 1) t",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .expect("count");
+        assert_eq!(twice, 0, "no quote is scored twice");
+    }
 }

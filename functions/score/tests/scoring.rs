@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{Message, QueueAttributeName};
+use aws_sdk_sqs::types::Message;
 use lambda_runtime::LambdaEvent;
 use quote_pipeline::config::MlEngineConfig;
 use quote_pipeline::features::FEATURE_NAMES;
@@ -59,64 +59,10 @@ async fn create_quotes(env: &TestEnv, count: u32, ids_per_message: usize) -> Vec
     body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().parse().unwrap()).collect()
 }
 
-/// Receives up to `batch` messages, hiding them for `visibility` seconds.
-async fn receive(env: &TestEnv, batch: usize, visibility: i32) -> Vec<Message> {
-    let mut messages = Vec::new();
-    while messages.len() < batch {
-        let out = env
-            .sqs
-            .receive_message()
-            .queue_url(&env.queue_url)
-            .max_number_of_messages((batch - messages.len()).min(10) as i32)
-            .visibility_timeout(visibility)
-            .send()
-            .await
-            .unwrap();
-        if out.messages().is_empty() {
-            break;
-        }
-        messages.extend(out.messages().iter().cloned());
-    }
-    messages
-}
-
 /// Invokes the handler with `messages`; returns the ids of the messages it failed.
 async fn invoke(app: &App<PgStore, MlEngine>, messages: &[Message], budget: Duration) -> Vec<String> {
     let event = LambdaEvent::new(sqs_event(messages), lambda_context(budget));
     handle(app, event).await.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
-}
-
-/// What Lambda's event source mapping does until the queue is empty: receive a batch,
-/// invoke, delete what succeeded; failures come back after the visibility timeout.
-async fn drain(env: &TestEnv, app: &App<PgStore, MlEngine>, batch: usize) -> usize {
-    let mut invocations = 0;
-    loop {
-        let messages = receive(env, batch, 30).await;
-        if messages.is_empty() {
-            return invocations;
-        }
-        invocations += 1;
-        let failed = invoke(app, &messages, Duration::from_secs(30)).await;
-        for m in messages.iter().filter(|m| !failed.iter().any(|f| Some(f.as_str()) == m.message_id())) {
-            env.sqs.delete_message().queue_url(&env.queue_url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
-        }
-    }
-}
-
-async fn queue_depth(env: &TestEnv, url: &str) -> i64 {
-    let attrs = env
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::All)
-        .send()
-        .await
-        .unwrap();
-    let attrs = attrs.attributes().unwrap();
-    [QueueAttributeName::ApproximateNumberOfMessages, QueueAttributeName::ApproximateNumberOfMessagesNotVisible]
-        .iter()
-        .map(|k| attrs.get(k).map_or(0, |v| v.parse::<i64>().unwrap()))
-        .sum()
 }
 
 /// status, premium, confidence, model version, scored at, failure reason: per quote.
@@ -160,7 +106,12 @@ async fn a_batch_of_1000_ends_scored_and_the_queues_end_empty() {
     let env = TestEnv::new().await;
     let ids = create_quotes(&env, 1000, 100).await;
     let app = app(&env, &engine_url());
-    let invocations = drain(&env, &app, 10).await;
+    let invocations = env
+        .drain(10, 30, async |event| {
+            let response = handle(&app, LambdaEvent::new(event, lambda_context(Duration::from_secs(30)))).await;
+            response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
+        })
+        .await;
     assert!(invocations >= 1);
 
     let version = engine_health().await["model_version"].as_str().unwrap().to_string();
@@ -174,8 +125,8 @@ async fn a_batch_of_1000_ends_scored_and_the_queues_end_empty() {
         assert_eq!(model_version.as_deref(), Some(version.as_str()));
         assert!(scored_at.is_some() && reason.is_none());
     }
-    assert_eq!(queue_depth(&env, &env.queue_url).await, 0);
-    assert_eq!(queue_depth(&env, &env.dlq_url).await, 0);
+    assert_eq!(env.depth(&env.queue_url).await, 0);
+    assert_eq!(env.depth(&env.dlq_url).await, 0);
 }
 
 #[tokio::test]
@@ -183,7 +134,7 @@ async fn the_same_batch_delivered_twice_changes_nothing_the_second_time() {
     let env = TestEnv::new().await;
     create_quotes(&env, 120, 40).await;
     let app = app(&env, &engine_url());
-    let messages = receive(&env, 10, 30).await;
+    let messages = env.receive(10, 30).await;
     assert_eq!(messages.len(), 3);
     assert!(invoke(&app, &messages, Duration::from_secs(30)).await.is_empty());
     let first = rows(&env).await;
@@ -199,7 +150,7 @@ async fn a_malformed_message_fails_alone() {
     for body in ["not json", r#"{"v":9,"quote_ids":[]}"#] {
         env.sqs.send_message().queue_url(&env.queue_url).message_body(body).send().await.unwrap();
     }
-    let messages = receive(&env, 10, 30).await;
+    let messages = env.receive(10, 30).await;
     assert_eq!(messages.len(), 4);
     let bad: Vec<String> = messages
         .iter()
@@ -220,7 +171,7 @@ async fn an_engine_that_is_down_or_failing_fails_the_messages_until_it_is_back()
     create_quotes(&env, 100, 25).await;
     let proxy = proxy().await;
     let app = App { store: env.store.clone(), predictor: engine(&proxy.url, 500) };
-    let messages = receive(&env, 10, 30).await;
+    let messages = env.receive(10, 30).await;
     let all: Vec<String> = messages.iter().map(|m| m.message_id().unwrap().to_string()).collect();
     for fault in [Fault::Down, Fault::Error500, Fault::Hang] {
         proxy.set(fault);
@@ -243,7 +194,7 @@ async fn quotes_the_engine_rejects_end_failed_with_the_reason() {
     let proxy = proxy().await;
     proxy.set(Fault::DropFeatureOfEvenIds);
     let app = app(&env, &proxy.url);
-    let messages = receive(&env, 10, 30).await;
+    let messages = env.receive(10, 30).await;
     assert!(invoke(&app, &messages, Duration::from_secs(30)).await.is_empty(), "a rejection is final, not retried");
     let rows = rows(&env).await;
     let even = |id: &Uuid| id.simple().to_string().chars().last().unwrap().to_digit(16).unwrap() % 2 == 0;

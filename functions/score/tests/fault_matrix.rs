@@ -1,0 +1,205 @@
+//! The fault matrix: the pipeline's promise under injected faults, against the real local
+//! Postgres, SQS emulator and ML engine. Every case ends with the same check: every quote is
+//! `scored` or `failed`, and none changed status twice.
+
+use std::time::Duration;
+
+use lambda_runtime::LambdaEvent;
+use quote_pipeline::config::{MlEngineConfig, QueueConfig};
+use quote_pipeline::ml_engine::MlEngine;
+use quote_pipeline::queue::{QuoteMessage, SqsQueue};
+use quote_pipeline::store::{PgStore, ReconcilePolicy};
+use quote_pipeline::testing::{Fault, FaultProxy, TestEnv, emulator_sdk_config, lambda_context, sqs_event};
+use score::{App, handle};
+use serde_json::json;
+
+fn engine_url() -> String {
+    std::env::var("ML_ENGINE_URL").unwrap_or_else(|_| "http://127.0.0.1:8002".into())
+}
+
+fn score_app(env: &TestEnv, url: &str, timeout_ms: u64) -> App<PgStore, MlEngine> {
+    let config = MlEngineConfig { url: Some(url.into()), chunk_size: 100, concurrency: 4, timeout_ms };
+    App { store: env.store.clone(), predictor: MlEngine::new(&config).unwrap() }
+}
+
+async fn proxy() -> FaultProxy {
+    FaultProxy::start(engine_url().trim_start_matches("http://").trim_end_matches('/').into()).await
+}
+
+async fn generate_with(env: &TestEnv, queue: SqsQueue, count: u32) -> (u16, Vec<String>) {
+    let app = generate::App { store: env.store.clone(), queue, idempotency_ttl: Duration::from_secs(60) };
+    let event = json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/quotes/generate-batch", "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {"http": {"method": "POST", "path": "/quotes/generate-batch"},
+                           "authorizer": {"jwt": {"claims": {"sub": "fault-matrix"}}},
+                           "requestId": "r", "routeKey": "$default", "stage": "$default",
+                           "accountId": "1", "apiId": "a", "domainName": "d", "domainPrefix": "d",
+                           "time": "t", "timeEpoch": 0},
+        "body": json!({"count": count}).to_string(), "isBase64Encoded": false
+    });
+    let response = generate::handle(&app, lambda_http::request::from_str(&event.to_string()).unwrap()).await;
+    let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    let ids = body["ids"].as_array().map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect()).unwrap_or_default();
+    (response.status().as_u16(), ids)
+}
+
+/// Generates `count` quotes through the healthy queue, `ids_per_message` ids per message.
+async fn generate(env: &TestEnv, count: u32, ids_per_message: usize) {
+    let (status, ids) = generate_with(env, env.queue(ids_per_message), count).await;
+    assert_eq!((status, ids.len()), (202, count as usize));
+}
+
+/// Invokes `score` for an SQS event with `budget` left; returns the failed message ids.
+async fn invoke(app: &App<PgStore, MlEngine>, event: aws_lambda_events::event::sqs::SqsEvent, budget: Duration) -> Vec<String> {
+    let response = handle(app, LambdaEvent::new(event, lambda_context(budget))).await;
+    response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
+}
+
+/// Feeds the queue to `app` until it is empty, waiting out the visibility timeout of failures.
+async fn drain(env: &TestEnv, app: &App<PgStore, MlEngine>, visibility: i32) {
+    for _ in 0..20 {
+        env.drain(10, visibility, async |event| invoke(app, event, Duration::from_secs(10)).await).await;
+        if env.depth(&env.queue_url).await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(visibility as u64)).await;
+    }
+    panic!("the queue did not drain");
+}
+
+async fn setup() -> TestEnv {
+    let env = TestEnv::new().await;
+    env.audit_status_changes().await;
+    env
+}
+
+#[tokio::test]
+async fn queue_unreachable_during_generate_then_reconcile_recovers() {
+    let env = setup().await;
+    let dead = emulator_sdk_config("http://127.0.0.1:9").await;
+    let config = QueueConfig { url: Some(env.queue_url.clone()), ids_per_message: 50 };
+    let (status, ids) = generate_with(&env, SqsQueue::new(&dead, &config).unwrap(), 200).await;
+    assert_eq!((status, ids.len()), (503, 200));
+    assert_eq!(env.depth(&env.queue_url).await, 0);
+
+    let reconcile = reconcile::App {
+        store: env.store.clone(),
+        queue: env.queue(50),
+        policy: ReconcilePolicy { min_age: Duration::ZERO, max_attempts: 5, limit: 1000 },
+    };
+    let report = reconcile::handle(&reconcile, LambdaEvent::new(json!({}), lambda_context(Duration::from_secs(10))))
+        .await
+        .unwrap();
+    assert_eq!(report.reenqueued, 200);
+    drain(&env, &score_app(&env, &engine_url(), 2000), 1).await;
+    env.assert_every_quote_finished_once().await;
+}
+
+#[tokio::test]
+async fn engine_down_for_a_while_then_back() {
+    let env = setup().await;
+    generate(&env, 300, 50).await;
+    let proxy = proxy().await;
+    proxy.set(Fault::Down);
+    let app = score_app(&env, &proxy.url, 300);
+    let messages = env.receive(10, 1).await;
+    let failed = invoke(&app, sqs_event(&messages), Duration::from_millis(2500)).await;
+    assert_eq!(failed.len(), messages.len(), "while the engine is down every message comes back");
+    env.delete_except(&messages, &failed).await;
+    proxy.set(Fault::None);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    drain(&env, &app, 1).await;
+    env.assert_every_quote_finished_once().await;
+}
+
+#[tokio::test]
+async fn engine_answering_500_or_hanging_for_part_of_the_requests() {
+    let env = setup().await;
+    generate(&env, 600, 100).await;
+    let proxy = proxy().await;
+    proxy.set(Fault::Flaky);
+    // Retries inside the invocation absorb the faults.
+    drain(&env, &score_app(&env, &proxy.url, 400), 1).await;
+    env.assert_every_quote_finished_once().await;
+    let scored: i64 = sqlx::query_scalar("SELECT count(*) FROM quotes WHERE status = 'scored'").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(scored, 600);
+}
+
+#[tokio::test]
+async fn a_score_invocation_killed_mid_batch_comes_back() {
+    let env = setup().await;
+    generate(&env, 200, 50).await;
+    let proxy = proxy().await;
+    proxy.set(Fault::Delay(2000));
+    let app = score_app(&env, &proxy.url, 5000);
+    let messages = env.receive(10, 1).await;
+    // The runtime dies with the invocation in flight: nothing answers, nothing is deleted.
+    let killed = tokio::time::timeout(Duration::from_millis(300), invoke(&app, sqs_event(&messages), Duration::from_secs(10))).await;
+    assert!(killed.is_err());
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM quotes WHERE status = 'pending_ml'").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(pending, 200);
+    proxy.set(Fault::None);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    drain(&env, &app, 1).await;
+    env.assert_every_quote_finished_once().await;
+}
+
+#[tokio::test]
+async fn the_same_message_delivered_three_times() {
+    let env = setup().await;
+    generate(&env, 100, 100).await;
+    let app = score_app(&env, &engine_url(), 2000);
+    let messages = env.receive(10, 30).await;
+    let (a, b, c) = tokio::join!(
+        invoke(&app, sqs_event(&messages), Duration::from_secs(10)),
+        invoke(&app, sqs_event(&messages), Duration::from_secs(10)),
+        invoke(&app, sqs_event(&messages), Duration::from_secs(10)),
+    );
+    assert!(a.is_empty() && b.is_empty() && c.is_empty());
+    assert!(invoke(&app, sqs_event(&messages), Duration::from_secs(10)).await.is_empty());
+    env.assert_every_quote_finished_once().await;
+}
+
+#[tokio::test]
+async fn a_poison_message_ends_in_the_dead_letter_queue_alone() {
+    let env = TestEnv::with_max_receives(2).await;
+    env.audit_status_changes().await;
+    generate(&env, 150, 50).await;
+    env.sqs.send_message().queue_url(&env.queue_url).message_body("{\"poison\": true}").send().await.unwrap();
+    drain(&env, &score_app(&env, &engine_url(), 2000), 1).await;
+    env.assert_every_quote_finished_once().await;
+    let dead = env.receive_all(&env.dlq_url, 30).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body(), Some("{\"poison\": true}"));
+    assert!(QuoteMessage::parse(dead[0].body().unwrap()).is_err());
+}
+
+/// Postgres itself restarted while a batch is being scored. This test restarts the real local
+/// cluster, so it runs alone: `cargo test -- --ignored` in the test command.
+#[tokio::test]
+#[ignore = "restarts the local Postgres; run alone with --ignored"]
+async fn postgres_restarted_in_the_middle_of_scoring() {
+    let env = setup().await;
+    generate(&env, 400, 50).await;
+    let proxy = proxy().await;
+    proxy.set(Fault::Delay(1500));
+    let app = score_app(&env, &proxy.url, 5000);
+    let messages = env.receive(10, 2).await;
+    let scoring = invoke(&app, sqs_event(&messages), Duration::from_secs(20));
+    let restart = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let version = std::fs::read_dir("/etc/postgresql").unwrap().next().unwrap().unwrap().file_name();
+        let status = std::process::Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", version.to_str().unwrap(), "main", "restart"])
+            .status()
+            .expect("pg_ctlcluster runs");
+        assert!(status.success());
+    };
+    let (failed, ()) = tokio::join!(scoring, restart);
+    env.delete_except(&messages, &failed).await;
+    proxy.set(Fault::None);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    drain(&env, &app, 1).await;
+    env.assert_every_quote_finished_once().await;
+}
