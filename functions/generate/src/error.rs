@@ -27,8 +27,9 @@ pub struct ApiError {
     /// What was done before the failure, for a client to act on (the saved quotes' ids).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ids: Option<Vec<uuid::Uuid>>,
+    /// Headers the answer needs, such as `Retry-After` or `Allow`.
     #[serde(skip)]
-    pub retry_after_secs: Option<u32>,
+    pub headers: Vec<(header::HeaderName, String)>,
 }
 
 impl ApiError {
@@ -39,7 +40,7 @@ impl ApiError {
             message: message.into(),
             details: Vec::new(),
             ids: None,
-            retry_after_secs: None,
+            headers: Vec::new(),
         }
     }
 
@@ -90,7 +91,7 @@ impl ApiError {
                     "database_unavailable",
                     "the database is unavailable; nothing was written, try again shortly",
                 );
-                error.retry_after_secs = Some(5);
+                error.headers.push((header::RETRY_AFTER, "5".into()));
                 error
             }
             StoreError::Other(_) => {
@@ -104,8 +105,8 @@ impl ApiError {
         let mut builder = Response::builder()
             .status(self.status)
             .header(header::CONTENT_TYPE, "application/json");
-        if let Some(secs) = self.retry_after_secs {
-            builder = builder.header(header::RETRY_AFTER, secs);
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
         }
         let body = serde_json::to_string(&self).expect("an error always serializes");
         builder.body(Body::Text(body)).expect("a valid response")

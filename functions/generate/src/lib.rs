@@ -75,11 +75,14 @@ async fn route<S: QuoteStore, Q: QuoteQueue>(
         _ => return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")),
     };
     if !allowed.contains(method) {
-        return Err(ApiError::new(
+        let mut error = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{method} is not allowed on {path}"),
-        ));
+        );
+        let allow: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+        error.headers.push((header::ALLOW, allow.join(", ")));
+        return Err(error);
     }
     let owner = identity::caller(request).ok_or_else(|| {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the request carries no user identity")

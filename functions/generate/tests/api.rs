@@ -364,3 +364,85 @@ async fn racing_requests_with_one_key_write_once() {
     assert_eq!(env.count_quotes().await, 1);
     assert_eq!(env.queued_ids().await, first);
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_routes_served() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.yaml")).unwrap();
+    // The paths section: a path at two spaces of indent, its methods at four.
+    let mut documented: Vec<(String, String)> = Vec::new();
+    let mut path = None;
+    for line in doc.lines().skip_while(|l| *l != "paths:").skip(1).take_while(|l| l.starts_with(' ') || l.is_empty()) {
+        if let Some(p) = line.strip_prefix("  /") {
+            path = Some(format!("/{}", p.trim_end_matches(':')));
+        } else if let Some(m) = line.strip_prefix("    ").and_then(|l| l.strip_suffix(':')) {
+            if ["get", "post", "put", "patch", "delete"].contains(&m) {
+                documented.push((m.to_uppercase(), path.clone().unwrap()));
+            }
+        }
+    }
+    assert_eq!(documented.len(), 5, "{documented:?}");
+    for path in ["/quotes", "/quotes/generate-batch", "/quotes/import", "/quotes/{id}"] {
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            let concrete = path.replace("{id}", &Uuid::now_v7().to_string());
+            let response = handle(&app, request(method, &concrete, Some("doc"), None, "")).await;
+            let served = response.status() != 405;
+            let listed = documented.contains(&(method.to_string(), path.to_string()));
+            assert_eq!(served, listed, "{method} {path}: served {served}, documented {listed}");
+            if !served {
+                assert!(response.headers().contains_key("allow"));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_filter_cursor_or_id_shows_another_users_quotes() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let theirs = ids_of(&body_json(&handle(&app, post_json("/quotes/generate-batch", "owner", &json!({"count": 30}))).await));
+    let owner_page = body_json(&handle(&app, request("GET", "/quotes?limit=10", Some("owner"), None, "")).await);
+    let their_cursor = owner_page["next_cursor"].as_str().unwrap().to_string();
+    for query in ["", "?status=pending_ml", "?coverage_type=life", "?limit=100", &format!("?cursor={their_cursor}")] {
+        let page = body_json(&handle(&app, request("GET", &format!("/quotes{query}"), Some("intruder"), None, "")).await);
+        assert_eq!(page["quotes"], json!([]), "{query}");
+    }
+    for id in &theirs {
+        for user in ["intruder", "OWNER", "owner ", ""] {
+            let response = handle(&app, request("GET", &format!("/quotes/{id}"), Some(user), None, "")).await;
+            assert!([401, 404].contains(&response.status().as_u16()), "{user:?}");
+        }
+    }
+    for method in ["PUT", "PATCH", "DELETE"] {
+        let response = handle(&app, request(method, &format!("/quotes/{}", theirs[0]), Some("intruder"), None, "")).await;
+        assert_eq!(response.status(), 405);
+    }
+    let untouched: i64 = sqlx::query_scalar("SELECT count(*) FROM quotes WHERE user_id = 'owner' AND status = 'pending_ml'")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(untouched, 30);
+}
+
+#[tokio::test]
+async fn bytes_no_emulator_can_carry_still_get_a_4xx() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let mut latin1 = post_json("/quotes/generate-batch", "u", &json!({"count": 1}));
+    latin1.headers_mut().insert("idempotency-key", lambda_http::http::HeaderValue::from_bytes(b"\xd7\xf8\x9b").unwrap());
+    assert_eq!(handle(&app, latin1).await.status(), 400);
+
+    let mut binary = post_json("/quotes/generate-batch", "u", &json!({"count": 1}));
+    *binary.body_mut() = Body::Binary(vec![0xff, 0x1d, 0x00]);
+    let response = handle(&app, binary).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(body_json(&response)["code"], "invalid_json");
+
+    let mut csv = request("POST", "/quotes/import", Some("u"), Some("text/csv"), "");
+    let mut bytes = format!("{CSV_HEADER}life,basic,1000,40,0,1,2001-01-01\n").into_bytes();
+    bytes.extend_from_slice(b"\xff\x00,x\n");
+    *csv.body_mut() = Body::Binary(bytes);
+    assert_eq!(handle(&app, csv).await.status(), 422);
+    assert_nothing_written(&env).await;
+}
