@@ -11,12 +11,14 @@
 //! - [`queue`]: the SQS queue and its message.
 //! - [`config`]: configuration from the environment.
 //! - [`telemetry`]: logging set-up.
+//! - [`metrics`]: CloudWatch Embedded Metric Format.
 //! - [`training`]: the labelled training set for the model.
 
 pub mod config;
 pub mod features;
 pub mod generator;
 pub mod import;
+pub mod metrics;
 pub mod ml_engine;
 pub mod queue;
 pub mod quote;

@@ -67,7 +67,10 @@ impl MlEngine {
             if items.is_empty() {
                 return outcome;
             }
-            let error = match self.call(&items, deadline).await {
+            let started = Instant::now();
+            let answer = self.call(&items, deadline).await;
+            outcome.call_times.push(started.elapsed());
+            let error = match answer {
                 Ok(Answer::Priced(predictions)) => {
                     outcome.predictions.extend(predictions);
                     return outcome;
@@ -82,7 +85,10 @@ impl MlEngine {
                     }
                     continue;
                 }
-                Err(e) => e,
+                Err(e) => {
+                    outcome.call_errors += 1;
+                    e
+                }
             };
             attempt += 1;
             let pause = backoff(attempt);
@@ -97,6 +103,7 @@ impl MlEngine {
         }
     }
 
+    #[tracing::instrument(name = "ml_engine.predict_batch", skip_all, fields(quotes = items.len()))]
     async fn call(&self, items: &[Item<'_>], deadline: Instant) -> Result<Answer, String> {
         let timeout = self.timeout.min(deadline.saturating_duration_since(Instant::now()));
         let response = self

@@ -8,8 +8,9 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::features::{Features, features};
@@ -33,6 +34,9 @@ pub struct Predicted {
     /// Quotes not priced this time, for a passing reason (in `reason`).
     pub unavailable: Vec<Uuid>,
     pub reason: Option<String>,
+    /// How long each call to the model took, and how many failed.
+    pub call_times: Vec<Duration>,
+    pub call_errors: u32,
 }
 
 impl Predicted {
@@ -41,6 +45,8 @@ impl Predicted {
         self.rejected.extend(other.rejected);
         self.unavailable.extend(other.unavailable);
         self.reason = self.reason.take().or(other.reason);
+        self.call_times.extend(other.call_times);
+        self.call_errors += other.call_errors;
     }
 }
 
@@ -61,6 +67,9 @@ pub struct Report {
     pub failed: u64,
     /// Quotes still pending that must be tried again.
     pub unfinished: HashSet<Uuid>,
+    pub database_time: Duration,
+    pub call_times: Vec<Duration>,
+    pub call_errors: u32,
 }
 
 /// Scores the still-pending quotes among `ids`.
@@ -70,13 +79,18 @@ pub async fn score<S: QuoteStore, P: Predictor>(
     ids: &[Uuid],
     deadline: Instant,
 ) -> Result<Report, StoreError> {
+    let started = Instant::now();
     let quotes = store.pending(ids).await?;
+    let mut database_time = started.elapsed();
     if quotes.is_empty() {
-        return Ok(Report::default());
+        return Ok(Report { database_time, ..Report::default() });
     }
     let items: Vec<(Uuid, Features)> =
         quotes.iter().map(|q| (q.id, features(&q.input, q.created_at.date_naive()))).collect();
-    let predicted = predictor.predict(&items, deadline).await;
+    let predicted = predictor
+        .predict(&items, deadline)
+        .instrument(tracing::info_span!("predict", quotes = items.len()))
+        .await;
     if let Some(reason) = &predicted.reason {
         tracing::warn!(quotes = predicted.unavailable.len(), %reason, "quotes left pending");
     }
@@ -86,6 +100,15 @@ pub async fn score<S: QuoteStore, P: Predictor>(
         .map(Outcome::Scored)
         .chain(predicted.rejected.into_iter().map(|(id, reason)| Outcome::Failed { id, reason }))
         .collect();
+    let started = Instant::now();
     let (scored, failed) = store.record(&outcomes).await?;
-    Ok(Report { scored, failed, unfinished: predicted.unavailable.into_iter().collect() })
+    database_time += started.elapsed();
+    Ok(Report {
+        scored,
+        failed,
+        unfinished: predicted.unavailable.into_iter().collect(),
+        database_time,
+        call_times: predicted.call_times,
+        call_errors: predicted.call_errors,
+    })
 }

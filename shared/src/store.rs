@@ -327,6 +327,7 @@ async fn insert_quotes<'e>(
 }
 
 impl QuoteStore for PgStore {
+    #[tracing::instrument(name = "postgres.insert", skip_all, fields(quotes = quotes.len()))]
     async fn insert(
         &self,
         quotes: &[Quote],
@@ -380,6 +381,7 @@ impl QuoteStore for PgStore {
         Ok(Inserted::New)
     }
 
+    #[tracing::instrument(name = "postgres.get", skip_all)]
     async fn get(&self, owner: &str, id: Uuid) -> Result<Option<Quote>, StoreError> {
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
         query.push(COLUMNS).push(" FROM quotes WHERE id = ");
@@ -388,6 +390,7 @@ impl QuoteStore for PgStore {
         Ok(row.as_ref().map(quote_from_row).transpose()?)
     }
 
+    #[tracing::instrument(name = "postgres.list", skip_all)]
     async fn list(&self, owner: &str, filter: &ListFilter) -> Result<Page, StoreError> {
         let limit = filter.limit.clamp(1, MAX_PAGE_SIZE);
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
@@ -415,6 +418,7 @@ impl QuoteStore for PgStore {
         Ok(Page { quotes, next })
     }
 
+    #[tracing::instrument(name = "postgres.pending", skip_all, fields(ids = ids.len()))]
     async fn pending(&self, ids: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
         query.push(COLUMNS).push(" FROM quotes WHERE status = 'pending_ml' AND id = ANY(");
@@ -423,6 +427,7 @@ impl QuoteStore for PgStore {
         Ok(rows.iter().map(quote_from_row).collect::<sqlx::Result<Vec<_>>>()?)
     }
 
+    #[tracing::instrument(name = "postgres.record", skip_all, fields(outcomes = outcomes.len()))]
     async fn record(&self, outcomes: &[Outcome]) -> Result<(u64, u64), StoreError> {
         if outcomes.is_empty() {
             return Ok((0, 0));

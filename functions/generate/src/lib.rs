@@ -7,7 +7,7 @@
 pub mod error;
 pub mod identity;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sha2::{Digest, Sha256};
@@ -15,6 +15,7 @@ use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use quote_pipeline::generator::{self, GenerateParams};
 use quote_pipeline::import;
+use quote_pipeline::metrics::{self, Metrics};
 use quote_pipeline::queue::QuoteQueue;
 use quote_pipeline::quote::{self, Quote, QuoteInput, QuoteStatus};
 use quote_pipeline::store::{Cursor, IdempotencyRecord, Inserted, ListFilter, QuoteStore};
@@ -53,17 +54,34 @@ struct QuotePage {
     next_cursor: Option<String>,
 }
 
-/// Handles one API request; every outcome, error or not, is an HTTP response.
+/// Handles one API request; every outcome, error or not, is an HTTP response. A write's
+/// metrics go to the log in Embedded Metric Format.
 pub async fn handle<S: QuoteStore, Q: QuoteQueue>(app: &App<S, Q>, request: Request) -> Response<Body> {
-    match route(app, &request).await {
+    let mut metrics = Metrics::for_function("generate");
+    let cold_start = metrics::cold_start();
+    let request_id = request.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
+    let response = match route(app, &request, &mut metrics).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
+    };
+    tracing::info!(
+        cold_start,
+        method = %request.method(),
+        path = request.raw_http_path(),
+        status = response.status().as_u16(),
+        "request handled"
+    );
+    if !metrics.is_empty() {
+        metrics.property("requestId", request_id).property("coldStart", cold_start);
+        metrics.flush();
     }
+    response
 }
 
 async fn route<S: QuoteStore, Q: QuoteQueue>(
     app: &App<S, Q>,
     request: &Request,
+    metrics: &mut Metrics,
 ) -> Result<Response<Body>, ApiError> {
     let path = request.raw_http_path();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -87,7 +105,7 @@ async fn route<S: QuoteStore, Q: QuoteQueue>(
     let owner = identity::caller(request).ok_or_else(|| {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the request carries no user identity")
     })?;
-    let write = Write { owner: &owner, key: idempotency_key(request)?, request };
+    let write = Write { owner: &owner, key: idempotency_key(request)?, request, metrics };
     match (segments.as_slice(), method) {
         (["quotes"], &Method::POST) => {
             let body = json_object(request)?;
@@ -121,6 +139,7 @@ struct Write<'r> {
     owner: &'r str,
     key: Option<String>,
     request: &'r Request,
+    metrics: &'r mut Metrics,
 }
 
 /// The `Idempotency-Key` header, if present: 1 to 255 visible ASCII characters.
@@ -179,7 +198,10 @@ async fn create<S: QuoteStore, Q: QuoteQueue>(
         response_body: accepted.clone(),
         ttl: app.idempotency_ttl,
     });
-    match app.store.insert(&quotes, record.as_ref()).await.map_err(ApiError::store)? {
+    let started = Instant::now();
+    let inserted = app.store.insert(&quotes, record.as_ref()).await;
+    write.metrics.time("DatabaseTime", started.elapsed());
+    match inserted.map_err(ApiError::store)? {
         Inserted::New => {}
         Inserted::Replay { status_code, response_body } => {
             let status = StatusCode::from_u16(status_code).unwrap_or(StatusCode::ACCEPTED);
@@ -195,7 +217,11 @@ async fn create<S: QuoteStore, Q: QuoteQueue>(
             ));
         }
     }
-    if let Err(e) = app.queue.enqueue(&ids).await {
+    write.metrics.count("QuotesCreated", ids.len() as u64);
+    let started = Instant::now();
+    let enqueued = app.queue.enqueue(&ids).await;
+    write.metrics.time("QueueTime", started.elapsed());
+    if let Err(e) = enqueued {
         tracing::error!(error = %e, quotes = ids.len(), "enqueue failed after the write");
         let mut error = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -206,6 +232,7 @@ async fn create<S: QuoteStore, Q: QuoteQueue>(
         error.ids = Some(ids);
         return Err(error);
     }
+    write.metrics.count("QuotesEnqueued", ids.len() as u64);
     tracing::info!(quotes = ids.len(), "quotes created");
     Ok(json_text(StatusCode::ACCEPTED, accepted))
 }

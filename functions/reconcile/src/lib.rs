@@ -2,6 +2,7 @@
 //! queue and fails those it has given up on (see `quote_pipeline::reconcile`).
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
+use quote_pipeline::metrics::{self, Metrics};
 use quote_pipeline::queue::QuoteQueue;
 use quote_pipeline::reconcile::{ReconcileReport, reconcile};
 use quote_pipeline::store::{PgStore, ReconcilePolicy};
@@ -17,11 +18,19 @@ pub struct App<Q> {
 /// invocation error, so it shows in the function's error metric, and the next run retries.
 pub async fn handle<Q: QuoteQueue>(
     app: &App<Q>,
-    _event: LambdaEvent<serde_json::Value>,
+    event: LambdaEvent<serde_json::Value>,
 ) -> Result<ReconcileReport, Diagnostic> {
+    let cold_start = metrics::cold_start();
     match reconcile(&app.store, &app.queue, &app.policy).await {
         Ok(report) => {
-            tracing::info!(failed = report.failed, reenqueued = report.reenqueued, "reconciled");
+            tracing::info!(cold_start, failed = report.failed, reenqueued = report.reenqueued, "reconciled");
+            let mut metrics = Metrics::for_function("reconcile");
+            metrics
+                .count("QuotesReenqueued", report.reenqueued)
+                .count("QuotesFailed", report.failed)
+                .property("requestId", event.context.request_id.as_str())
+                .property("coldStart", cold_start);
+            metrics.flush();
             Ok(report)
         }
         Err(e) => {

@@ -9,10 +9,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
+use quote_pipeline::metrics::{self, Metrics};
 use quote_pipeline::queue::QuoteMessage;
 use quote_pipeline::scoring::{self, Predictor};
 use quote_pipeline::store::QuoteStore;
 use uuid::Uuid;
+
+/// EMF takes at most 100 values of one metric in a document.
+const MAX_LATENCY_VALUES: usize = 100;
 
 /// Time kept back from the deadline for the final database write and the answer.
 const WRITE_RESERVE: Duration = Duration::from_millis(1500);
@@ -23,10 +27,25 @@ pub struct App<S, P> {
     pub predictor: P,
 }
 
+/// Handles one batch and writes its metrics to the log.
 pub async fn handle<S: QuoteStore, P: Predictor>(
     app: &App<S, P>,
     event: LambdaEvent<SqsEvent>,
 ) -> SqsBatchResponse {
+    let (response, metrics) = process(app, event).await;
+    metrics.flush();
+    response
+}
+
+/// Handles one batch; returns the partial batch response and the invocation's metrics.
+pub async fn process<S: QuoteStore, P: Predictor>(
+    app: &App<S, P>,
+    event: LambdaEvent<SqsEvent>,
+) -> (SqsBatchResponse, Metrics) {
+    let mut metrics = Metrics::for_function("score");
+    let cold_start = metrics::cold_start();
+    metrics.property("requestId", event.context.request_id.as_str()).property("coldStart", cold_start);
+    metrics.count("BatchSize", event.payload.records.len() as u64);
     let deadline = deadline_of(&event.context);
     tracing::debug!(
         budget_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
@@ -56,7 +75,16 @@ pub async fn handle<S: QuoteStore, P: Predictor>(
         .collect();
     match scoring::score(&app.store, &app.predictor, &ids, deadline).await {
         Ok(report) => {
+            metrics
+                .count("QuotesScored", report.scored)
+                .count("QuotesFailed", report.failed)
+                .count("MlEngineErrors", report.call_errors.into())
+                .time("DatabaseTime", report.database_time);
+            for call in report.call_times.iter().take(MAX_LATENCY_VALUES) {
+                metrics.time("MlEngineLatency", *call);
+            }
             tracing::info!(
+                cold_start,
                 messages = messages.len(),
                 quotes = ids.len(),
                 scored = report.scored,
@@ -85,7 +113,7 @@ pub async fn handle<S: QuoteStore, P: Predictor>(
             failure
         })
         .collect();
-    response
+    (response, metrics)
 }
 
 /// When the predictor must be done: the invocation's deadline less the time for the write.

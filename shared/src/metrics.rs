@@ -1,0 +1,145 @@
+//! Metrics in CloudWatch Embedded Metric Format: one JSON log line per invocation that
+//! CloudWatch turns into metrics, with no API call on the request path.
+//!
+//! Namespace `METRICS_NAMESPACE` (default `QuotePipeline`), one dimension `FunctionName`.
+//! A maintained crate exists (`metrics_cloudwatch_embedded`), but it keeps its values in the
+//! process-wide `metrics` recorder; a value per invocation is simpler to test and to reason
+//! about, and this is all the format needs.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Milliseconds,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Milliseconds => "Milliseconds",
+        }
+    }
+}
+
+/// The metrics of one invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metrics {
+    namespace: String,
+    function: String,
+    values: Vec<(&'static str, Unit, f64)>,
+    properties: Map<String, Value>,
+}
+
+static COLD: AtomicBool = AtomicBool::new(true);
+
+/// True for the first invocation of this process: the container's cold start.
+pub fn cold_start() -> bool {
+    COLD.swap(false, Ordering::Relaxed)
+}
+
+impl Metrics {
+    /// Metrics of the function named by Lambda's `AWS_LAMBDA_FUNCTION_NAME`, else `default`.
+    pub fn for_function(default: &str) -> Self {
+        let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| default.into());
+        let namespace = std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "QuotePipeline".into());
+        Metrics { namespace, function, values: Vec::new(), properties: Map::new() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub fn count(&mut self, name: &'static str, n: u64) -> &mut Self {
+        self.values.push((name, Unit::Count, n as f64));
+        self
+    }
+
+    pub fn time(&mut self, name: &'static str, elapsed: Duration) -> &mut Self {
+        self.values.push((name, Unit::Milliseconds, elapsed.as_secs_f64() * 1000.0));
+        self
+    }
+
+    /// A searchable property of the log line, not a metric (the request id, say).
+    pub fn property(&mut self, name: &str, value: impl Into<Value>) -> &mut Self {
+        self.properties.insert(name.into(), value.into());
+        self
+    }
+
+    /// The EMF document; a metric recorded twice is one metric with a list of values.
+    pub fn to_emf(&self, timestamp_ms: u64) -> Value {
+        let mut document = self.properties.clone();
+        let mut definitions = Vec::new();
+        for (name, unit, value) in &self.values {
+            match document.get_mut(*name) {
+                Some(Value::Array(list)) => list.push(json!(value)),
+                Some(single) => *single = json!([single.take(), value]),
+                None => {
+                    definitions.push(json!({"Name": name, "Unit": unit.as_str()}));
+                    document.insert((*name).into(), json!(value));
+                }
+            }
+        }
+        document.insert("FunctionName".into(), json!(self.function));
+        document.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": self.namespace,
+                    "Dimensions": [["FunctionName"]],
+                    "Metrics": definitions,
+                }],
+            }),
+        );
+        Value::Object(document)
+    }
+
+    /// Writes the document as one line to standard output, where Lambda's log capture finds it.
+    pub fn flush(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        let line = self.to_emf(now).to_string();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_follow_the_embedded_metric_format() {
+        let mut metrics = Metrics {
+            namespace: "QuotePipeline".into(),
+            function: "score".into(),
+            values: Vec::new(),
+            properties: Map::new(),
+        };
+        metrics
+            .count("QuotesScored", 10)
+            .time("MlEngineLatency", Duration::from_millis(12))
+            .time("MlEngineLatency", Duration::from_millis(8))
+            .property("requestId", "r-1");
+        let emf = metrics.to_emf(1_795_770_000_000);
+        assert_eq!(emf["FunctionName"], "score");
+        assert_eq!(emf["QuotesScored"], 10.0);
+        assert_eq!(emf["MlEngineLatency"], json!([12.0, 8.0]));
+        assert_eq!(emf["requestId"], "r-1");
+        let directive = &emf["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "QuotePipeline");
+        assert_eq!(directive["Dimensions"], json!([["FunctionName"]]));
+        assert_eq!(
+            directive["Metrics"],
+            json!([{"Name": "QuotesScored", "Unit": "Count"}, {"Name": "MlEngineLatency", "Unit": "Milliseconds"}])
+        );
+    }
+}
