@@ -8,6 +8,8 @@
 //! | `QUOTES_QUEUE_URL` | the quotes queue (`generate`) | none |
 //! | `QUEUE_IDS_PER_MESSAGE` | quote ids per SQS message, 1..=1000 | 100 |
 //! | `ML_ENGINE_URL` | base URL of the ML engine (`score` only) | none |
+//! | `SCORING_MODE` | `engine` (call the ML engine) or `embedded` (evaluate the model in process) | `engine` where `ML_ENGINE_URL` is set, else `embedded` |
+//! | `MODEL_DIR` | the model's directory in embedded mode | `model/` beside the executable |
 //! | `ML_CHUNK_SIZE` | quotes per engine request | 250 |
 //! | `ML_CONCURRENCY` | engine requests in flight per invocation | 4 |
 //! | `ML_TIMEOUT_MS` | one engine request's timeout | 5000 |
@@ -17,6 +19,7 @@
 //! | `IDEMPOTENCY_TTL_SECS` | how long an `Idempotency-Key`'s answer is kept | 86400 |
 //! | `AWS_REGION`, `AWS_ENDPOINT_URL_SQS` | the standard AWS SDK settings | SDK's |
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -43,6 +46,15 @@ pub struct QueueConfig {
     pub ids_per_message: usize,
 }
 
+/// Where `score` gets its predictions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScoringMode {
+    /// From the ML engine at `ML_ENGINE_URL`.
+    Engine,
+    /// From the model evaluated in process, read from this directory.
+    Embedded { model_dir: PathBuf },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlEngineConfig {
     pub url: Option<String>,
@@ -56,6 +68,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub queue: QueueConfig,
     pub ml_engine: MlEngineConfig,
+    pub scoring: ScoringMode,
     pub reconcile: ReconcilePolicy,
     /// How long an idempotency key's answer is kept.
     pub idempotency_ttl: Duration,
@@ -86,7 +99,22 @@ impl Config {
                 }),
             }
         };
+        let ml_engine_url = get("ML_ENGINE_URL").filter(|v| !v.is_empty());
+        let scoring = match get("SCORING_MODE").as_deref().map(str::trim) {
+            Some("engine") => ScoringMode::Engine,
+            None | Some("") if ml_engine_url.is_some() => ScoringMode::Engine,
+            None | Some("") | Some("embedded") => ScoringMode::Embedded {
+                model_dir: get("MODEL_DIR").filter(|v| !v.is_empty()).map_or_else(default_model_dir, PathBuf::from),
+            },
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "SCORING_MODE",
+                    problem: format!("must be engine or embedded, not {other:?}"),
+                });
+            }
+        };
         Ok(Config {
+            scoring,
             database: DatabaseConfig {
                 url: required("DATABASE_URL")?,
                 max_connections: number("DB_MAX_CONNECTIONS", 5, 1, 100)? as u32,
@@ -97,7 +125,7 @@ impl Config {
                 ids_per_message: number("QUEUE_IDS_PER_MESSAGE", 100, 1, 1000)? as usize,
             },
             ml_engine: MlEngineConfig {
-                url: get("ML_ENGINE_URL").filter(|v| !v.is_empty()),
+                url: ml_engine_url,
                 chunk_size: number("ML_CHUNK_SIZE", 250, 1, 1000)? as usize,
                 concurrency: number("ML_CONCURRENCY", 4, 1, 64)? as usize,
                 timeout_ms: number("ML_TIMEOUT_MS", 5000, 1, 900_000)?,
@@ -110,6 +138,14 @@ impl Config {
             idempotency_ttl: Duration::from_secs(number("IDEMPOTENCY_TTL_SECS", 86_400, 60, 604_800)?),
         })
     }
+}
+
+/// `model/` beside the executable: where the packaging puts the model in the `score` zip.
+fn default_model_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("model")))
+        .unwrap_or_else(|| PathBuf::from("model"))
 }
 
 #[cfg(test)]
@@ -131,6 +167,22 @@ mod tests {
         assert_eq!(config.ml_engine.url, None);
         let err = Config::from_lookup(lookup(&[("QUOTES_QUEUE_URL", "http://q")])).unwrap_err();
         assert_eq!(err.variable, "DATABASE_URL");
+    }
+
+    #[test]
+    fn the_scoring_mode_follows_the_engine_url_unless_set() {
+        let engine = Config::from_lookup(lookup(&[("DATABASE_URL", "x"), ("ML_ENGINE_URL", "http://e")])).unwrap();
+        assert_eq!(engine.scoring, ScoringMode::Engine);
+        let embedded = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "x"),
+            ("ML_ENGINE_URL", "http://e"),
+            ("SCORING_MODE", "embedded"),
+            ("MODEL_DIR", "/opt/model"),
+        ]))
+        .unwrap();
+        assert_eq!(embedded.scoring, ScoringMode::Embedded { model_dir: "/opt/model".into() });
+        let bad = Config::from_lookup(lookup(&[("DATABASE_URL", "x"), ("SCORING_MODE", "magic")]));
+        assert_eq!(bad.unwrap_err().variable, "SCORING_MODE");
     }
 
     #[test]

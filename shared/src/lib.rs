@@ -6,6 +6,7 @@
 //! - [`features`]: the model's features, computed here and nowhere else.
 //! - [`scoring`]: pending quotes to premiums, through a predictor.
 //! - [`ml_engine`]: the predictor that calls the ML engine over HTTP.
+//! - [`model`]: the engine's XGBoost model evaluated in process, bit-identical to the engine.
 //! - [`store`]: the Postgres store.
 //! - [`reconcile`]: re-enqueueing or failing quotes left pending.
 //! - [`queue`]: the SQS queue and its message.
@@ -20,6 +21,7 @@ pub mod generator;
 pub mod import;
 pub mod metrics;
 pub mod ml_engine;
+pub mod model;
 pub mod queue;
 pub mod quote;
 pub mod reconcile;

@@ -6,7 +6,6 @@
 //! process-wide `metrics` recorder; a value per invocation is simpler to test and to reason
 //! about, and this is all the format needs.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -106,9 +105,8 @@ impl Metrics {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis() as u64;
-        let line = self.to_emf(now).to_string();
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
+        // println! rather than a raw stdout handle, so a test harness captures it too.
+        println!("{}", self.to_emf(now));
     }
 }
 

@@ -14,6 +14,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::features::{Features, features};
+use crate::model::EmbeddedModel;
 use crate::store::{Outcome, QuoteStore, StoreError};
 
 /// One priced quote.
@@ -58,6 +59,25 @@ pub trait Predictor: Send + Sync {
         quotes: &[(Uuid, Features)],
         deadline: Instant,
     ) -> impl Future<Output = Predicted> + Send;
+}
+
+/// The model evaluated in process: no call can fail, so every quote is priced.
+impl Predictor for EmbeddedModel {
+    async fn predict(&self, quotes: &[(Uuid, Features)], _deadline: Instant) -> Predicted {
+        let predictions = quotes
+            .iter()
+            .map(|(quote_id, features)| {
+                let (premium, confidence) = EmbeddedModel::predict(self, features);
+                Prediction {
+                    quote_id: *quote_id,
+                    premium: premium.into(),
+                    confidence: confidence.into(),
+                    model_version: self.model_version().to_owned(),
+                }
+            })
+            .collect();
+        Predicted { predictions, ..Predicted::default() }
+    }
 }
 
 /// What one scoring pass did.

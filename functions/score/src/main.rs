@@ -2,8 +2,10 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use quote_pipeline::config::Config;
+use quote_pipeline::config::{Config, ScoringMode};
 use quote_pipeline::ml_engine::MlEngine;
+use quote_pipeline::model::EmbeddedModel;
+use quote_pipeline::scoring::Predictor;
 use quote_pipeline::store::PgStore;
 use quote_pipeline::telemetry;
 use score::{App, handle};
@@ -12,10 +14,20 @@ use score::{App, handle};
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
-    let app = Arc::new(App {
-        store: PgStore::connect_lazy(&config.database)?,
-        predictor: MlEngine::new(&config.ml_engine)?,
-    });
+    let store = PgStore::connect_lazy(&config.database)?;
+    // A malformed model stops the container here, not with a wrong premium later.
+    match &config.scoring {
+        ScoringMode::Engine => run(App { store, predictor: MlEngine::new(&config.ml_engine)? }).await,
+        ScoringMode::Embedded { model_dir } => {
+            let model = EmbeddedModel::load(model_dir)?;
+            tracing::info!(model_version = model.model_version(), "model loaded");
+            run(App { store, predictor: model }).await
+        }
+    }
+}
+
+async fn run<P: Predictor + 'static>(app: App<PgStore, P>) -> Result<(), Error> {
+    let app = Arc::new(app);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let app = Arc::clone(&app);
         async move { Ok::<_, Error>(handle(&app, event).await) }

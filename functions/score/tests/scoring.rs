@@ -10,6 +10,8 @@ use lambda_runtime::LambdaEvent;
 use quote_pipeline::config::MlEngineConfig;
 use quote_pipeline::features::FEATURE_NAMES;
 use quote_pipeline::ml_engine::MlEngine;
+use quote_pipeline::model::EmbeddedModel;
+use quote_pipeline::scoring::Predictor;
 use quote_pipeline::store::PgStore;
 use quote_pipeline::testing::{Fault, FaultProxy, TestEnv, lambda_context, sqs_event};
 use score::{App, handle};
@@ -27,6 +29,12 @@ fn engine(url: &str, timeout_ms: u64) -> MlEngine {
 
 fn app(env: &TestEnv, url: &str) -> App<PgStore, MlEngine> {
     App { store: env.store.clone(), predictor: engine(url, 2000) }
+}
+
+/// `score` evaluating the engine's model in process.
+fn embedded_app(env: &TestEnv) -> App<PgStore, EmbeddedModel> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ml-engine/model");
+    App { store: env.store.clone(), predictor: EmbeddedModel::load(&dir).expect("the trained model") }
 }
 
 /// A proxy in front of the real engine, for injecting faults.
@@ -60,7 +68,7 @@ async fn create_quotes(env: &TestEnv, count: u32, ids_per_message: usize) -> Vec
 }
 
 /// Invokes the handler with `messages`; returns the ids of the messages it failed.
-async fn invoke(app: &App<PgStore, MlEngine>, messages: &[Message], budget: Duration) -> Vec<String> {
+async fn invoke<P: Predictor>(app: &App<PgStore, P>, messages: &[Message], budget: Duration) -> Vec<String> {
     let event = LambdaEvent::new(sqs_event(messages), lambda_context(budget));
     handle(app, event).await.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
 }
@@ -101,21 +109,20 @@ async fn the_engine_serves_the_features_the_library_computes() {
     assert_eq!(names, FEATURE_NAMES, "training and serving share one feature list");
 }
 
-#[tokio::test]
-async fn a_batch_of_1000_ends_scored_and_the_queues_end_empty() {
-    let env = TestEnv::new().await;
-    let ids = create_quotes(&env, 1000, 100).await;
-    let app = app(&env, &engine_url());
+/// Generates 1000 quotes, feeds the queue to `app` like Lambda does, and checks every quote
+/// ends scored by the engine's model, with both queues empty.
+async fn a_batch_of_1000_ends_scored<P: Predictor>(env: &TestEnv, app: &App<PgStore, P>) -> HashMap<Uuid, Row> {
+    let ids = create_quotes(env, 1000, 100).await;
     let invocations = env
         .drain(10, 30, async |event| {
-            let response = handle(&app, LambdaEvent::new(event, lambda_context(Duration::from_secs(30)))).await;
+            let response = handle(app, LambdaEvent::new(event, lambda_context(Duration::from_secs(30)))).await;
             response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
         })
         .await;
     assert!(invocations >= 1);
 
     let version = engine_health().await["model_version"].as_str().unwrap().to_string();
-    let rows = rows(&env).await;
+    let rows = rows(env).await;
     assert_eq!(rows.len(), 1000);
     for id in &ids {
         let (status, premium, confidence, model_version, scored_at, reason) = &rows[id];
@@ -127,20 +134,57 @@ async fn a_batch_of_1000_ends_scored_and_the_queues_end_empty() {
     }
     assert_eq!(env.depth(&env.queue_url).await, 0);
     assert_eq!(env.depth(&env.dlq_url).await, 0);
+    rows
+}
+
+/// Delivers the same batch twice: the second delivery changes nothing.
+async fn the_same_batch_twice<P: Predictor>(env: &TestEnv, app: &App<PgStore, P>) {
+    create_quotes(env, 120, 40).await;
+    let messages = env.receive(10, 30).await;
+    assert_eq!(messages.len(), 3);
+    assert!(invoke(app, &messages, Duration::from_secs(30)).await.is_empty());
+    let first = rows(env).await;
+    assert!(first.values().all(|r| r.0 == "scored"));
+    assert!(invoke(app, &messages, Duration::from_secs(30)).await.is_empty());
+    assert_eq!(rows(env).await, first);
+}
+
+#[tokio::test]
+async fn a_batch_of_1000_ends_scored_and_the_queues_end_empty() {
+    let env = TestEnv::new().await;
+    a_batch_of_1000_ends_scored(&env, &app(&env, &engine_url())).await;
+}
+
+#[tokio::test]
+async fn embedded_scoring_gives_the_engines_premiums() {
+    let engine_env = TestEnv::new().await;
+    a_batch_of_1000_ends_scored(&engine_env, &app(&engine_env, &engine_url())).await;
+    let env = TestEnv::new().await;
+    a_batch_of_1000_ends_scored(&env, &embedded_app(&env)).await;
+    // Same seed, so the same quotes under other ids: match them by their facts.
+    let priced = async |env: &TestEnv| -> Vec<(String, String, i64, i32, i64, i32, chrono::NaiveDate, f64, f64, String)> {
+        sqlx::query_as(
+            "SELECT coverage_type, coverage_level, estimated_amount, user_age, annual_revenue, num_employees, \
+                    founded_at, premium, confidence, model_version FROM quotes \
+             ORDER BY coverage_type, coverage_level, estimated_amount, user_age, annual_revenue, \
+                    num_employees, founded_at, premium, confidence",
+        )
+        .fetch_all(&env.pool)
+        .await
+        .unwrap()
+    };
+    let (by_model, by_engine) = (priced(&env).await, priced(&engine_env).await);
+    assert_eq!(by_model.len(), 1000);
+    let differ: Vec<_> = by_model.iter().zip(&by_engine).filter(|(m, e)| m != e).take(3).collect();
+    assert!(differ.is_empty(), "embedded and engine premiums differ: {differ:?}");
 }
 
 #[tokio::test]
 async fn the_same_batch_delivered_twice_changes_nothing_the_second_time() {
     let env = TestEnv::new().await;
-    create_quotes(&env, 120, 40).await;
-    let app = app(&env, &engine_url());
-    let messages = env.receive(10, 30).await;
-    assert_eq!(messages.len(), 3);
-    assert!(invoke(&app, &messages, Duration::from_secs(30)).await.is_empty());
-    let first = rows(&env).await;
-    assert!(first.values().all(|r| r.0 == "scored"));
-    assert!(invoke(&app, &messages, Duration::from_secs(30)).await.is_empty());
-    assert_eq!(rows(&env).await, first);
+    the_same_batch_twice(&env, &app(&env, &engine_url())).await;
+    let env = TestEnv::new().await;
+    the_same_batch_twice(&env, &embedded_app(&env)).await;
 }
 
 #[tokio::test]

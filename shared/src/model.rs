@@ -1,0 +1,717 @@
+//! The ML engine's XGBoost model, evaluated in process and bit-identical to the engine.
+//!
+//! [`EmbeddedModel`] reads the engine's own files (`model.json` in XGBoost's JSON format and
+//! `metadata.json`) and answers, to the last bit, what `POST /predict/batch` answers for the same
+//! features. What XGBoost 3.2's CPU predictor does for one row, checked against
+//! `Booster.inplace_predict` by `tests/model_parity.rs`:
+//!
+//! - features are rounded once from f64 to f32, thresholds and leaf values are f32;
+//! - a node goes left when `value < threshold`, a missing value (NaN) to its default child;
+//! - each output starts at its base margin (`base_score` through the objective's inverse link,
+//!   the identity for the objectives accepted here), then every tree adds its leaf value to
+//!   its `tree_info` output in f32, one tree at a time in file order.
+//!
+//! Adding the base score last, or summing in f64, changes the last bits of most outputs.
+//!
+//! The crate `hessboost` (0.4) was not used: it is a whole training library (about 100k lines,
+//! with rayon and zstd) that converts XGBoost models into its own representation written for
+//! XGBoost's 3.4 schema, so its bit parity with the engine's 3.2 would still have to be proven
+//! here, for what takes a few hundred lines.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::features::{FEATURE_NAMES, Features};
+
+/// The engine's post-processing reads three quantiles: 10%, 50% and 90%.
+const OUTPUTS: usize = 3;
+const SUPPORTED_OBJECTIVES: [&str; 2] = ["reg:quantileerror", "reg:squarederror"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file} is not the expected JSON: {source}")]
+    Json {
+        file: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("{file}: {problem}")]
+    Invalid { file: &'static str, problem: String },
+}
+
+/// The model, loaded once: every tree's nodes in one flat array.
+#[derive(Debug)]
+pub struct EmbeddedModel {
+    version: String,
+    base_margin: [f32; OUTPUTS],
+    /// Steps from a root to the deepest leaf of any tree.
+    depth: u32,
+    trees: Vec<Tree>,
+    nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Tree {
+    root: u32,
+    output: usize,
+}
+
+/// Trees walked side by side: their walks are independent, so their memory loads overlap.
+const LANES: usize = 16;
+
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    /// The threshold, or a leaf's value: XGBoost's JSON keeps both in `split_conditions`.
+    value: f32,
+    /// Left and right, as indices in `EmbeddedModel::nodes`; a leaf leads to itself.
+    children: [u32; 2],
+    feature: u16,
+    default_left: bool,
+}
+
+impl EmbeddedModel {
+    /// Reads `model.json` and `metadata.json` from `model_dir`.
+    pub fn load(model_dir: &Path) -> Result<EmbeddedModel, ModelError> {
+        let read = |name: &str| {
+            let path = model_dir.join(name);
+            std::fs::read(&path).map_err(|source| ModelError::Read { path, source })
+        };
+        Self::from_json(&read("model.json")?, &read("metadata.json")?)
+    }
+
+    fn from_json(model_json: &[u8], metadata_json: &[u8]) -> Result<EmbeddedModel, ModelError> {
+        let metadata: Metadata =
+            serde_json::from_slice(metadata_json).map_err(|source| ModelError::Json {
+                file: "metadata.json",
+                source,
+            })?;
+        let invalid_metadata = |problem: String| ModelError::Invalid {
+            file: "metadata.json",
+            problem,
+        };
+        if metadata.feature_names != FEATURE_NAMES {
+            return Err(invalid_metadata(format!(
+                "feature_names {:?} are not the pipeline's features {FEATURE_NAMES:?}",
+                metadata.feature_names
+            )));
+        }
+        let expected = version_of(model_json);
+        if metadata.model_version != expected {
+            return Err(invalid_metadata(format!(
+                "model_version {:?} does not match model.json, whose version is {expected:?}",
+                metadata.model_version
+            )));
+        }
+        let model: XgbModel =
+            serde_json::from_slice(model_json).map_err(|source| ModelError::Json {
+                file: "model.json",
+                source,
+            })?;
+        flatten(model.learner, metadata.model_version).map_err(|problem| ModelError::Invalid {
+            file: "model.json",
+            problem,
+        })
+    }
+
+    pub fn model_version(&self) -> &str {
+        &self.version
+    }
+
+    /// The engine's `(prediction, confidence)` for these features.
+    pub fn predict(&self, features: &Features) -> (f32, f32) {
+        postprocess(self.margins(&features.map(|v| v as f32)))
+    }
+
+    fn margins(&self, x: &[f32; FEATURE_NAMES.len()]) -> [f32; OUTPUTS] {
+        // Like XGBoost, a row without missing values skips the test for them.
+        if x.iter().any(|v| v.is_nan()) {
+            self.walk::<true>(x)
+        } else {
+            self.walk::<false>(x)
+        }
+    }
+
+    fn walk<const HAS_MISSING: bool>(&self, x: &[f32; FEATURE_NAMES.len()]) -> [f32; OUTPUTS] {
+        let mut sums = self.base_margin;
+        for group in self.trees.chunks(LANES) {
+            let mut at = [0; LANES];
+            for (at, tree) in at.iter_mut().zip(group) {
+                *at = tree.root;
+            }
+            // As many steps on every path (a leaf leads to itself): no branch to mispredict.
+            for _ in 0..self.depth {
+                for at in &mut at[..group.len()] {
+                    let node = &self.nodes[*at as usize];
+                    let v = x[usize::from(node.feature)];
+                    let go_left =
+                        (v < node.value) | (HAS_MISSING && v.is_nan() && node.default_left);
+                    *at = node.children[usize::from(!go_left)];
+                }
+            }
+            for (at, tree) in at.iter().zip(group) {
+                sums[tree.output] += self.nodes[*at as usize].value;
+            }
+        }
+        sums
+    }
+}
+
+/// `model_core.postprocess`, step by step in f32.
+fn postprocess(mut q: [f32; OUTPUTS]) -> (f32, f32) {
+    // Only the order of -0.0 and +0.0 can differ from np.sort, and it changes no result.
+    q.sort_by(f32::total_cmp);
+    let [q10, q50, q90] = q;
+    let ratio = (q90 - q10) / np_maximum(q50, 1.0);
+    (np_maximum(q50, 0.0), 1.0 / (1.0 + ratio))
+}
+
+/// `np.maximum(a, b)` for a non-NaN `b`: NaN propagates and `max(-0.0, 0.0)` is `0.0`.
+fn np_maximum(a: f32, b: f32) -> f32 {
+    if a > b || a.is_nan() { a } else { b }
+}
+
+/// `train.py`'s model_version: "xgb-" and the first 12 hex digits of sha256(model.json).
+fn version_of(model_json: &[u8]) -> String {
+    let digest = Sha256::digest(model_json);
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("xgb-{hex}")
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    model_version: String,
+    feature_names: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct XgbModel {
+    learner: Learner,
+}
+
+#[derive(Deserialize)]
+struct Learner {
+    #[serde(default)]
+    feature_names: Vec<String>,
+    gradient_booster: GradientBooster,
+    learner_model_param: LearnerModelParam,
+    objective: Objective,
+}
+
+/// Tagged so that `dart` or `gblinear` fail by name, before their other fields are read.
+#[derive(Deserialize)]
+#[serde(tag = "name")]
+enum GradientBooster {
+    #[serde(rename = "gbtree")]
+    GbTree { model: GbTreeModel },
+}
+
+#[derive(Deserialize)]
+struct GbTreeModel {
+    trees: Vec<XgbTree>,
+    tree_info: Vec<usize>,
+}
+
+/// XGBoost writes these parameters as strings.
+#[derive(Deserialize)]
+struct LearnerModelParam {
+    base_score: Value,
+    num_class: String,
+    num_feature: String,
+    num_target: String,
+}
+
+#[derive(Deserialize)]
+struct Objective {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct XgbTree {
+    id: usize,
+    left_children: Vec<i64>,
+    right_children: Vec<i64>,
+    split_indices: Vec<u64>,
+    split_conditions: Vec<f64>,
+    default_left: Vec<u8>,
+    split_type: Vec<u8>,
+    #[serde(default)]
+    categories_nodes: Vec<i64>,
+    tree_param: TreeParam,
+}
+
+#[derive(Deserialize)]
+struct TreeParam {
+    num_nodes: String,
+    size_leaf_vector: String,
+}
+
+/// Checks everything prediction relies on, so that a model it cannot follow exactly fails
+/// here, by name, rather than answering a wrong number later.
+fn flatten(learner: Learner, version: String) -> Result<EmbeddedModel, String> {
+    let objective = learner.objective.name;
+    if !SUPPORTED_OBJECTIVES.contains(&objective.as_str()) {
+        return Err(format!(
+            "objective {objective:?} is not supported; only {SUPPORTED_OBJECTIVES:?}"
+        ));
+    }
+    let param = learner.learner_model_param;
+    let count = |name: &str, text: &str| {
+        text.parse::<usize>()
+            .map_err(|_| format!("{name} {text:?} is not a whole number"))
+    };
+    if count("num_class", &param.num_class)? > 1 {
+        return Err(format!(
+            "num_class is {}: multi-class models are not supported",
+            param.num_class
+        ));
+    }
+    let outputs = count("num_target", &param.num_target)?;
+    if outputs != OUTPUTS {
+        return Err(format!(
+            "the model has {outputs} outputs; the engine's post-processing needs {OUTPUTS} (q10, q50, q90)"
+        ));
+    }
+    let num_feature = count("num_feature", &param.num_feature)?;
+    if num_feature != FEATURE_NAMES.len() {
+        return Err(format!(
+            "num_feature is {num_feature} but metadata.json names {} features",
+            FEATURE_NAMES.len()
+        ));
+    }
+    if !learner.feature_names.is_empty() && learner.feature_names != FEATURE_NAMES {
+        return Err(format!(
+            "feature_names {:?} differ from metadata.json's",
+            learner.feature_names
+        ));
+    }
+    // The inverse link of both objectives is the identity: base_score is the base margin.
+    let base_margin: [f32; OUTPUTS] =
+        base_score(&param.base_score)?
+            .try_into()
+            .map_err(|v: Vec<f32>| {
+                format!("base_score has {} values for {OUTPUTS} outputs", v.len())
+            })?;
+
+    let GradientBooster::GbTree { model } = learner.gradient_booster;
+    if model.tree_info.len() != model.trees.len() {
+        return Err(format!(
+            "tree_info has {} entries for {} trees",
+            model.tree_info.len(),
+            model.trees.len()
+        ));
+    }
+    let mut trees = Vec::with_capacity(model.trees.len());
+    let mut nodes = Vec::new();
+    let mut depth = 0;
+    for (t, (tree, &output)) in model.trees.iter().zip(&model.tree_info).enumerate() {
+        // XGBoost places each tree by its id, and adds them up in that order.
+        if tree.id != t {
+            return Err(format!("tree {t} has id {}", tree.id));
+        }
+        if output >= OUTPUTS {
+            return Err(format!(
+                "tree_info[{t}] is {output}, not an output below {OUTPUTS}"
+            ));
+        }
+        let root = u32::try_from(nodes.len()).map_err(|_| "too many nodes".to_string())?;
+        let tree_depth = flatten_tree(tree, root, &mut nodes)
+            .map_err(|problem| format!("tree {t}: {problem}"))?;
+        depth = depth.max(tree_depth);
+        trees.push(Tree { root, output });
+    }
+    Ok(EmbeddedModel {
+        version,
+        base_margin,
+        depth,
+        trees,
+        nodes,
+    })
+}
+
+/// Appends the tree's nodes, its root at `root`, and answers its depth.
+fn flatten_tree(tree: &XgbTree, root: u32, nodes: &mut Vec<Node>) -> Result<u32, String> {
+    // "0" is how XGBoost before 2.0 wrote a scalar leaf.
+    if !matches!(tree.tree_param.size_leaf_vector.as_str(), "0" | "1") {
+        return Err(format!(
+            "size_leaf_vector is {}: vector leaves (multi_strategy multi_output_tree) are not supported",
+            tree.tree_param.size_leaf_vector
+        ));
+    }
+    if !tree.categories_nodes.is_empty() || tree.split_type.iter().any(|&t| t != 0) {
+        return Err("categorical splits are not supported".into());
+    }
+    let n: usize = tree
+        .tree_param
+        .num_nodes
+        .parse()
+        .map_err(|_| "num_nodes is not a whole number")?;
+    let lengths = [
+        tree.left_children.len(),
+        tree.right_children.len(),
+        tree.split_indices.len(),
+        tree.split_conditions.len(),
+        tree.default_left.len(),
+        tree.split_type.len(),
+    ];
+    if n == 0 || lengths.iter().any(|&len| len != n) {
+        return Err(format!(
+            "num_nodes is {n} but the node arrays have lengths {lengths:?}"
+        ));
+    }
+    let mut depth = vec![0; n];
+    for i in 0..n {
+        let value = tree.split_conditions[i] as f32;
+        if !value.is_finite() {
+            return Err(format!(
+                "node {i}: split_conditions value {:?} is not a finite f32",
+                tree.split_conditions[i]
+            ));
+        }
+        let node = match (tree.left_children[i], tree.right_children[i]) {
+            (-1, -1) => Node {
+                value,
+                children: [root + i as u32; 2],
+                feature: 0,
+                default_left: false,
+            },
+            (left, right) => {
+                // Children after their parent also rule out cycles.
+                let child = |c: i64| match usize::try_from(c) {
+                    Ok(c) if c > i && c < n => Ok(root + c as u32),
+                    _ => Err(format!(
+                        "node {i}: child {c} is not a node after it (of {n})"
+                    )),
+                };
+                let feature = match u16::try_from(tree.split_indices[i]) {
+                    Ok(f) if usize::from(f) < FEATURE_NAMES.len() => f,
+                    _ => {
+                        return Err(format!(
+                            "node {i}: split index {} is not a feature",
+                            tree.split_indices[i]
+                        ));
+                    }
+                };
+                let default_left = match tree.default_left[i] {
+                    0 => false,
+                    1 => true,
+                    d => return Err(format!("node {i}: default_left is {d}")),
+                };
+                let children = [child(left)?, child(right)?];
+                for c in [left, right] {
+                    depth[c as usize] = depth[i] + 1;
+                }
+                Node {
+                    value,
+                    children,
+                    feature,
+                    default_left,
+                }
+            }
+        };
+        nodes.push(node);
+    }
+    Ok(depth.into_iter().max().unwrap_or(0))
+}
+
+/// `base_score`: a string such as "[1.2E3,1.5E3,1.9E3]" (XGBoost 3) or an array of numbers.
+fn base_score(value: &Value) -> Result<Vec<f32>, String> {
+    let scores: Vec<f32> = match value {
+        Value::String(text) => text
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .parse::<f32>()
+                    .map_err(|_| format!("base_score {text:?} is not a list of numbers"))
+            })
+            .collect::<Result<_, _>>()?,
+        Value::Array(items) => items
+            .iter()
+            .map(|v| {
+                v.as_f64()
+                    .map(|f| f as f32)
+                    .ok_or(format!("base_score {value} is not a list of numbers"))
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(format!(
+                "base_score {value} is neither a string nor an array"
+            ));
+        }
+    };
+    if scores.iter().any(|s| !s.is_finite()) {
+        return Err(format!("base_score {value} is not finite"));
+    }
+    Ok(scores)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three outputs, base scores 10, 20, 30. Tree 0 (output 0): user_age < 40, missing
+    /// left, leaves -1.5 and 2.5. Tree 1 (output 1): risk_score < 0.5, missing right, leaves 1
+    /// and 3. Tree 2 (output 2): one leaf, 4. Tree 3 (output 0): a leaf of 0.25.
+    const TINY: &str = r#"{"version": [3, 2, 0], "learner": {
+        "attributes": {},
+        "feature_names": [], "feature_types": [],
+        "gradient_booster": {"name": "gbtree", "model": {
+            "gbtree_model_param": {"num_parallel_tree": "1", "num_trees": "4"},
+            "iteration_indptr": [0, 3, 4],
+            "tree_info": [0, 1, 2, 0],
+            "trees": [
+                {"id": 0, "left_children": [1, -1, -1], "right_children": [2, -1, -1],
+                 "split_indices": [0, 0, 0], "split_conditions": [40.0, -1.5, 2.5],
+                 "default_left": [1, 0, 0], "split_type": [0, 0, 0],
+                 "categories": [], "categories_nodes": [], "categories_segments": [], "categories_sizes": [],
+                 "tree_param": {"num_deleted": "0", "num_feature": "13", "num_nodes": "3", "size_leaf_vector": "1"}},
+                {"id": 1, "left_children": [1, -1, -1], "right_children": [2, -1, -1],
+                 "split_indices": [8, 0, 0], "split_conditions": [0.5, 1.0, 3.0],
+                 "default_left": [0, 0, 0], "split_type": [0, 0, 0],
+                 "categories": [], "categories_nodes": [], "categories_segments": [], "categories_sizes": [],
+                 "tree_param": {"num_deleted": "0", "num_feature": "13", "num_nodes": "3", "size_leaf_vector": "1"}},
+                {"id": 2, "left_children": [-1], "right_children": [-1],
+                 "split_indices": [0], "split_conditions": [4.0], "default_left": [0], "split_type": [0],
+                 "tree_param": {"num_deleted": "0", "num_feature": "13", "num_nodes": "1", "size_leaf_vector": "1"}},
+                {"id": 3, "left_children": [-1], "right_children": [-1],
+                 "split_indices": [0], "split_conditions": [0.25], "default_left": [0], "split_type": [0],
+                 "tree_param": {"num_deleted": "0", "num_feature": "13", "num_nodes": "1", "size_leaf_vector": "1"}}
+            ]}},
+        "learner_model_param": {"base_score": "[1E1,2E1,3E1]", "boost_from_average": "1",
+            "num_class": "0", "num_feature": "13", "num_target": "3"},
+        "objective": {"name": "reg:quantileerror", "quantile_loss_param": {"quantile_alpha": "[1E-1,5E-1,9E-1]"}}
+    }}"#;
+
+    fn tiny() -> Value {
+        serde_json::from_str(TINY).unwrap()
+    }
+
+    /// Loads `model` with a metadata.json that matches it.
+    fn load(model: &Value) -> Result<EmbeddedModel, ModelError> {
+        let bytes = serde_json::to_vec(model).unwrap();
+        let metadata = serde_json::json!({"model_version": version_of(&bytes), "feature_names": FEATURE_NAMES});
+        EmbeddedModel::from_json(&bytes, &serde_json::to_vec(&metadata).unwrap())
+    }
+
+    fn error_of(model: &Value) -> String {
+        load(model)
+            .expect_err("the model must be rejected")
+            .to_string()
+    }
+
+    fn features(user_age: f64, risk_score: f64) -> [f32; 13] {
+        let mut x = [0.0; 13];
+        (x[0], x[8]) = (user_age as f32, risk_score as f32);
+        x
+    }
+
+    #[test]
+    fn a_value_at_the_threshold_goes_right_and_below_it_left() {
+        let model = load(&tiny()).unwrap();
+        assert_eq!(
+            model.margins(&features(40.0, 0.5)),
+            [10.0 + 2.5 + 0.25, 23.0, 34.0]
+        );
+        let x = features(f64::from(40f32.next_down()), f64::from(0.5f32.next_down()));
+        assert_eq!(model.margins(&x), [10.0 - 1.5 + 0.25, 21.0, 34.0]);
+    }
+
+    #[test]
+    fn missing_values_follow_default_left() {
+        let model = load(&tiny()).unwrap();
+        assert_eq!(
+            model.margins(&features(f64::NAN, f64::NAN)),
+            [8.75, 23.0, 34.0]
+        );
+    }
+
+    #[test]
+    fn base_score_as_a_string_or_an_array_gives_the_same_model() {
+        let mut array = tiny();
+        array["learner"]["learner_model_param"]["base_score"] =
+            serde_json::json!([10.0, 20.0, 30.0]);
+        let x = features(30.0, 0.1);
+        assert_eq!(
+            load(&array).unwrap().margins(&x),
+            load(&tiny()).unwrap().margins(&x)
+        );
+    }
+
+    #[test]
+    fn postprocess_sorts_clips_and_derives_confidence_in_f32() {
+        assert_eq!(postprocess([30.0, 10.0, 20.0]), (20.0, 0.5));
+        // A negative median answers +0.0 and divides by 1.
+        let (prediction, confidence) = postprocess([-1.0, 3.0, -0.5]);
+        assert_eq!(
+            (prediction.to_bits(), confidence),
+            (0.0f32.to_bits(), 1.0 / 5.0f32)
+        );
+        let (prediction, _) = postprocess([-0.0, -1.0, 3.0]);
+        assert_eq!(prediction.to_bits(), 0.0f32.to_bits());
+        let ratio = (1003.5f32 - 700.25) / 851.125;
+        assert_eq!(
+            postprocess([1003.5, 851.125, 700.25]),
+            (851.125, 1.0 / (1.0 + ratio))
+        );
+    }
+
+    #[test]
+    fn predict_rounds_features_once_to_f32_and_post_processes() {
+        let model = load(&tiny()).unwrap();
+        assert!(model.model_version().starts_with("xgb-") && model.model_version().len() == 16);
+        // Below 40 as an f64, but 40 once rounded to f32: it goes right, as in XGBoost.
+        let mut f = [0.0; 13];
+        f[0] = 40.0 - 1e-9;
+        assert_eq!(model.predict(&f), postprocess([12.75, 21.0, 34.0]));
+    }
+
+    #[test]
+    fn unsupported_models_are_rejected_by_name() {
+        let cases: [(&str, fn(&mut Value), &str); 8] = [
+            (
+                "objective",
+                |m| m["learner"]["objective"]["name"] = "binary:logistic".into(),
+                "objective \"binary:logistic\"",
+            ),
+            (
+                "dart",
+                |m| m["learner"]["gradient_booster"]["name"] = "dart".into(),
+                "unknown variant `dart`",
+            ),
+            (
+                "categorical",
+                |m| {
+                    m["learner"]["gradient_booster"]["model"]["trees"][1]["split_type"][0] =
+                        1.into()
+                },
+                "tree 1: categorical",
+            ),
+            (
+                "vector leaf",
+                |m| {
+                    m["learner"]["gradient_booster"]["model"]["trees"][0]["tree_param"]["size_leaf_vector"] =
+                        "3".into()
+                },
+                "multi_output_tree",
+            ),
+            (
+                "features",
+                |m| m["learner"]["learner_model_param"]["num_feature"] = "12".into(),
+                "num_feature is 12",
+            ),
+            (
+                "outputs",
+                |m| m["learner"]["learner_model_param"]["num_target"] = "1".into(),
+                "1 outputs",
+            ),
+            (
+                "base_score",
+                |m| m["learner"]["learner_model_param"]["base_score"] = "[1E1,2E1]".into(),
+                "base_score has 2 values",
+            ),
+            (
+                "tree_info",
+                |m| m["learner"]["gradient_booster"]["model"]["tree_info"][3] = 3.into(),
+                "tree_info[3] is 3",
+            ),
+        ];
+        for (name, mutate, expected) in cases {
+            let mut model = tiny();
+            mutate(&mut model);
+            let error = error_of(&model);
+            assert!(error.contains(expected), "{name}: {error}");
+        }
+    }
+
+    #[test]
+    fn malformed_trees_are_rejected_by_name() {
+        let cases: [(&str, fn(&mut Value), &str); 6] = [
+            (
+                "threshold out of f32 range",
+                |m| m["split_conditions"][0] = 1e39.into(),
+                "tree 0: node 0: split_conditions value 1e39 is not a finite f32",
+            ),
+            (
+                "child out of range",
+                |m| m["right_children"][0] = 7.into(),
+                "tree 0: node 0: child 7",
+            ),
+            (
+                "child before parent",
+                |m| m["left_children"][0] = 0.into(),
+                "child 0",
+            ),
+            (
+                "split on no feature",
+                |m| m["split_indices"][0] = 13.into(),
+                "split index 13",
+            ),
+            (
+                "short array",
+                |m| m["default_left"] = serde_json::json!([1, 0]),
+                "num_nodes is 3",
+            ),
+            ("id", |m| m["id"] = 2.into(), "tree 0 has id 2"),
+        ];
+        for (name, mutate, expected) in cases {
+            let mut model = tiny();
+            mutate(&mut model["learner"]["gradient_booster"]["model"]["trees"][0]);
+            let error = error_of(&model);
+            assert!(error.contains(expected), "{name}: {error}");
+        }
+        // JSON has no NaN: XGBoost's `NaN` is not JSON, which is an error too.
+        let nan = TINY.replace("[40.0, -1.5, 2.5]", "[NaN, -1.5, 2.5]");
+        let metadata = serde_json::json!({"model_version": version_of(nan.as_bytes()), "feature_names": FEATURE_NAMES});
+        let error =
+            EmbeddedModel::from_json(nan.as_bytes(), &serde_json::to_vec(&metadata).unwrap());
+        assert!(matches!(
+            error,
+            Err(ModelError::Json {
+                file: "model.json",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn metadata_must_match_the_model_and_the_pipeline() {
+        let bytes = serde_json::to_vec(&tiny()).unwrap();
+        let wrong_version = serde_json::json!({"model_version": "xgb-000000000000", "feature_names": FEATURE_NAMES});
+        let error = EmbeddedModel::from_json(&bytes, &serde_json::to_vec(&wrong_version).unwrap())
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("does not match model.json"),
+            "{error}"
+        );
+
+        let mut names = FEATURE_NAMES.map(String::from).to_vec();
+        names.swap(0, 1);
+        let swapped =
+            serde_json::json!({"model_version": version_of(&bytes), "feature_names": names});
+        let error =
+            EmbeddedModel::from_json(&bytes, &serde_json::to_vec(&swapped).unwrap()).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("are not the pipeline's features"),
+            "{error}"
+        );
+
+        let missing = EmbeddedModel::load(Path::new("/nonexistent/model")).unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .starts_with("cannot read /nonexistent/model/model.json"),
+            "{missing}"
+        );
+    }
+}

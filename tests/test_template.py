@@ -1,0 +1,356 @@
+"""Invariants of template.yaml (the AWS SAM template), checked offline.
+
+cfn-lint and `sam validate --lint` check that the template is valid CloudFormation; these
+tests check that it still says what the pipeline relies on: every crate is deployed, the SQS
+settings that keep a quote from being lost or stuck, the authorizer on every route, and no
+local-development switch.
+
+Run with `scripts/checks`, or `.venv/bin/python -m pytest tests/test_template.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+from cfnlint.decode import decode_str
+
+ROOT = Path(__file__).resolve().parent.parent
+# TEMPLATE_UNDER_TEST: another file to check (used to try the tests on broken templates).
+TEMPLATE_PATH = Path(os.environ.get("TEMPLATE_UNDER_TEST", ROOT / "template.yaml"))
+
+ROUTES = {
+    ("POST", "/quotes"),
+    ("POST", "/quotes/generate-batch"),
+    ("POST", "/quotes/import"),
+    ("GET", "/quotes/{id}"),
+    ("GET", "/quotes"),
+}
+# Every function reads these; see shared/src/config.rs.
+COMMON_ENV = {
+    "DB_HOST",
+    "DB_PORT",
+    "DB_NAME",
+    "DB_USER",
+    "DB_IAM_AUTH",
+    "DB_MAX_CONNECTIONS",
+    "RUST_LOG",
+    "METRICS_NAMESPACE",
+}
+
+
+def _load() -> dict:
+    template, errors = decode_str(TEMPLATE_PATH.read_text())
+    assert not errors, [str(e) for e in errors]
+    return template
+
+
+TEMPLATE = _load()
+RESOURCES: dict = TEMPLATE["Resources"]
+PARAMETERS: dict = TEMPLATE.get("Parameters", {})
+GLOBALS: dict = TEMPLATE.get("Globals", {}).get("Function", {})
+
+
+def resources_of(kind: str) -> dict[str, dict]:
+    return {name: r for name, r in RESOURCES.items() if r["Type"] == kind}
+
+
+FUNCTIONS = resources_of("AWS::Serverless::Function")
+
+
+def prop(function: dict, key: str):
+    """A function's property as deployed: its own, else the Globals' one."""
+    return function.get("Properties", {}).get(key, GLOBALS.get(key))
+
+
+def env(function: dict) -> dict:
+    """A function's environment variables, the Globals' merged with its own."""
+    merged = dict(GLOBALS.get("Environment", {}).get("Variables", {}))
+    merged.update(function.get("Properties", {}).get("Environment", {}).get("Variables", {}))
+    return merged
+
+
+def function_by_binary(binary: str) -> dict:
+    for function in FUNCTIONS.values():
+        if function.get("Metadata", {}).get("BuildProperties", {}).get("Binary") == binary:
+            return function
+    raise AssertionError(f"no function in template.yaml builds the binary {binary!r}")
+
+
+def ref_name(value) -> str | None:
+    """The logical name a `!Ref X` or `!GetAtt X.Attr` points at."""
+    if isinstance(value, dict) and len(value) == 1:
+        (key, arg), = value.items()
+        if key == "Ref":
+            return arg
+        if key == "Fn::GetAtt":
+            return arg[0] if isinstance(arg, list) else arg.split(".")[0]
+    return None
+
+
+def highest(value) -> int:
+    """The largest value a number can take: itself, or a parameter's MaxValue."""
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.isdigit()):
+        return int(value)
+    name = ref_name(value)
+    assert name in PARAMETERS, f"{value!r} is neither a number nor a parameter"
+    assert "MaxValue" in PARAMETERS[name], f"parameter {name} needs a MaxValue to be checked"
+    return int(PARAMETERS[name]["MaxValue"])
+
+
+def lowest(value) -> int:
+    """The smallest value a number can take: itself, or a parameter's MinValue."""
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.isdigit()):
+        return int(value)
+    name = ref_name(value)
+    assert name in PARAMETERS, f"{value!r} is neither a number nor a parameter"
+    assert "MinValue" in PARAMETERS[name], f"parameter {name} needs a MinValue to be checked"
+    return int(PARAMETERS[name]["MinValue"])
+
+
+def crate_binaries() -> dict[str, str]:
+    """Each crate directory under functions/ and the binary it builds."""
+    crates = {}
+    for manifest in sorted((ROOT / "functions").glob("*/Cargo.toml")):
+        cargo = tomllib.loads(manifest.read_text())
+        bins = [b["name"] for b in cargo.get("bin", [])] or [cargo["package"]["name"]]
+        assert len(bins) == 1, f"{manifest} builds {bins}: one Lambda binary per crate"
+        crates[manifest.parent.name] = bins[0]
+    return crates
+
+
+def sqs_triggers() -> list[tuple[str, dict, str]]:
+    """(function's logical name, the trigger's properties, the queue's logical name) for every
+    SQS trigger, declared as an event source mapping or as a SAM `SQS` event."""
+    triggers = []
+    for mapping in resources_of("AWS::Lambda::EventSourceMapping").values():
+        props = mapping["Properties"]
+        queue = ref_name(props["EventSourceArn"])
+        if RESOURCES.get(queue, {}).get("Type") == "AWS::SQS::Queue":
+            triggers.append((ref_name(props["FunctionName"]), props, queue))
+    for name, function in FUNCTIONS.items():
+        for event in function.get("Properties", {}).get("Events", {}).values():
+            if event["Type"] == "SQS":
+                props = event["Properties"]
+                triggers.append((name, props, ref_name(props["Queue"])))
+    return triggers
+
+
+# ------------------------------------------------------------------------------ functions
+
+
+def test_every_crate_is_a_function_and_every_function_a_crate():
+    crates = crate_binaries()
+    assert crates, "no crate under functions/"
+    binaries = {
+        f.get("Metadata", {}).get("BuildProperties", {}).get("Binary") for f in FUNCTIONS.values()
+    }
+    assert binaries == set(crates.values()), (
+        f"crates under functions/ build {sorted(crates.values())}, "
+        f"template.yaml deploys {sorted(map(str, binaries))}"
+    )
+    assert len(binaries) == len(FUNCTIONS), "two functions build the same binary"
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_function_is_a_cargo_lambda_build_on_al2023(name):
+    function = FUNCTIONS[name]
+    assert prop(function, "Runtime") == "provided.al2023"
+    assert prop(function, "Handler") == "bootstrap"
+    assert prop(function, "CodeUri") == "."
+    assert prop(function, "Architectures") == [{"Ref": "Architecture"}]
+    assert PARAMETERS["Architecture"]["Default"] == "arm64"
+    assert set(PARAMETERS["Architecture"]["AllowedValues"]) == {"arm64", "x86_64"}
+    assert function["Metadata"]["BuildMethod"] == "rust-cargolambda"
+    assert prop(function, "Tracing") == "Active"
+    assert prop(function, "LoggingConfig")["LogFormat"] == "JSON"
+    assert isinstance(function["Properties"].get("MemorySize"), int)
+    assert isinstance(function["Properties"].get("Timeout"), int)
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_function_has_its_own_role_and_is_in_the_vpc(name):
+    function = FUNCTIONS[name]
+    assert "Role" not in function["Properties"], "each function gets its own SAM-made role"
+    assert "Policies" in function["Properties"]
+    vpc = prop(function, "VpcConfig")
+    assert vpc and vpc.get("SubnetIds") and vpc.get("SecurityGroupIds")
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_function_connects_to_postgres_with_iam_tokens_and_no_password(name):
+    variables = env(FUNCTIONS[name])
+    missing = COMMON_ENV - variables.keys()
+    assert not missing, f"{name} lacks {sorted(missing)}"
+    assert variables["DB_IAM_AUTH"] == "true"
+    assert variables["METRICS_NAMESPACE"] == "QuotePipeline"
+    assert int(variables["DB_MAX_CONNECTIONS"]) <= 5
+    assert ref_name(variables["DB_HOST"]) in resources_of("AWS::RDS::DBProxy")
+    for key in variables:
+        assert not re.search(r"PASSWORD|SECRET|DATABASE_URL", key), f"{name} has {key}"
+
+
+def test_queue_urls_go_to_the_functions_that_enqueue():
+    for binary in ("generate", "reconcile"):
+        assert "QUOTES_QUEUE_URL" in env(function_by_binary(binary))
+    score = env(function_by_binary("score"))
+    assert {"ML_ENGINE_URL", "SCORING_MODE"} <= score.keys()
+    assert PARAMETERS["ScoringMode"]["Default"] == "embedded"
+    reconcile = env(function_by_binary("reconcile"))
+    assert {"RECONCILE_MIN_AGE_SECS", "RECONCILE_MAX_ATTEMPTS", "RECONCILE_BATCH_SIZE"} <= reconcile.keys()
+
+
+def test_reconcile_runs_on_a_schedule():
+    events = function_by_binary("reconcile")["Properties"].get("Events", {}).values()
+    assert any(e["Type"] in ("Schedule", "ScheduleV2") for e in events)
+
+
+# ------------------------------------------------------------------------------ queues
+
+
+def test_score_is_fed_by_sqs():
+    score = next(n for n, f in FUNCTIONS.items() if f is function_by_binary("score"))
+    assert [t for t in sqs_triggers() if t[0] == score], "score has no SQS trigger"
+
+
+@pytest.mark.parametrize("function,trigger,queue", sqs_triggers())
+def test_sqs_trigger_reports_partial_failures_and_caps_concurrency(function, trigger, queue):
+    assert "ReportBatchItemFailures" in trigger.get("FunctionResponseTypes", [])
+    maximum = trigger.get("ScalingConfig", {}).get("MaximumConcurrency")
+    assert maximum is not None, f"{function}'s SQS trigger has no ScalingConfig.MaximumConcurrency"
+    assert lowest(maximum) >= 2
+
+
+@pytest.mark.parametrize("function,trigger,queue", sqs_triggers())
+def test_visibility_timeout_covers_six_function_timeouts_and_the_batching_window(
+    function, trigger, queue
+):
+    timeout = prop(FUNCTIONS[function], "Timeout")
+    window = highest(trigger.get("MaximumBatchingWindowInSeconds", 0))
+    visibility = RESOURCES[queue]["Properties"].get("VisibilityTimeout", 30)
+    assert visibility >= 6 * timeout + window, (
+        f"{queue} VisibilityTimeout {visibility} < 6 x {function} Timeout {timeout} + window {window}"
+    )
+
+
+@pytest.mark.parametrize("function,trigger,queue", sqs_triggers())
+def test_queue_has_a_dead_letter_queue_after_five_receives(function, trigger, queue):
+    props = RESOURCES[queue]["Properties"]
+    redrive = props.get("RedrivePolicy")
+    assert redrive, f"{queue} has no RedrivePolicy"
+    assert int(redrive["maxReceiveCount"]) == 5
+    dlq = ref_name(redrive["deadLetterTargetArn"])
+    assert RESOURCES.get(dlq, {}).get("Type") == "AWS::SQS::Queue"
+    main_retention = props.get("MessageRetentionPeriod", 345600)
+    dlq_retention = RESOURCES[dlq]["Properties"].get("MessageRetentionPeriod", 345600)
+    assert main_retention >= 4 * 86400, "the queue must outlast an outage of days"
+    assert dlq_retention > main_retention, "a message must not expire sooner in the DLQ"
+
+
+def test_reconcile_does_not_resend_a_message_that_is_still_being_retried():
+    visibility = max(
+        RESOURCES[q]["Properties"].get("VisibilityTimeout", 30) for _, _, q in sqs_triggers()
+    )
+    min_age = env(function_by_binary("reconcile"))["RECONCILE_MIN_AGE_SECS"]
+    assert lowest(min_age) >= visibility
+
+
+# ------------------------------------------------------------------------------ HTTP API
+
+
+def test_the_api_has_a_jwt_default_authorizer():
+    apis = resources_of("AWS::Serverless::HttpApi")
+    assert len(apis) == 1
+    auth = next(iter(apis.values()))["Properties"]["Auth"]
+    default = auth.get("DefaultAuthorizer")
+    assert default and default != "NONE"
+    jwt = auth["Authorizers"][default]["JwtConfiguration"]
+    assert jwt.get("issuer") and jwt.get("audience")
+
+
+def test_every_route_is_on_that_api_and_none_opts_out_of_the_authorizer():
+    api, resource = next(iter(resources_of("AWS::Serverless::HttpApi").items()))
+    default = resource["Properties"]["Auth"]["DefaultAuthorizer"]
+    routes = set()
+    for name, function in FUNCTIONS.items():
+        for event_name, event in function.get("Properties", {}).get("Events", {}).items():
+            assert event["Type"] != "Api", f"{name}.{event_name}: REST API events bypass the HTTP API"
+            if event["Type"] != "HttpApi":
+                continue
+            props = event["Properties"]
+            # An HttpApi event without ApiId lands on SAM's implicit API, with no authorizer.
+            assert ref_name(props.get("ApiId")) == api, f"{name}.{event_name} is not on {api}"
+            authorizer = props.get("Auth", {}).get("Authorizer")
+            assert authorizer in (None, default), (
+                f"{name}.{event_name} overrides the authorizer with {authorizer!r}"
+            )
+            routes.add((props["Method"].upper(), props["Path"]))
+    assert routes == ROUTES
+
+
+def test_nothing_reaches_a_function_around_the_authorizer():
+    for kind in ("AWS::Lambda::Url", "AWS::ApiGatewayV2::Route", "AWS::ApiGatewayV2::Api",
+                 "AWS::Serverless::Api", "AWS::ApiGateway::RestApi"):
+        assert not resources_of(kind), f"template.yaml has a {kind}"
+    for name, function in FUNCTIONS.items():
+        assert "FunctionUrlConfig" not in function["Properties"], f"{name} has a function URL"
+    assert "FunctionUrlConfig" not in GLOBALS
+
+
+# ------------------------------------------------------------------------------ database
+
+
+def test_the_proxy_requires_tls_and_iam():
+    proxies = resources_of("AWS::RDS::DBProxy")
+    assert len(proxies) == 1
+    props = next(iter(proxies.values()))["Properties"]
+    assert props["RequireTLS"] is True
+    assert props["Auth"] and all(a["IAMAuth"] == "REQUIRED" for a in props["Auth"])
+
+
+def test_a_created_database_is_encrypted_private_and_its_password_generated():
+    for db in resources_of("AWS::RDS::DBInstance").values():
+        props = db["Properties"]
+        assert props["StorageEncrypted"] is True
+        assert props["PubliclyAccessible"] is False
+        assert props.get("ManageMasterUserPassword") is True or "{{resolve:secretsmanager:" in str(
+            props.get("MasterUserPassword")
+        )
+
+
+# ------------------------------------------------------------------------------ no local switch
+
+
+def test_no_local_development_switch_anywhere():
+    text = TEMPLATE_PATH.read_text().lower()
+    for forbidden in ("local-identity", "x-local-user", "local_identity"):
+        assert forbidden not in text, f"template.yaml mentions {forbidden!r}"
+    for name, function in FUNCTIONS.items():
+        for key in env(function):
+            assert not key.upper().startswith("LOCAL_"), f"{name} has {key}"
+            assert not key.upper().startswith("AWS_ENDPOINT_URL"), f"{name} points at an emulator: {key}"
+    assert not re.search(r"^\s*LOCAL_\w*\s*:", TEMPLATE_PATH.read_text(), re.MULTILINE)
+
+
+# ------------------------------------------------------------------------------ operations
+
+
+def test_alarms_cover_the_dead_letter_queue_queue_age_and_every_function():
+    alarms = [a["Properties"] for a in resources_of("AWS::CloudWatch::Alarm").values()]
+    watched = {(a["MetricName"], ref_name(d["Value"])) for a in alarms for d in a.get("Dimensions", [])}
+    for _, _, queue in sqs_triggers():
+        dlq = ref_name(RESOURCES[queue]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+        assert ("ApproximateNumberOfMessagesVisible", dlq) in watched
+        assert ("ApproximateAgeOfOldestMessage", queue) in watched
+    for name in FUNCTIONS:
+        assert ("Errors", name) in watched, f"no Errors alarm on {name}"
+        assert ("Throttles", name) in watched, f"no Throttles alarm on {name}"
+    assert all(a.get("AlarmActions") for a in alarms)
+
+
+def test_outputs_name_the_api_and_both_queues():
+    outputs = TEMPLATE["Outputs"]
+    assert {"ApiUrl", "QuotesQueueUrl", "QuotesDeadLetterQueueUrl"} <= outputs.keys()
