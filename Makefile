@@ -7,3 +7,13 @@ run:
 ## Runs the tests, setting up what they need first.
 test:
 	@scripts/test
+
+## `sam build`'s recipe for score (BuildMethod: makefile): the binary and, beside it, the
+## model that embedded scoring evaluates. LAMBDA_ARCH=x86_64 for Architecture=x86_64.
+build-ScoreFunction:
+	bash -c 'source scripts/lib.sh && ensure_venv && ensure_model'
+	PATH="$(CURDIR)/.venv/bin:$(PATH)" cargo lambda build --release --locked -p score \
+		$(if $(filter x86_64,$(LAMBDA_ARCH)),--x86-64,--arm64)
+	cp target/lambda/score/bootstrap "$(ARTIFACTS_DIR)/"
+	mkdir -p "$(ARTIFACTS_DIR)/ml-engine/model"
+	cp ml-engine/model/model.json ml-engine/model/metadata.json "$(ARTIFACTS_DIR)/ml-engine/model/"

@@ -73,9 +73,26 @@ def env(function: dict) -> dict:
     return merged
 
 
+def makefile_recipe(target):
+    """The recipe of `target` in the root Makefile (sam build's makefile build method)."""
+    text = (ROOT / "Makefile").read_text()
+    match = re.search(rf"^{re.escape(target)}:\n((?:\t.*\n?)+)", text, re.M)
+    assert match, f"the Makefile has no {target} target"
+    return match.group(1).replace("\\\n", " ")
+
+
+def built_binary(logical_id, function):
+    """The binary a function's build makes: cargo-lambda's Binary, or the Makefile's -p."""
+    metadata = function.get("Metadata", {})
+    if metadata.get("BuildMethod") == "makefile":
+        match = re.search(r"cargo lambda build [^\n]*-p (\S+)", makefile_recipe(f"build-{logical_id}"))
+        return match and match.group(1)
+    return metadata.get("BuildProperties", {}).get("Binary")
+
+
 def function_by_binary(binary: str) -> dict:
-    for function in FUNCTIONS.values():
-        if function.get("Metadata", {}).get("BuildProperties", {}).get("Binary") == binary:
+    for name, function in FUNCTIONS.items():
+        if built_binary(name, function) == binary:
             return function
     raise AssertionError(f"no function in template.yaml builds the binary {binary!r}")
 
@@ -145,9 +162,7 @@ def sqs_triggers() -> list[tuple[str, dict, str]]:
 def test_every_crate_is_a_function_and_every_function_a_crate():
     crates = crate_binaries()
     assert crates, "no crate under functions/"
-    binaries = {
-        f.get("Metadata", {}).get("BuildProperties", {}).get("Binary") for f in FUNCTIONS.values()
-    }
+    binaries = {built_binary(name, f) for name, f in FUNCTIONS.items()}
     assert binaries == set(crates.values()), (
         f"crates under functions/ build {sorted(crates.values())}, "
         f"template.yaml deploys {sorted(map(str, binaries))}"
@@ -164,7 +179,9 @@ def test_function_is_a_cargo_lambda_build_on_al2023(name):
     assert prop(function, "Architectures") == [{"Ref": "Architecture"}]
     assert PARAMETERS["Architecture"]["Default"] == "arm64"
     assert set(PARAMETERS["Architecture"]["AllowedValues"]) == {"arm64", "x86_64"}
-    assert function["Metadata"]["BuildMethod"] == "rust-cargolambda"
+    assert function["Metadata"]["BuildMethod"] in ("rust-cargolambda", "makefile")
+    if function["Metadata"]["BuildMethod"] == "makefile":
+        assert "cargo lambda build" in makefile_recipe(f"build-{name}")
     assert prop(function, "Tracing") == "Active"
     assert prop(function, "LoggingConfig")["LogFormat"] == "JSON"
     assert isinstance(function["Properties"].get("MemorySize"), int)

@@ -2,7 +2,8 @@
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `DATABASE_URL` | Postgres connection string | required |
+//! | `DATABASE_URL` | Postgres connection string | required, unless `DB_IAM_AUTH=true` |
+//! | `DB_IAM_AUTH` | `true`: connect to RDS Proxy over TLS with IAM tokens, from `DB_HOST`, `DB_PORT` (5432), `DB_NAME`, `DB_USER` | `false` |
 //! | `DB_MAX_CONNECTIONS` | pool size per container | 5 |
 //! | `DB_ACQUIRE_TIMEOUT_MS` | wait for a connection before answering 503 | 3000 |
 //! | `QUOTES_QUEUE_URL` | the quotes queue (`generate`) | none |
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::iam_auth::IamDatabase;
 use crate::store::ReconcilePolicy;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -34,7 +36,10 @@ pub struct ConfigError {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatabaseConfig {
+    /// The connection string; with IAM authentication, one without a password.
     pub url: String,
+    /// Connect to RDS Proxy with IAM tokens (`DB_IAM_AUTH=true`) rather than `DATABASE_URL`.
+    pub iam: Option<IamDatabase>,
     pub max_connections: u32,
     pub acquire_timeout_ms: u64,
 }
@@ -99,6 +104,19 @@ impl Config {
                 }),
             }
         };
+        let iam = match get("DB_IAM_AUTH").as_deref().map(str::trim) {
+            None | Some("") | Some("false") => None,
+            Some("true") => Some(IamDatabase {
+                host: required("DB_HOST")?,
+                port: number("DB_PORT", 5432, 1, 65_535)? as u16,
+                name: required("DB_NAME")?,
+                user: required("DB_USER")?,
+                region: required("AWS_REGION")?,
+            }),
+            Some(other) => {
+                return Err(ConfigError { variable: "DB_IAM_AUTH", problem: format!("must be true or false, not {other:?}") });
+            }
+        };
         let ml_engine_url = get("ML_ENGINE_URL").filter(|v| !v.is_empty());
         let scoring = match get("SCORING_MODE").as_deref().map(str::trim) {
             Some("engine") => ScoringMode::Engine,
@@ -116,7 +134,11 @@ impl Config {
         Ok(Config {
             scoring,
             database: DatabaseConfig {
-                url: required("DATABASE_URL")?,
+                url: match &iam {
+                    Some(db) => format!("postgres://{}@{}:{}/{}", db.user, db.host, db.port, db.name),
+                    None => required("DATABASE_URL")?,
+                },
+                iam,
                 max_connections: number("DB_MAX_CONNECTIONS", 5, 1, 100)? as u32,
                 acquire_timeout_ms: number("DB_ACQUIRE_TIMEOUT_MS", 3000, 1, 60_000)?,
             },
@@ -183,6 +205,23 @@ mod tests {
         assert_eq!(embedded.scoring, ScoringMode::Embedded { model_dir: "/opt/model".into() });
         let bad = Config::from_lookup(lookup(&[("DATABASE_URL", "x"), ("SCORING_MODE", "magic")]));
         assert_eq!(bad.unwrap_err().variable, "SCORING_MODE");
+    }
+
+    #[test]
+    fn iam_authentication_needs_no_password() {
+        let config = Config::from_lookup(lookup(&[
+            ("DB_IAM_AUTH", "true"),
+            ("DB_HOST", "proxy.example.com"),
+            ("DB_NAME", "quotes"),
+            ("DB_USER", "quotes_app"),
+            ("AWS_REGION", "eu-west-1"),
+        ]))
+        .unwrap();
+        let iam = config.database.iam.unwrap();
+        assert_eq!((iam.port, iam.region.as_str()), (5432, "eu-west-1"));
+        assert_eq!(config.database.url, "postgres://quotes_app@proxy.example.com:5432/quotes");
+        let missing = Config::from_lookup(lookup(&[("DB_IAM_AUTH", "true"), ("DB_HOST", "h")]));
+        assert_eq!(missing.unwrap_err().variable, "DB_NAME");
     }
 
     #[test]

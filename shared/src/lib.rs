@@ -8,6 +8,7 @@
 //! - [`ml_engine`]: the predictor that calls the ML engine over HTTP.
 //! - [`model`]: the engine's XGBoost model evaluated in process, bit-identical to the engine.
 //! - [`store`]: the Postgres store.
+//! - [`iam_auth`]: IAM database authentication tokens for RDS Proxy.
 //! - [`reconcile`]: re-enqueueing or failing quotes left pending.
 //! - [`queue`]: the SQS queue and its message.
 //! - [`config`]: configuration from the environment.
@@ -18,6 +19,7 @@
 pub mod config;
 pub mod features;
 pub mod generator;
+pub mod iam_auth;
 pub mod import;
 pub mod metrics;
 pub mod ml_engine;

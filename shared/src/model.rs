@@ -29,7 +29,10 @@ use crate::features::{FEATURE_NAMES, Features};
 /// The engine's post-processing reads three quantiles: 10%, 50% and 90%.
 const OUTPUTS: usize = 3;
 const SUPPORTED_OBJECTIVES: [&str; 2] = ["reg:quantileerror", "reg:squarederror"];
+/// Trees walked side by side: their walks are independent, so their memory loads overlap.
+const LANES: usize = 16;
 
+/// Why a model cannot be loaded: the file and what is wrong in it.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("cannot read {}: {source}", path.display())]
@@ -46,12 +49,12 @@ pub enum ModelError {
     Invalid { file: &'static str, problem: String },
 }
 
-/// The model, loaded once: every tree's nodes in one flat array.
+/// The model, loaded once: every tree's nodes in one flat array, walked without allocating.
 #[derive(Debug)]
 pub struct EmbeddedModel {
     version: String,
     base_margin: [f32; OUTPUTS],
-    /// Steps from a root to the deepest leaf of any tree.
+    /// Steps from a root to the deepest leaf of any tree: every walk takes that many.
     depth: u32,
     trees: Vec<Tree>,
     nodes: Vec<Node>,
@@ -62,9 +65,6 @@ struct Tree {
     root: u32,
     output: usize,
 }
-
-/// Trees walked side by side: their walks are independent, so their memory loads overlap.
-const LANES: usize = 16;
 
 #[derive(Debug, Clone, Copy)]
 struct Node {
@@ -367,6 +367,7 @@ fn flatten_tree(tree: &XgbTree, root: u32, nodes: &mut Vec<Node>) -> Result<u32,
     }
     let mut depth = vec![0; n];
     for i in 0..n {
+        // XGBoost writes an f32 as its shortest decimal, whose nearest f64 rounds back to it.
         let value = tree.split_conditions[i] as f32;
         if !value.is_finite() {
             return Err(format!(
@@ -460,7 +461,8 @@ mod tests {
 
     /// Three outputs, base scores 10, 20, 30. Tree 0 (output 0): user_age < 40, missing
     /// left, leaves -1.5 and 2.5. Tree 1 (output 1): risk_score < 0.5, missing right, leaves 1
-    /// and 3. Tree 2 (output 2): one leaf, 4. Tree 3 (output 0): a leaf of 0.25.
+    /// and 3. Tree 2 (output 2): one leaf, 4. Tree 3 (output 0): coverage_level < 1 to a leaf
+    /// of 0.25, else coverage_level < 2 to leaves 0.5 and 0.75.
     const TINY: &str = r#"{"version": [3, 2, 0], "learner": {
         "attributes": {},
         "feature_names": [], "feature_types": [],
@@ -482,9 +484,10 @@ mod tests {
                 {"id": 2, "left_children": [-1], "right_children": [-1],
                  "split_indices": [0], "split_conditions": [4.0], "default_left": [0], "split_type": [0],
                  "tree_param": {"num_deleted": "0", "num_feature": "13", "num_nodes": "1", "size_leaf_vector": "1"}},
-                {"id": 3, "left_children": [-1], "right_children": [-1],
-                 "split_indices": [0], "split_conditions": [0.25], "default_left": [0], "split_type": [0],
-                 "tree_param": {"num_deleted": "0", "num_feature": "13", "num_nodes": "1", "size_leaf_vector": "1"}}
+                {"id": 3, "left_children": [1, -1, 3, -1, -1], "right_children": [2, -1, 4, -1, -1],
+                 "split_indices": [12, 0, 12, 0, 0], "split_conditions": [1.0, 0.25, 2.0, 0.5, 0.75],
+                 "default_left": [0, 0, 0, 0, 0], "split_type": [0, 0, 0, 0, 0],
+                 "tree_param": {"num_deleted": "0", "num_feature": "13", "num_nodes": "5", "size_leaf_vector": "1"}}
             ]}},
         "learner_model_param": {"base_score": "[1E1,2E1,3E1]", "boost_from_average": "1",
             "num_class": "0", "num_feature": "13", "num_target": "3"},
@@ -532,6 +535,17 @@ mod tests {
             model.margins(&features(f64::NAN, f64::NAN)),
             [8.75, 23.0, 34.0]
         );
+    }
+
+    #[test]
+    fn a_leaf_above_the_deepest_level_keeps_its_value() {
+        let model = load(&tiny()).unwrap();
+        assert_eq!(model.depth, 2);
+        let mut x = features(50.0, 0.1);
+        for (level, leaf) in [(0.0, 0.25), (1.0, 0.5), (2.0, 0.75)] {
+            x[12] = level;
+            assert_eq!(model.margins(&x)[0], 12.5 + leaf, "coverage_level {level}");
+        }
     }
 
     #[test]

@@ -5,14 +5,18 @@
 //! message delivered twice changes nothing the second time.
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::config::DatabaseConfig;
+use crate::iam_auth::{IamDatabase, auth_token};
 use crate::quote::{CoverageType, Quote, QuoteInput, QuoteStatus};
 use crate::scoring::Prediction;
 
@@ -179,29 +183,79 @@ pub enum Outcome {
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// With IAM authentication: what the pool's password, a token, is signed from.
+    iam: Option<Arc<IamSigner>>,
 }
+
+/// Signs the pool's tokens, a new one before the last expires.
+struct IamSigner {
+    database: IamDatabase,
+    credentials: SharedCredentialsProvider,
+    options: PgConnectOptions,
+    signed_at: Mutex<Option<Instant>>,
+}
+
+fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
+}
+
+/// A token is re-signed this long after the last, well inside its 15 minutes.
+const TOKEN_REFRESH: Duration = Duration::from_secs(600);
 
 impl PgStore {
     /// Builds the pool without connecting: a cold start does not wait on Postgres, and a
     /// database outage at start-up is a per-request 503, not a crashed container.
     pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self, StoreError> {
-        let options: sqlx::postgres::PgConnectOptions =
-            config.url.parse().map_err(StoreError::Other)?;
+        let options: PgConnectOptions = config.url.parse().map_err(StoreError::Other)?;
         // A statement stuck on a lock or a sick server fails in time for a clean answer.
         let options = options.options([("statement_timeout", "10s")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
-            .connect_lazy_with(options);
-        Ok(PgStore { pool })
+        Ok(PgStore { pool: pool_options(config).connect_lazy_with(options), iam: None })
+    }
+
+    /// The store `config` asks for: a plain connection string, or RDS Proxy with IAM tokens
+    /// signed by the AWS SDK's credentials (the function's role on Lambda).
+    pub async fn from_config(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        let Some(database) = &config.iam else { return Self::connect_lazy(config) };
+        let sdk = crate::queue::aws_sdk_config().await;
+        let credentials = sdk.credentials_provider().ok_or_else(|| {
+            StoreError::Other(sqlx::Error::Configuration("no AWS credentials to sign IAM tokens with".into()))
+        })?;
+        // TLS is required by the proxy; unnamed statements keep it from pinning connections.
+        let options = PgConnectOptions::new()
+            .host(&database.host)
+            .port(database.port)
+            .database(&database.name)
+            .username(&database.user)
+            .ssl_mode(PgSslMode::VerifyFull)
+            .statement_cache_capacity(0);
+        let signer = IamSigner { database: database.clone(), credentials, options: options.clone(), signed_at: Mutex::new(None) };
+        let store = PgStore { pool: pool_options(config).connect_lazy_with(options), iam: Some(Arc::new(signer)) };
+        store.ready().await?;
+        Ok(store)
     }
 
     pub fn from_pool(pool: PgPool) -> Self {
-        PgStore { pool }
+        PgStore { pool, iam: None }
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The pool, its IAM token re-signed first if it is due.
+    async fn ready(&self) -> Result<&PgPool, StoreError> {
+        let Some(signer) = &self.iam else { return Ok(&self.pool) };
+        let due = signer.signed_at.lock().expect("no poisoned lock").is_none_or(|at| at.elapsed() > TOKEN_REFRESH);
+        if due {
+            let unavailable = |e: String| StoreError::Unavailable(sqlx::Error::Configuration(e.into()));
+            let credentials = signer.credentials.provide_credentials().await.map_err(|e| unavailable(e.to_string()))?;
+            let token = auth_token(&signer.database, &credentials, SystemTime::now()).map_err(|e| unavailable(e.to_string()))?;
+            self.pool.set_connect_options(signer.options.clone().password(&token));
+            *signer.signed_at.lock().expect("no poisoned lock") = Some(Instant::now());
+        }
+        Ok(&self.pool)
     }
 
     /// Fails the quotes that stayed pending through `max_attempts` enqueues, the last one at
@@ -219,7 +273,7 @@ impl PgStore {
         .bind(policy.max_attempts)
         .bind(policy.min_age.as_secs_f64())
         .bind(policy.limit)
-        .execute(&self.pool)
+        .execute(self.ready().await?)
         .await?;
         Ok(failed.rows_affected())
     }
@@ -227,7 +281,7 @@ impl PgStore {
     /// Locks the pending quotes due for another enqueue (at most `limit`, oldest first), and
     /// skips those another run holds, so two runs never send the same quote.
     pub async fn claim_stuck(&self, policy: &ReconcilePolicy) -> Result<StuckQuotes, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.ready().await?.begin().await?;
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM quotes \
              WHERE status = 'pending_ml' AND enqueue_attempts < $1 \
@@ -244,7 +298,10 @@ impl PgStore {
 
     /// Applies the migrations in `migrations/`, the schema's single history.
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        sqlx::migrate!("../migrations").run(&self.pool).await
+        let pool = self.ready().await.map_err(|e| sqlx::migrate::MigrateError::Execute(match e {
+            StoreError::Unavailable(e) | StoreError::Other(e) => e,
+        }))?;
+        sqlx::migrate!("../migrations").run(pool).await
     }
 }
 
@@ -334,10 +391,10 @@ impl QuoteStore for PgStore {
         idempotency: Option<&IdempotencyRecord>,
     ) -> Result<Inserted, StoreError> {
         let Some(record) = idempotency else {
-            insert_quotes(&self.pool, quotes).await?;
+            insert_quotes(self.ready().await?, quotes).await?;
             return Ok(Inserted::New);
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.ready().await?.begin().await?;
         sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND expires_at < now()")
             .bind(&record.owner)
             .bind(&record.key)
@@ -386,7 +443,7 @@ impl QuoteStore for PgStore {
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
         query.push(COLUMNS).push(" FROM quotes WHERE id = ");
         query.push_bind(id).push(" AND user_id = ").push_bind(owner);
-        let row = query.build().fetch_optional(&self.pool).await?;
+        let row = query.build().fetch_optional(self.ready().await?).await?;
         Ok(row.as_ref().map(quote_from_row).transpose()?)
     }
 
@@ -407,7 +464,7 @@ impl QuoteStore for PgStore {
         }
         // One row more than asked tells whether another page follows.
         query.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(limit + 1);
-        let rows = query.build().fetch_all(&self.pool).await?;
+        let rows = query.build().fetch_all(self.ready().await?).await?;
         let mut quotes = rows.iter().map(quote_from_row).collect::<sqlx::Result<Vec<_>>>()?;
         let next = if quotes.len() as i64 > limit {
             quotes.truncate(limit as usize);
@@ -423,7 +480,7 @@ impl QuoteStore for PgStore {
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
         query.push(COLUMNS).push(" FROM quotes WHERE status = 'pending_ml' AND id = ANY(");
         query.push_bind(ids).push(")");
-        let rows = query.build().fetch_all(&self.pool).await?;
+        let rows = query.build().fetch_all(self.ready().await?).await?;
         Ok(rows.iter().map(quote_from_row).collect::<sqlx::Result<Vec<_>>>()?)
     }
 
@@ -478,7 +535,7 @@ impl QuoteStore for PgStore {
         .bind(confidences)
         .bind(versions)
         .bind(reasons)
-        .fetch_one(&self.pool)
+        .fetch_one(self.ready().await?)
         .await?;
         Ok((scored as u64, failed as u64))
     }

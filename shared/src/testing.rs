@@ -63,7 +63,7 @@ impl TestEnv {
             .expect("create the test database");
         let (base, _) = admin.rsplit_once('/').expect("a database URL ends with its name");
         let database =
-            DatabaseConfig { url: format!("{base}/{name}"), max_connections: 5, acquire_timeout_ms: 3000 };
+            DatabaseConfig { url: format!("{base}/{name}"), iam: None, max_connections: 5, acquire_timeout_ms: 3000 };
         let pool = PgPoolOptions::new().max_connections(5).connect(&database.url).await.expect("connect");
         let store = PgStore::from_pool(pool.clone());
         store.migrate().await.expect("migrations apply");

@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let app = Arc::new(App {
-        store: PgStore::connect_lazy(&config.database)?,
+        store: PgStore::from_config(&config.database).await?,
         queue: SqsQueue::new(&aws_sdk_config().await, &config.queue)?,
         idempotency_ttl: config.idempotency_ttl,
     });

@@ -278,6 +278,7 @@ async fn database_unreachable_answers_503_with_retry_after_and_queues_nothing() 
     let env = TestEnv::new().await;
     let dead = quote_pipeline::config::DatabaseConfig {
         url: "postgres://postgres@127.0.0.1:9/quotes".into(),
+        iam: None,
         max_connections: 1,
         acquire_timeout_ms: 500,
     };

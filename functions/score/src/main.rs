@@ -14,7 +14,7 @@ use score::{App, handle};
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
-    let store = PgStore::connect_lazy(&config.database)?;
+    let store = PgStore::from_config(&config.database).await?;
     // A malformed model stops the container here, not with a wrong premium later.
     match &config.scoring {
         ScoringMode::Engine => run(App { store, predictor: MlEngine::new(&config.ml_engine)? }).await,

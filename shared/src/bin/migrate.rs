@@ -1,11 +1,13 @@
-//! Applies the migrations in `migrations/` to the database at `DATABASE_URL`.
+//! Applies the migrations in `migrations/` to the configured database: `DATABASE_URL`
+//! locally, or RDS Proxy with an IAM token (`DB_IAM_AUTH=true`, `DB_HOST`, `DB_NAME`,
+//! `DB_USER`, `AWS_REGION`) on AWS.
 
+use quote_pipeline::config::Config;
 use quote_pipeline::store::PgStore;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::var("DATABASE_URL").map_err(|_| "DATABASE_URL is required")?;
-    let pool = sqlx::PgPool::connect(&url).await?;
-    PgStore::from_pool(pool).migrate().await?;
+    let config = Config::from_env()?;
+    PgStore::from_config(&config.database).await?.migrate().await?;
     Ok(())
 }
