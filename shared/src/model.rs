@@ -505,6 +505,9 @@ mod tests {
         EmbeddedModel::from_json(&bytes, &serde_json::to_vec(&metadata).unwrap())
     }
 
+    /// A name, a change to a valid model, and what its error must say.
+    type Case = (&'static str, fn(&mut Value), &'static str);
+
     fn error_of(model: &Value) -> String {
         load(model)
             .expect_err("the model must be rejected")
@@ -590,7 +593,7 @@ mod tests {
 
     #[test]
     fn unsupported_models_are_rejected_by_name() {
-        let cases: [(&str, fn(&mut Value), &str); 8] = [
+        let cases: [Case; 8] = [
             (
                 "objective",
                 |m| m["learner"]["objective"]["name"] = "binary:logistic".into(),
@@ -648,7 +651,7 @@ mod tests {
 
     #[test]
     fn malformed_trees_are_rejected_by_name() {
-        let cases: [(&str, fn(&mut Value), &str); 6] = [
+        let cases: [Case; 6] = [
             (
                 "threshold out of f32 range",
                 |m| m["split_conditions"][0] = 1e39.into(),
