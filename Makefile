@@ -16,4 +16,4 @@ build-ScoreFunction:
 		$(if $(filter x86_64,$(LAMBDA_ARCH)),--x86-64,--arm64)
 	cp target/lambda/score/bootstrap "$(ARTIFACTS_DIR)/"
 	mkdir -p "$(ARTIFACTS_DIR)/ml-engine/model"
-	cp ml-engine/model/model.json ml-engine/model/metadata.json "$(ARTIFACTS_DIR)/ml-engine/model/"
+	cp ml-engine/model/model.bin ml-engine/model/metadata.json "$(ARTIFACTS_DIR)/ml-engine/model/"

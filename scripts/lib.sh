@@ -99,16 +99,20 @@ ensure_queues() {
     export QUOTES_QUEUE_URL="${urls%% *}" QUOTES_DLQ_URL="${urls##* }"
 }
 
-# Trains the model from the Rust-generated training set when there is none.
+# Trains the model from the Rust-generated training set when there is none, and compiles it
+# for embedded scoring (model.bin) when that is missing or older.
 ensure_model() {
-    if [[ -f "$ROOT/ml-engine/model/model.json" && -f "$ROOT/ml-engine/model/metadata.json" ]]; then
-        return 0
+    local dir="$ROOT/ml-engine/model"
+    if [[ ! -f "$dir/model.json" || ! -f "$dir/metadata.json" ]]; then
+        log "Training the model (training set from the Rust feature code)"
+        mkdir -p "$ROOT/ml-engine/data"
+        cargo run --quiet --locked -p quote-pipeline --bin training-data -- \
+            --rows 50000 --seed 20261127 --out "$ROOT/ml-engine/data/train.csv"
+        (cd "$ROOT/ml-engine" && "$VENV/bin/python" train.py --data data/train.csv --out-dir model)
     fi
-    log "Training the model (training set from the Rust feature code)"
-    mkdir -p "$ROOT/ml-engine/data"
-    cargo run --quiet --locked -p quote-pipeline --bin training-data -- \
-        --rows 50000 --seed 20261127 --out "$ROOT/ml-engine/data/train.csv"
-    (cd "$ROOT/ml-engine" && "$VENV/bin/python" train.py --data data/train.csv --out-dir model)
+    if [[ ! -f "$dir/model.bin" || "$dir/model.json" -nt "$dir/model.bin" ]]; then
+        cargo run --quiet --locked -p quote-pipeline --bin model-compile -- "$dir"
+    fi
 }
 
 # start_engine PORT: serves the model on 127.0.0.1:PORT.

@@ -76,9 +76,32 @@ struct Node {
     default_left: bool,
 }
 
+/// The compiled model (`model-compile` writes it beside `model.json`): the flat nodes as they
+/// are in memory, so a cold start reads them in about a millisecond rather than parsing 2 MB
+/// of JSON. It carries the version of the `model.json` it was compiled from.
+pub const COMPILED_FILE: &str = "model.bin";
+const MAGIC: &[u8; 8] = b"QPXGB\x01\0\0";
+/// Deeper trees than any this pipeline trains mean a damaged file.
+const MAX_DEPTH: u32 = 64;
+
 impl EmbeddedModel {
-    /// Reads `model.json` and `metadata.json` from `model_dir`.
+    /// Reads the model in `model_dir`: `model.bin` if it is there, else `model.json`; either
+    /// must be the model `metadata.json` names.
     pub fn load(model_dir: &Path) -> Result<EmbeddedModel, ModelError> {
+        let read = |name: &str| {
+            let path = model_dir.join(name);
+            std::fs::read(&path).map_err(|source| ModelError::Read { path, source })
+        };
+        let metadata = read("metadata.json")?;
+        match std::fs::read(model_dir.join(COMPILED_FILE)) {
+            Ok(compiled) => Self::from_compiled(&compiled, &metadata),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::from_json(&read("model.json")?, &metadata),
+            Err(source) => Err(ModelError::Read { path: model_dir.join(COMPILED_FILE), source }),
+        }
+    }
+
+    /// Reads `model.json` alone, ignoring any compiled file: what `model-compile` compiles.
+    pub fn load_json(model_dir: &Path) -> Result<EmbeddedModel, ModelError> {
         let read = |name: &str| {
             let path = model_dir.join(name);
             std::fs::read(&path).map_err(|source| ModelError::Read { path, source })
@@ -86,22 +109,54 @@ impl EmbeddedModel {
         Self::from_json(&read("model.json")?, &read("metadata.json")?)
     }
 
+    /// The compiled form of this model (little-endian): magic, version, base margin, depth,
+    /// trees as (root, output), nodes as (value, left, right, feature, default_left).
+    pub fn to_compiled(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.trees.len() * 8 + self.nodes.len() * 16);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(self.version.len() as u32).to_le_bytes());
+        out.extend_from_slice(self.version.as_bytes());
+        for m in self.base_margin {
+            out.extend_from_slice(&m.to_le_bytes());
+        }
+        out.extend_from_slice(&self.depth.to_le_bytes());
+        out.extend_from_slice(&(self.trees.len() as u32).to_le_bytes());
+        for tree in &self.trees {
+            out.extend_from_slice(&tree.root.to_le_bytes());
+            out.extend_from_slice(&(tree.output as u32).to_le_bytes());
+        }
+        out.extend_from_slice(&(self.nodes.len() as u32).to_le_bytes());
+        for node in &self.nodes {
+            out.extend_from_slice(&node.value.to_le_bytes());
+            out.extend_from_slice(&node.children[0].to_le_bytes());
+            out.extend_from_slice(&node.children[1].to_le_bytes());
+            out.extend_from_slice(&node.feature.to_le_bytes());
+            out.extend_from_slice(&[u8::from(node.default_left), 0]);
+        }
+        out
+    }
+
+    fn from_compiled(compiled: &[u8], metadata_json: &[u8]) -> Result<EmbeddedModel, ModelError> {
+        let metadata = read_metadata(metadata_json)?;
+        let model = parse_compiled(compiled).map_err(|problem| ModelError::Invalid { file: COMPILED_FILE, problem })?;
+        if model.version != metadata.model_version {
+            return Err(ModelError::Invalid {
+                file: COMPILED_FILE,
+                problem: format!(
+                    "compiled from model {:?}, but metadata.json names {:?}: run model-compile again",
+                    model.version, metadata.model_version
+                ),
+            });
+        }
+        Ok(model)
+    }
+
     fn from_json(model_json: &[u8], metadata_json: &[u8]) -> Result<EmbeddedModel, ModelError> {
-        let metadata: Metadata =
-            serde_json::from_slice(metadata_json).map_err(|source| ModelError::Json {
-                file: "metadata.json",
-                source,
-            })?;
+        let metadata = read_metadata(metadata_json)?;
         let invalid_metadata = |problem: String| ModelError::Invalid {
             file: "metadata.json",
             problem,
         };
-        if metadata.feature_names != FEATURE_NAMES {
-            return Err(invalid_metadata(format!(
-                "feature_names {:?} are not the pipeline's features {FEATURE_NAMES:?}",
-                metadata.feature_names
-            )));
-        }
         let expected = version_of(model_json);
         if metadata.model_version != expected {
             return Err(invalid_metadata(format!(
@@ -161,6 +216,102 @@ impl EmbeddedModel {
         }
         sums
     }
+}
+
+/// `metadata.json`, whose feature names must be the pipeline's.
+fn read_metadata(metadata_json: &[u8]) -> Result<Metadata, ModelError> {
+    let metadata: Metadata = serde_json::from_slice(metadata_json)
+        .map_err(|source| ModelError::Json { file: "metadata.json", source })?;
+    if metadata.feature_names != FEATURE_NAMES {
+        return Err(ModelError::Invalid {
+            file: "metadata.json",
+            problem: format!(
+                "feature_names {:?} are not the pipeline's features {FEATURE_NAMES:?}",
+                metadata.feature_names
+            ),
+        });
+    }
+    Ok(metadata)
+}
+
+/// Reads a compiled model, checking what `flatten` checks of a JSON one: every tree's nodes
+/// contiguous, children after their parent and inside their tree, every path a leaf (a node
+/// leading to itself) within the depth.
+fn parse_compiled(bytes: &[u8]) -> Result<EmbeddedModel, String> {
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Result<&[u8], String> {
+        let part = bytes.get(at..at + n).ok_or("the file is truncated")?;
+        at += n;
+        Ok(part)
+    };
+    if take(MAGIC.len())? != MAGIC {
+        return Err("not a compiled model (wrong magic bytes)".into());
+    }
+    let u32_at = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("four bytes"));
+    let version_len = u32_at(take(4)?) as usize;
+    let version = String::from_utf8(take(version_len)?.to_vec()).map_err(|_| "the version is not UTF-8")?;
+    let mut base_margin = [0f32; OUTPUTS];
+    for m in &mut base_margin {
+        *m = f32::from_le_bytes(take(4)?.try_into().expect("four bytes"));
+    }
+    let depth = u32_at(take(4)?);
+    if depth > MAX_DEPTH || base_margin.iter().any(|m| !m.is_finite()) {
+        return Err(format!("depth {depth} or base margin {base_margin:?} out of range"));
+    }
+    let tree_count = u32_at(take(4)?) as usize;
+    let mut trees = Vec::with_capacity(tree_count.min(bytes.len() / 8));
+    for _ in 0..tree_count {
+        let root = u32_at(take(4)?);
+        let output = u32_at(take(4)?) as usize;
+        trees.push(Tree { root, output });
+    }
+    let node_count = u32_at(take(4)?) as usize;
+    let mut nodes = Vec::with_capacity(node_count.min(bytes.len() / 16));
+    for _ in 0..node_count {
+        let b = take(16)?;
+        let field = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("four bytes"));
+        nodes.push(Node {
+            value: f32::from_bits(field(0)),
+            children: [field(4), field(8)],
+            feature: u16::from_le_bytes([b[12], b[13]]),
+            default_left: match b[14] {
+                0 => false,
+                1 => true,
+                d => return Err(format!("default_left is {d}")),
+            },
+        });
+    }
+    if at != bytes.len() {
+        return Err(format!("{} bytes after the last node", bytes.len() - at));
+    }
+    for (t, tree) in trees.iter().enumerate() {
+        let start = tree.root as usize;
+        let end = trees.get(t + 1).map_or(node_count, |next| next.root as usize);
+        if tree.output >= OUTPUTS || start >= end || end > node_count || (t == 0 && start != 0) {
+            return Err(format!("tree {t}: root {start} or output {} out of range", tree.output));
+        }
+        let mut depths = vec![0u32; end - start];
+        for i in start..end {
+            let node = &nodes[i];
+            if !node.value.is_finite() {
+                return Err(format!("node {i}: value {} is not finite", node.value));
+            }
+            if node.children == [i as u32; 2] {
+                continue;
+            }
+            for child in node.children {
+                let child = child as usize;
+                if child <= i || child >= end || usize::from(node.feature) >= FEATURE_NAMES.len() {
+                    return Err(format!("node {i}: child {child} or feature {} out of range", node.feature));
+                }
+                depths[child - start] = depths[i - start] + 1;
+            }
+        }
+        if depths.iter().any(|&d| d > depth) {
+            return Err(format!("tree {t} is deeper than the stated depth {depth}"));
+        }
+    }
+    Ok(EmbeddedModel { version, base_margin, depth, trees, nodes })
 }
 
 /// `model_core.postprocess`, step by step in f32.
@@ -727,8 +878,43 @@ mod tests {
         assert!(
             missing
                 .to_string()
-                .starts_with("cannot read /nonexistent/model/model.json"),
+                .starts_with("cannot read /nonexistent/model/metadata.json"),
             "{missing}"
         );
+    }
+
+    #[test]
+    fn a_compiled_model_predicts_exactly_as_its_json() {
+        let json = load(&tiny()).unwrap();
+        let metadata = serde_json::json!({"model_version": json.version, "feature_names": FEATURE_NAMES});
+        let metadata = serde_json::to_vec(&metadata).unwrap();
+        let compiled = EmbeddedModel::from_compiled(&json.to_compiled(), &metadata).unwrap();
+        for age in [0.0, 39.0, 40.0, 41.0, f64::NAN] {
+            for risk in [0.0, 0.5, 0.7, f64::NAN] {
+                let x = features(age, risk);
+                assert_eq!(compiled.margins(&x).map(f32::to_bits), json.margins(&x).map(f32::to_bits));
+            }
+        }
+        assert_eq!(compiled.model_version(), json.model_version());
+    }
+
+    #[test]
+    fn a_damaged_or_stale_compiled_model_is_refused() {
+        let json = load(&tiny()).unwrap();
+        let metadata = |version: &str| serde_json::to_vec(&serde_json::json!({"model_version": version, "feature_names": FEATURE_NAMES})).unwrap();
+        let good = json.to_compiled();
+        let stale = EmbeddedModel::from_compiled(&good, &metadata("xgb-000000000000")).unwrap_err();
+        assert!(stale.to_string().contains("run model-compile again"), "{stale}");
+        let current = metadata(&json.version);
+        let mut cases: Vec<Vec<u8>> = vec![good[..good.len() - 1].to_vec(), [good.clone(), vec![0]].concat(), b"garbage".to_vec()];
+        // A child pointing back at its parent's tree root would loop: refused.
+        let mut looping = good.clone();
+        let first_node = good.len() - 16 * json.nodes.len();
+        looping[first_node + 4..first_node + 8].copy_from_slice(&0u32.to_le_bytes());
+        cases.push(looping);
+        for (n, bytes) in cases.iter().enumerate() {
+            let error = EmbeddedModel::from_compiled(bytes, &current).unwrap_err();
+            assert!(error.to_string().starts_with("model.bin"), "case {n}: {error}");
+        }
     }
 }
