@@ -1,4 +1,4 @@
-.PHONY: run test
+.PHONY: run test bench
 
 ## Runs the whole pipeline locally (Ctrl-C stops everything it started).
 run:
@@ -7,6 +7,10 @@ run:
 ## Runs the tests, setting up what they need first.
 test:
 	@scripts/test
+
+## Benchmarks with budgets: a table, bench/results/latest.json and latency.svg.
+bench:
+	@scripts/bench
 
 ## `sam build`'s recipe for score (BuildMethod: makefile): the binary and, beside it, the
 ## model that embedded scoring evaluates. LAMBDA_ARCH=x86_64 for Architecture=x86_64.

@@ -57,7 +57,8 @@ impl TestEnv {
         let admin = admin_database_url();
         let name = format!("quotes_test_{}", Uuid::now_v7().simple());
         let mut conn = PgConnection::connect(&admin).await.expect("Postgres is reachable");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        let create = format!("CREATE DATABASE {name}");
+        sqlx::raw_sql(&create)
             .execute(&mut conn)
             .await
             .expect("create the test database");
