@@ -25,6 +25,11 @@ const MAX_BATCH_ENTRIES: usize = 10;
 /// SQS's limit on the summed bodies of one `SendMessageBatch`.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 const SEND_ATTEMPTS: u32 = 4;
+/// The most one enqueue may take, retries included. With the pool's 3 s wait and the 5 s
+/// statement timeout it stays inside `generate`'s 15 s, so a slow queue is a 503 naming the
+/// saved ids rather than a timed-out invocation; it also bounds how long reconcile holds its
+/// row locks.
+const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(6);
 const CALLS_IN_FLIGHT: usize = 8;
 
 /// The body of a queue message: a versioned chunk of quote ids.
@@ -205,13 +210,19 @@ impl QuoteQueue for SqsQueue {
             .map(|chunk| QuoteMessage::new(chunk.to_vec()).to_body())
             .collect();
         let messages = bodies.len();
-        stream::iter(batches(bodies))
+        let sends = stream::iter(batches(bodies))
             .map(|batch| self.send_batch(batch))
             .buffer_unordered(CALLS_IN_FLIGHT)
             .map_err(|e| QueueError { total: messages, ..e })
-            .try_collect::<Vec<()>>()
-            .await?;
-        Ok(messages)
+            .try_collect::<Vec<()>>();
+        match tokio::time::timeout(ENQUEUE_TIMEOUT, sends).await {
+            Ok(sent) => sent.map(|_| messages),
+            Err(_) => Err(QueueError {
+                failed: messages,
+                total: messages,
+                reason: format!("SQS did not answer within {ENQUEUE_TIMEOUT:?}"),
+            }),
+        }
     }
 }
 

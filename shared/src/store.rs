@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
@@ -41,10 +41,11 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
             sqlx::Error::Database(ref db)
-                if db.code().is_some_and(|c| c.starts_with("57") || c.starts_with("08")) =>
+                if db.code().is_some_and(|c| ["08", "28", "40", "53", "57"].iter().any(|class| c.starts_with(class))) =>
             {
-                // Class 57 (operator intervention: shutdown, statement timeout) and class 08
-                // (connection exception) pass once the server is back.
+                // Connection exceptions (08), a rejected or expired IAM token (28), deadlocks and
+                // serialization failures (40), too many connections (53) and operator
+                // intervention such as a shutdown or a statement timeout (57) all pass.
                 StoreError::Unavailable(e)
             }
             other => StoreError::Other(other),
@@ -77,10 +78,10 @@ impl Cursor {
 
     pub fn decode(token: &str) -> Option<Cursor> {
         let (micros, id) = token.split_once('.')?;
-        Some(Cursor {
-            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-            id: Uuid::try_parse(id).ok()?,
-        })
+        // Cursors come from real creation times: nothing before 1970 (nor before Postgres's
+        // earliest timestamp, which a forged one could ask for).
+        let micros: i64 = micros.parse().ok().filter(|m| *m >= 0)?;
+        Some(Cursor { created_at: DateTime::from_timestamp_micros(micros)?, id: Uuid::try_parse(id).ok()? })
     }
 }
 
@@ -192,7 +193,8 @@ struct IamSigner {
     database: IamDatabase,
     credentials: SharedCredentialsProvider,
     options: PgConnectOptions,
-    signed_at: Mutex<Option<Instant>>,
+    /// Wall-clock time, as the token's own expiry: a frozen container's pause counts.
+    signed_at: Mutex<Option<SystemTime>>,
 }
 
 fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
@@ -200,6 +202,9 @@ fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
         .max_connections(config.max_connections)
         .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
 }
+
+/// A statement stuck on a lock or a sick server fails in time for a clean answer.
+const STATEMENT_TIMEOUT: &str = "5s";
 
 /// A token is re-signed this long after the last, well inside its 15 minutes.
 const TOKEN_REFRESH: Duration = Duration::from_secs(600);
@@ -209,8 +214,7 @@ impl PgStore {
     /// database outage at start-up is a per-request 503, not a crashed container.
     pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self, StoreError> {
         let options: PgConnectOptions = config.url.parse().map_err(StoreError::Other)?;
-        // A statement stuck on a lock or a sick server fails in time for a clean answer.
-        let options = options.options([("statement_timeout", "10s")]);
+        let options = options.options([("statement_timeout", STATEMENT_TIMEOUT)]);
         Ok(PgStore { pool: pool_options(config).connect_lazy_with(options), iam: None })
     }
 
@@ -229,7 +233,8 @@ impl PgStore {
             .database(&database.name)
             .username(&database.user)
             .ssl_mode(PgSslMode::VerifyFull)
-            .statement_cache_capacity(0);
+            .statement_cache_capacity(0)
+            .options([("statement_timeout", STATEMENT_TIMEOUT)]);
         let signer = IamSigner { database: database.clone(), credentials, options: options.clone(), signed_at: Mutex::new(None) };
         let store = PgStore { pool: pool_options(config).connect_lazy_with(options), iam: Some(Arc::new(signer)) };
         store.ready().await?;
@@ -247,13 +252,17 @@ impl PgStore {
     /// The pool, its IAM token re-signed first if it is due.
     async fn ready(&self) -> Result<&PgPool, StoreError> {
         let Some(signer) = &self.iam else { return Ok(&self.pool) };
-        let due = signer.signed_at.lock().expect("no poisoned lock").is_none_or(|at| at.elapsed() > TOKEN_REFRESH);
+        let due = signer
+            .signed_at
+            .lock()
+            .expect("no poisoned lock")
+            .is_none_or(|at| at.elapsed().map_or(true, |age| age > TOKEN_REFRESH));
         if due {
             let unavailable = |e: String| StoreError::Unavailable(sqlx::Error::Configuration(e.into()));
             let credentials = signer.credentials.provide_credentials().await.map_err(|e| unavailable(e.to_string()))?;
             let token = auth_token(&signer.database, &credentials, SystemTime::now()).map_err(|e| unavailable(e.to_string()))?;
             self.pool.set_connect_options(signer.options.clone().password(&token));
-            *signer.signed_at.lock().expect("no poisoned lock") = Some(Instant::now());
+            *signer.signed_at.lock().expect("no poisoned lock") = Some(SystemTime::now());
         }
         Ok(&self.pool)
     }
@@ -552,7 +561,7 @@ mod tests {
             id: Uuid::now_v7(),
         };
         assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
-        for bad in ["", "x", "1.", ".abc", "12.not-a-uuid", "99999999999999999999.0"] {
+        for bad in ["", "x", "1.", ".abc", "12.not-a-uuid", "99999999999999999999.0", "-250000000000000000.0190b5d200007000800000000000000"] {
             assert_eq!(Cursor::decode(bad), None, "{bad}");
         }
     }

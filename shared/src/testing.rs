@@ -36,6 +36,12 @@ pub async fn emulator_sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// The model `make test` trained, as `score` loads it in embedded mode.
+pub fn trained_model() -> crate::model::EmbeddedModel {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ml-engine/model");
+    crate::model::EmbeddedModel::load(&dir).expect("the trained model (make test trains it)")
+}
+
 pub struct TestEnv {
     pub database: DatabaseConfig,
     pub pool: PgPool,
@@ -200,8 +206,9 @@ impl Drop for FaultProxy {
 }
 
 impl FaultProxy {
-    /// Listens on a free loopback port and forwards to `upstream` (`host:port`).
-    pub async fn start(upstream: String) -> Self {
+    /// Listens on a free loopback port and forwards to `upstream`, an `http://host:port` URL.
+    pub async fn start(upstream: &str) -> Self {
+        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let url = format!("http://{}", listener.local_addr().expect("an address"));
         let fault = std::sync::Arc::new(std::sync::Mutex::new(Fault::None));
@@ -513,4 +520,29 @@ async fn serve_runtime(
             return;
         }
     }
+}
+
+/// An API Gateway HTTP API (v2) event as Lambda delivers it to `generate`: a JWT-authorized
+/// caller when `user` is set.
+pub fn http_event(method: &str, path_and_query: &str, user: Option<&str>, content_type: Option<&str>, body: &str) -> String {
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let mut headers = serde_json::Map::new();
+    if let Some(ct) = content_type {
+        headers.insert("content-type".into(), ct.into());
+    }
+    let mut context = serde_json::json!({
+        "accountId": "123456789012", "apiId": "api", "domainName": "example.com",
+        "domainPrefix": "example", "requestId": "req-1", "routeKey": "$default",
+        "stage": "$default", "time": "27/Nov/2026:00:00:00 +0000", "timeEpoch": 1795737600000u64,
+        "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                 "sourceIp": "127.0.0.1", "userAgent": "test"}
+    });
+    if let Some(sub) = user {
+        context["authorizer"] = serde_json::json!({"jwt": {"claims": {"sub": sub}, "scopes": null}});
+    }
+    serde_json::json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
+        "headers": headers, "requestContext": context, "body": body, "isBase64Encoded": false
+    })
+    .to_string()
 }

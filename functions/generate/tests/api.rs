@@ -23,26 +23,8 @@ async fn app(env: &TestEnv) -> App<PgStore, SqsQueue> {
 
 /// An API Gateway HTTP API (v2) event, built the way Lambda delivers it.
 fn request(method: &str, path_and_query: &str, user: Option<&str>, content_type: Option<&str>, body: &str) -> Request {
-    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
-    let mut headers = serde_json::Map::new();
-    if let Some(ct) = content_type {
-        headers.insert("content-type".into(), json!(ct));
-    }
-    let mut context = json!({
-        "accountId": "123456789012", "apiId": "api", "domainName": "example.com",
-        "domainPrefix": "example", "requestId": "req-1", "routeKey": "$default",
-        "stage": "$default", "time": "27/Nov/2026:00:00:00 +0000", "timeEpoch": 1795737600000u64,
-        "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
-                 "sourceIp": "127.0.0.1", "userAgent": "test"}
-    });
-    if let Some(sub) = user {
-        context["authorizer"] = json!({"jwt": {"claims": {"sub": sub}, "scopes": null}});
-    }
-    let event = json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
-        "headers": headers, "requestContext": context, "body": body, "isBase64Encoded": false
-    });
-    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event")
+    let event = quote_pipeline::testing::http_event(method, path_and_query, user, content_type, body);
+    lambda_http::request::from_str(&event).expect("a valid API Gateway v2 event")
 }
 
 fn post_json(path: &str, user: &str, body: &Value) -> Request {

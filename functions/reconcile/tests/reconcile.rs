@@ -84,7 +84,10 @@ async fn work_per_run_is_bounded() {
 async fn two_runs_at_once_never_send_a_quote_twice() {
     let env = TestEnv::new().await;
     let ids = stranded(&env, 600).await;
-    let (a, b) = (app(&env, policy(5, 400)), app(&env, policy(5, 400)));
+    // Written 5 s ago; once sent, not due again for 2 s, so a run that starts after the other
+    // has committed sees only what that one left.
+    let patient = ReconcilePolicy { min_age: Duration::from_secs(2), ..policy(5, 400) };
+    let (a, b) = (app(&env, patient.clone()), app(&env, patient));
     let (ra, rb) = tokio::join!(run(&a), run(&b));
     let total = ra["reenqueued"].as_u64().unwrap() + rb["reenqueued"].as_u64().unwrap();
     assert_eq!(total, 600, "{ra} {rb}");

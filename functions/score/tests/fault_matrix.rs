@@ -7,9 +7,11 @@ use std::time::Duration;
 use lambda_runtime::LambdaEvent;
 use quote_pipeline::config::{MlEngineConfig, QueueConfig};
 use quote_pipeline::ml_engine::MlEngine;
+use quote_pipeline::model::EmbeddedModel;
+use quote_pipeline::scoring::Predictor;
 use quote_pipeline::queue::{QuoteMessage, SqsQueue};
 use quote_pipeline::store::{PgStore, ReconcilePolicy};
-use quote_pipeline::testing::{Fault, FaultProxy, TestEnv, emulator_sdk_config, lambda_context, sqs_event};
+use quote_pipeline::testing::{Fault, FaultProxy, TestEnv, emulator_sdk_config, http_event, lambda_context, sqs_event, trained_model};
 use score::{App, handle};
 use serde_json::json;
 
@@ -23,22 +25,14 @@ fn score_app(env: &TestEnv, url: &str, timeout_ms: u64) -> App<PgStore, MlEngine
 }
 
 async fn proxy() -> FaultProxy {
-    FaultProxy::start(engine_url().trim_start_matches("http://").trim_end_matches('/').into()).await
+    FaultProxy::start(&engine_url()).await
 }
 
 async fn generate_with(env: &TestEnv, queue: SqsQueue, count: u32) -> (u16, Vec<String>) {
     let app = generate::App { store: env.store.clone(), queue, idempotency_ttl: Duration::from_secs(60) };
-    let event = json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/quotes/generate-batch", "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
-        "requestContext": {"http": {"method": "POST", "path": "/quotes/generate-batch"},
-                           "authorizer": {"jwt": {"claims": {"sub": "fault-matrix"}}},
-                           "requestId": "r", "routeKey": "$default", "stage": "$default",
-                           "accountId": "1", "apiId": "a", "domainName": "d", "domainPrefix": "d",
-                           "time": "t", "timeEpoch": 0},
-        "body": json!({"count": count}).to_string(), "isBase64Encoded": false
-    });
-    let response = generate::handle(&app, lambda_http::request::from_str(&event.to_string()).unwrap()).await;
+    let body = json!({"count": count}).to_string();
+    let event = http_event("POST", "/quotes/generate-batch", Some("fault-matrix"), Some("application/json"), &body);
+    let response = generate::handle(&app, lambda_http::request::from_str(&event).unwrap()).await;
     let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
     let ids = body["ids"].as_array().map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect()).unwrap_or_default();
     (response.status().as_u16(), ids)
@@ -51,13 +45,13 @@ async fn generate(env: &TestEnv, count: u32, ids_per_message: usize) {
 }
 
 /// Invokes `score` for an SQS event with `budget` left; returns the failed message ids.
-async fn invoke(app: &App<PgStore, MlEngine>, event: aws_lambda_events::event::sqs::SqsEvent, budget: Duration) -> Vec<String> {
+async fn invoke<P: Predictor>(app: &App<PgStore, P>, event: aws_lambda_events::event::sqs::SqsEvent, budget: Duration) -> Vec<String> {
     let response = handle(app, LambdaEvent::new(event, lambda_context(budget))).await;
     response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
 }
 
 /// Feeds the queue to `app` until it is empty, waiting out the visibility timeout of failures.
-async fn drain(env: &TestEnv, app: &App<PgStore, MlEngine>, visibility: i32) {
+async fn drain<P: Predictor>(env: &TestEnv, app: &App<PgStore, P>, visibility: i32) {
     for _ in 0..20 {
         env.drain(10, visibility, async |event| invoke(app, event, Duration::from_secs(10)).await).await;
         if env.depth(&env.queue_url).await == 0 {
@@ -66,6 +60,11 @@ async fn drain(env: &TestEnv, app: &App<PgStore, MlEngine>, visibility: i32) {
         tokio::time::sleep(Duration::from_secs(visibility as u64)).await;
     }
     panic!("the queue did not drain");
+}
+
+/// `score` evaluating the engine's model in process.
+fn embedded_app(env: &TestEnv) -> App<PgStore, EmbeddedModel> {
+    App { store: env.store.clone(), predictor: trained_model() }
 }
 
 async fn setup() -> TestEnv {
@@ -145,34 +144,52 @@ async fn a_score_invocation_killed_mid_batch_comes_back() {
     env.assert_every_quote_finished_once().await;
 }
 
-#[tokio::test]
-async fn the_same_message_delivered_three_times() {
-    let env = setup().await;
-    generate(&env, 100, 100).await;
-    let app = score_app(&env, &engine_url(), 2000);
+/// Delivers the same messages three times at once and once more: each quote is scored once.
+async fn delivered_three_times<P: Predictor>(app: &App<PgStore, P>, env: &TestEnv) {
     let messages = env.receive(10, 30).await;
     let (a, b, c) = tokio::join!(
-        invoke(&app, sqs_event(&messages), Duration::from_secs(10)),
-        invoke(&app, sqs_event(&messages), Duration::from_secs(10)),
-        invoke(&app, sqs_event(&messages), Duration::from_secs(10)),
+        invoke(app, sqs_event(&messages), Duration::from_secs(10)),
+        invoke(app, sqs_event(&messages), Duration::from_secs(10)),
+        invoke(app, sqs_event(&messages), Duration::from_secs(10)),
     );
     assert!(a.is_empty() && b.is_empty() && c.is_empty());
-    assert!(invoke(&app, sqs_event(&messages), Duration::from_secs(10)).await.is_empty());
+    assert!(invoke(app, sqs_event(&messages), Duration::from_secs(10)).await.is_empty());
     env.assert_every_quote_finished_once().await;
 }
 
-#[tokio::test]
-async fn a_poison_message_ends_in_the_dead_letter_queue_alone() {
-    let env = TestEnv::with_max_receives(2).await;
-    env.audit_status_changes().await;
-    generate(&env, 150, 50).await;
+/// A poison message among good ones ends in the dead-letter queue, alone.
+async fn poison_to_the_dead_letter_queue<P: Predictor>(app: &App<PgStore, P>, env: &TestEnv) {
     env.sqs.send_message().queue_url(&env.queue_url).message_body("{\"poison\": true}").send().await.unwrap();
-    drain(&env, &score_app(&env, &engine_url(), 2000), 1).await;
+    drain(env, app, 1).await;
     env.assert_every_quote_finished_once().await;
     let dead = env.receive_all(&env.dlq_url, 30).await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].body(), Some("{\"poison\": true}"));
     assert!(QuoteMessage::parse(dead[0].body().unwrap()).is_err());
+}
+
+#[tokio::test]
+async fn the_same_message_delivered_three_times() {
+    let env = setup().await;
+    generate(&env, 100, 100).await;
+    delivered_three_times(&score_app(&env, &engine_url(), 2000), &env).await;
+    let env = setup().await;
+    generate(&env, 100, 100).await;
+    delivered_three_times(&embedded_app(&env), &env).await;
+}
+
+#[tokio::test]
+async fn a_poison_message_ends_in_the_dead_letter_queue_alone() {
+    for embedded in [false, true] {
+        let env = TestEnv::with_max_receives(2).await;
+        env.audit_status_changes().await;
+        generate(&env, 150, 50).await;
+        if embedded {
+            poison_to_the_dead_letter_queue(&embedded_app(&env), &env).await;
+        } else {
+            poison_to_the_dead_letter_queue(&score_app(&env, &engine_url(), 2000), &env).await;
+        }
+    }
 }
 
 /// Postgres itself restarted while a batch is being scored. This test restarts the real local

@@ -13,7 +13,7 @@ use quote_pipeline::ml_engine::MlEngine;
 use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::scoring::Predictor;
 use quote_pipeline::store::PgStore;
-use quote_pipeline::testing::{Fault, FaultProxy, TestEnv, lambda_context, sqs_event};
+use quote_pipeline::testing::{Fault, FaultProxy, TestEnv, http_event, lambda_context, sqs_event, trained_model};
 use score::{App, handle};
 use serde_json::json;
 use uuid::Uuid;
@@ -33,14 +33,12 @@ fn app(env: &TestEnv, url: &str) -> App<PgStore, MlEngine> {
 
 /// `score` evaluating the engine's model in process.
 fn embedded_app(env: &TestEnv) -> App<PgStore, EmbeddedModel> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ml-engine/model");
-    App { store: env.store.clone(), predictor: EmbeddedModel::load(&dir).expect("the trained model") }
+    App { store: env.store.clone(), predictor: trained_model() }
 }
 
 /// A proxy in front of the real engine, for injecting faults.
 async fn proxy() -> FaultProxy {
-    let upstream = engine_url().trim_start_matches("http://").trim_end_matches('/').to_string();
-    FaultProxy::start(upstream).await
+    FaultProxy::start(&engine_url()).await
 }
 
 /// Creates quotes through the real `generate` handler; returns their ids.
@@ -50,17 +48,9 @@ async fn create_quotes(env: &TestEnv, count: u32, ids_per_message: usize) -> Vec
         queue: env.queue(ids_per_message),
         idempotency_ttl: Duration::from_secs(3600),
     };
-    let event = json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/quotes/generate-batch", "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
-        "requestContext": {"http": {"method": "POST", "path": "/quotes/generate-batch"},
-                           "authorizer": {"jwt": {"claims": {"sub": "scorer-test"}}},
-                           "requestId": "r", "routeKey": "$default", "stage": "$default",
-                           "accountId": "1", "apiId": "a", "domainName": "d", "domainPrefix": "d",
-                           "time": "t", "timeEpoch": 0},
-        "body": json!({"count": count, "seed": 99}).to_string(), "isBase64Encoded": false
-    });
-    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let body = json!({"count": count, "seed": 99}).to_string();
+    let event = http_event("POST", "/quotes/generate-batch", Some("scorer-test"), Some("application/json"), &body);
+    let request = lambda_http::request::from_str(&event).unwrap();
     let response = generate::handle(&app, request).await;
     assert_eq!(response.status(), 202);
     let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
@@ -187,26 +177,32 @@ async fn the_same_batch_delivered_twice_changes_nothing_the_second_time() {
     the_same_batch_twice(&env, &embedded_app(&env)).await;
 }
 
-#[tokio::test]
-async fn a_malformed_message_fails_alone() {
-    let env = TestEnv::new().await;
-    create_quotes(&env, 60, 30).await;
+/// Two unreadable messages among good ones: exactly they fail, and the good ones are scored.
+async fn malformed_messages_fail_alone<P: Predictor>(env: &TestEnv, app: &App<PgStore, P>) {
+    create_quotes(env, 60, 30).await;
     for body in ["not json", r#"{"v":9,"quote_ids":[]}"#] {
         env.sqs.send_message().queue_url(&env.queue_url).message_body(body).send().await.unwrap();
     }
     let messages = env.receive(10, 30).await;
     assert_eq!(messages.len(), 4);
-    let bad: Vec<String> = messages
+    let mut bad: Vec<String> = messages
         .iter()
-        .filter(|m| !m.body().unwrap().contains("quote_ids\":[\"") )
+        .filter(|m| !m.body().unwrap().contains("quote_ids\":[\""))
         .map(|m| m.message_id().unwrap().to_string())
         .collect();
-    let mut failed = invoke(&app(&env, &engine_url()), &messages, Duration::from_secs(30)).await;
+    let mut failed = invoke(app, &messages, Duration::from_secs(30)).await;
     failed.sort();
-    let mut bad_sorted = bad.clone();
-    bad_sorted.sort();
-    assert_eq!(failed, bad_sorted);
-    assert!(rows(&env).await.values().all(|r| r.0 == "scored"));
+    bad.sort();
+    assert_eq!(failed, bad);
+    assert!(rows(env).await.values().all(|r| r.0 == "scored"));
+}
+
+#[tokio::test]
+async fn a_malformed_message_fails_alone() {
+    let env = TestEnv::new().await;
+    malformed_messages_fail_alone(&env, &app(&env, &engine_url())).await;
+    let env = TestEnv::new().await;
+    malformed_messages_fail_alone(&env, &embedded_app(&env)).await;
 }
 
 #[tokio::test]
