@@ -28,7 +28,9 @@ impl Run {
 /// The function's release binary (`BENCH_BIN_DIR` names another folder, to try the bench out
 /// on other builds).
 pub fn binary(root: &Path, function: &str) -> PathBuf {
-    std::env::var_os("BENCH_BIN_DIR").map_or_else(|| root.join("target/release"), PathBuf::from).join(function)
+    std::env::var_os("BENCH_BIN_DIR")
+        .map_or_else(|| root.join("target/release"), PathBuf::from)
+        .join(function)
 }
 
 /// Spawns `binary` with exactly `env` (plus the Runtime API variables), serves it `events` one
@@ -60,7 +62,9 @@ pub async fn run(
         .stderr(stderr)
         .kill_on_drop(true);
     let spawned_at = Instant::now();
-    let mut child = command.spawn().map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
     let pid = child.id().ok_or("the process has no id")?;
     let mut answers = Vec::with_capacity(count);
     for i in 0..count {
@@ -82,7 +86,11 @@ pub async fn run(
     }
     let peak_rss_kib = vm_hwm_kib(pid)?;
     child.kill().await?;
-    Ok(Run { spawned_at, answers, peak_rss_kib })
+    Ok(Run {
+        spawned_at,
+        answers,
+        peak_rss_kib,
+    })
 }
 
 /// The memory size `template.yaml` gives each function (the runtime only reports it).

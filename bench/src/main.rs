@@ -27,7 +27,10 @@ use std::process::ExitCode;
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn main() -> ExitCode {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
     let result = match runtime {
         Ok(runtime) => runtime.block_on(sections::run(root())),
         Err(e) => Err(e.into()),
@@ -43,5 +46,8 @@ fn main() -> ExitCode {
 
 /// The workspace's root: this crate's parent.
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("bench/ is in the workspace").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ is in the workspace")
+        .to_path_buf()
 }

@@ -22,7 +22,11 @@ pub struct Budget {
 
 impl Budget {
     pub fn pass(&self) -> bool {
-        if self.at_most { self.measured <= self.limit } else { self.measured >= self.limit }
+        if self.at_most {
+            self.measured <= self.limit
+        } else {
+            self.measured >= self.limit
+        }
     }
 
     pub fn to_json(&self) -> Value {
@@ -43,15 +47,37 @@ impl Report {
     pub fn row(&mut self, label: impl Into<String>, value: impl Into<String>) {
         let (label, value) = (label.into(), value.into());
         eprintln!("    {label}: {value}");
-        self.sections.last_mut().expect("a section first").1.push((label, value));
+        self.sections
+            .last_mut()
+            .expect("a section first")
+            .1
+            .push((label, value));
     }
 
-    pub fn budget(&mut self, name: impl Into<String>, measured: f64, limit: f64, unit: &'static str, at_most: bool) {
-        self.budgets.push(Budget { name: name.into(), measured, limit, unit, at_most });
+    pub fn budget(
+        &mut self,
+        name: impl Into<String>,
+        measured: f64,
+        limit: f64,
+        unit: &'static str,
+        at_most: bool,
+    ) {
+        self.budgets.push(Budget {
+            name: name.into(),
+            measured,
+            limit,
+            unit,
+            at_most,
+        });
     }
 
     pub fn render(&self) -> String {
-        let width = self.sections.iter().flat_map(|(_, rows)| rows.iter().map(|(l, _)| l.len())).max().unwrap_or(0);
+        let width = self
+            .sections
+            .iter()
+            .flat_map(|(_, rows)| rows.iter().map(|(l, _)| l.len()))
+            .max()
+            .unwrap_or(0);
         let mut out = String::new();
         for (title, rows) in &self.sections {
             let _ = writeln!(out, "\n{title}");

@@ -43,17 +43,38 @@ pub async fn run(root: PathBuf) -> Res<()> {
     // First, before anything else in this process touches the SDK, TLS or the model.
     let init = init_costs(&root).await?;
     let mut report = Report::default();
-    report.json.insert("date".into(), json!(Utc::now().to_rfc3339()));
-    report.json.insert("uname".into(), json!(command_output("uname", &["-a"])));
+    report
+        .json
+        .insert("date".into(), json!(Utc::now().to_rfc3339()));
+    report
+        .json
+        .insert("uname".into(), json!(command_output("uname", &["-a"])));
     report.json.insert("cpu".into(), json!(cpu_model()));
-    report.json.insert("cpus".into(), json!(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)));
-    report.json.insert("git_commit".into(), json!(command_output("git", &["-C", &root.display().to_string(), "rev-parse", "HEAD"])));
+    report.json.insert(
+        "cpus".into(),
+        json!(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0)
+        ),
+    );
+    report.json.insert(
+        "git_commit".into(),
+        json!(command_output(
+            "git",
+            &["-C", &root.display().to_string(), "rev-parse", "HEAD"]
+        )),
+    );
     let mut plot = Vec::new();
 
     for function in FUNCTIONS {
         let binary = lambda::binary(&root, function);
         if !binary.exists() {
-            return Err(format!("{} is missing: cargo build --release -p {function}", binary.display()).into());
+            return Err(format!(
+                "{} is missing: cargo build --release -p {function}",
+                binary.display()
+            )
+            .into());
         }
     }
     let logs = root.join(".local");
@@ -67,12 +88,24 @@ pub async fn run(root: PathBuf) -> Res<()> {
     scoring(&root, &mut report, &mut plot).await?;
     zip_sizes(&root, &mut report)?;
 
-    report.json.insert("budgets".into(), Value::Array(report.budgets.iter().map(|b| b.to_json()).collect()));
-    report.json.insert("bench_seconds".into(), json!(started.elapsed().as_secs_f64()));
+    report.json.insert(
+        "budgets".into(),
+        Value::Array(report.budgets.iter().map(|b| b.to_json()).collect()),
+    );
+    report.json.insert(
+        "bench_seconds".into(),
+        json!(started.elapsed().as_secs_f64()),
+    );
     let results = root.join("bench/results");
     std::fs::create_dir_all(&results)?;
-    std::fs::write(results.join("latest.json"), serde_json::to_string_pretty(&Value::Object(report.json.clone()))? + "\n")?;
-    std::fs::write(results.join("latency.svg"), latency_plot("Quote pipeline latency on this machine", &plot))?;
+    std::fs::write(
+        results.join("latest.json"),
+        serde_json::to_string_pretty(&Value::Object(report.json.clone()))? + "\n",
+    )?;
+    std::fs::write(
+        results.join("latency.svg"),
+        latency_plot("Quote pipeline latency on this machine", &plot),
+    )?;
     let table = report.render();
     std::fs::write(results.join("latest.txt"), &table)?;
     eprintln!("{table}");
@@ -91,7 +124,10 @@ async fn init_costs(root: &Path) -> Res<Vec<(&'static str, f64)>> {
     quote_pipeline::telemetry::init();
     costs.push(("telemetry::init", ms(t.elapsed())));
     let t = Instant::now();
-    let config = function_config("postgres://bench@127.0.0.1:5432/bench", Some("http://127.0.0.1:9324/q"))?;
+    let config = function_config(
+        "postgres://bench@127.0.0.1:5432/bench",
+        Some("http://127.0.0.1:9324/q"),
+    )?;
     costs.push(("Config::from_env", ms(t.elapsed())));
     let t = Instant::now();
     let _store = PgStore::connect_lazy(&config.database)?;
@@ -157,7 +193,10 @@ fn embedded_env(root: &Path, env: &TestEnv) -> Vec<(String, String)> {
     let mut vars = function_env(env);
     vars.retain(|(k, _)| k != "ML_ENGINE_URL");
     vars.push(("SCORING_MODE".into(), "embedded".into()));
-    vars.push(("MODEL_DIR".into(), root.join("ml-engine/model").display().to_string()));
+    vars.push((
+        "MODEL_DIR".into(),
+        root.join("ml-engine/model").display().to_string(),
+    ));
     vars
 }
 
@@ -177,7 +216,10 @@ async fn insert_pending(store: &impl QuoteStore, n: usize, owner: &str) -> Res<V
 
 fn new_quotes(n: usize, owner: &str) -> Vec<Quote> {
     let now = Utc::now();
-    generate(&GenerateParams::new(n as u32)).into_iter().map(|input| Quote::new_pending(owner, input, now)).collect()
+    generate(&GenerateParams::new(n as u32))
+        .into_iter()
+        .map(|input| Quote::new_pending(owner, input, now))
+        .collect()
 }
 
 /// The SQS events Lambda would deliver for `ids`: messages of `per_message` ids, batches of
@@ -219,13 +261,20 @@ fn generate_event(root: &Path, body: Option<Value>) -> Res<Value> {
 
 /// Checks that an answer is what a healthy invocation of `function` answers.
 fn check_answer(function: &str, body: &str) -> Res<()> {
-    let value: Value = serde_json::from_str(body).map_err(|e| format!("{function} answered non-JSON ({e}): {body}"))?;
+    let value: Value = serde_json::from_str(body)
+        .map_err(|e| format!("{function} answered non-JSON ({e}): {body}"))?;
     let ok = match function {
         "generate" => value["statusCode"] == 202,
-        "score" => value["batchItemFailures"].as_array().is_some_and(Vec::is_empty),
+        "score" => value["batchItemFailures"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
         _ => value.is_object(),
     };
-    if ok { Ok(()) } else { Err(format!("{function} answered {body}").into()) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{function} answered {body}").into())
+    }
 }
 
 /// 1. From spawning the release binary to its first request for an event, and to its first
@@ -258,18 +307,35 @@ async fn cold_start(
             let function = variant.split(' ').next().expect("a name");
             let (event, vars) = match *variant {
                 "generate" => (generate_event.clone(), &vars),
-                "score" => (serde_json::to_value(score_events.next().expect("an event per run"))?, &vars),
-                "score (embedded)" => {
-                    (serde_json::to_value(embedded_events.next().expect("an event per run"))?, &embedded)
-                }
+                "score" => (
+                    serde_json::to_value(score_events.next().expect("an event per run"))?,
+                    &vars,
+                ),
+                "score (embedded)" => (
+                    serde_json::to_value(embedded_events.next().expect("an event per run"))?,
+                    &embedded,
+                ),
                 _ => (json!({}), &vars),
             };
             let log = logs.join(format!("bench-{function}.stderr.log"));
-            let run = lambda::run(&lambda::binary(root, function), function, vars, vec![event], Duration::from_secs(30), &log)
-                .await?;
+            let run = lambda::run(
+                &lambda::binary(root, function),
+                function,
+                vars,
+                vec![event],
+                Duration::from_secs(30),
+                &log,
+            )
+            .await?;
             check_answer(function, &run.first().body)?;
-            to_ask[i].push(ms(run.first().asked_at.saturating_duration_since(run.spawned_at)));
-            to_answer[i].push(ms(run.first().answered_at.saturating_duration_since(run.spawned_at)));
+            to_ask[i].push(ms(run
+                .first()
+                .asked_at
+                .saturating_duration_since(run.spawned_at)));
+            to_answer[i].push(ms(run
+                .first()
+                .answered_at
+                .saturating_duration_since(run.spawned_at)));
             rss[i].push(run.peak_rss_kib as f64 / 1024.0);
         }
     }
@@ -301,18 +367,37 @@ async fn cold_start(
                 "peak_rss_mib_after_one_event": median(&rss[i]),
             }),
         );
-        report.budget(format!("cold start to first request: {variant}"), median(&to_ask[i]), 10.0, "ms", true);
-        plot.push(Series { label: format!("cold start {variant} -> 1st request"), samples: to_ask[i].clone() });
+        report.budget(
+            format!("cold start to first request: {variant}"),
+            median(&to_ask[i]),
+            10.0,
+            "ms",
+            true,
+        );
+        plot.push(Series {
+            label: format!("cold start {variant} -> 1st request"),
+            samples: to_ask[i].clone(),
+        });
     }
-    report.row("spawn floor: /bin/true to exit", format!("{} ms", number(median(&floor))));
-    report.row("init steps of main()", "each timed at its first call in a fresh process (the bench's own, at its start)");
+    report.row(
+        "spawn floor: /bin/true to exit",
+        format!("{} ms", number(median(&floor))),
+    );
+    report.row(
+        "init steps of main()",
+        "each timed at its first call in a fresh process (the bench's own, at its start)",
+    );
     for (step, cost) in init {
         report.row(format!("  {step}"), format!("{} ms", number(*cost)));
     }
     json.insert("process_spawn_floor_ms".into(), summary(&floor));
     json.insert(
         "init_steps_in_process_ms".into(),
-        Value::Object(init.iter().map(|(k, v)| (k.to_string(), json!(v))).collect()),
+        Value::Object(
+            init.iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect(),
+        ),
     );
     report.json.insert("cold_start".into(), Value::Object(json));
     Ok(())
@@ -320,7 +405,9 @@ async fn cold_start(
 
 /// 5. Peak resident memory of each binary through `MEMORY_EVENTS` heavy events.
 async fn memory(root: &Path, env: &TestEnv, logs: &Path, report: &mut Report) -> Res<()> {
-    report.section(format!("5. Peak resident memory (VmHWM) through {MEMORY_EVENTS} heavy events"));
+    report.section(format!(
+        "5. Peak resident memory (VmHWM) through {MEMORY_EVENTS} heavy events"
+    ));
     let vars = function_env(env);
     let mut json = serde_json::Map::new();
 
@@ -337,11 +424,23 @@ async fn memory(root: &Path, env: &TestEnv, logs: &Path, report: &mut Report) ->
     for answer in &run.answers {
         check_answer("generate", &answer.body)?;
     }
-    record_memory(report, &mut json, "generate", "generate-batch of 1000", run.peak_rss_kib);
+    record_memory(
+        report,
+        &mut json,
+        "generate",
+        "generate-batch of 1000",
+        run.peak_rss_kib,
+    );
 
-    for (variant, vars) in [("score", vars.clone()), ("score (embedded)", embedded_env(root, env))] {
+    for (variant, vars) in [
+        ("score", vars.clone()),
+        ("score (embedded)", embedded_env(root, env)),
+    ] {
         let ids = insert_pending(&env.store, MEMORY_EVENTS * 1000, "bench-memory").await?;
-        let events = sqs_batches(&ids, 100, 10).into_iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?;
+        let events = sqs_batches(&ids, 100, 10)
+            .into_iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()?;
         let run = lambda::run(
             &lambda::binary(root, "score"),
             "score",
@@ -354,7 +453,13 @@ async fn memory(root: &Path, env: &TestEnv, logs: &Path, report: &mut Report) ->
         for answer in &run.answers {
             check_answer("score", &answer.body)?;
         }
-        record_memory(report, &mut json, variant, "batches of 10 messages x 100 ids", run.peak_rss_kib);
+        record_memory(
+            report,
+            &mut json,
+            variant,
+            "batches of 10 messages x 100 ids",
+            run.peak_rss_kib,
+        );
     }
 
     // Every quote generate wrote above is still pending: with a one-second age limit each run
@@ -374,7 +479,12 @@ async fn memory(root: &Path, env: &TestEnv, logs: &Path, report: &mut Report) ->
     let reenqueued: u64 = run
         .answers
         .iter()
-        .map(|a| serde_json::from_str::<Value>(&a.body).ok().and_then(|v| v["reenqueued"].as_u64()).unwrap_or(0))
+        .map(|a| {
+            serde_json::from_str::<Value>(&a.body)
+                .ok()
+                .and_then(|v| v["reenqueued"].as_u64())
+                .unwrap_or(0)
+        })
         .sum();
     record_memory(
         report,
@@ -383,14 +493,28 @@ async fn memory(root: &Path, env: &TestEnv, logs: &Path, report: &mut Report) ->
         &format!("sweeps re-enqueueing up to 1000 stuck quotes ({reenqueued} in all)"),
         run.peak_rss_kib,
     );
-    report.json.insert("peak_memory".into(), Value::Object(json));
+    report
+        .json
+        .insert("peak_memory".into(), Value::Object(json));
     Ok(())
 }
 
-fn record_memory(report: &mut Report, json: &mut serde_json::Map<String, Value>, variant: &str, load: &str, kib: u64) {
+fn record_memory(
+    report: &mut Report,
+    json: &mut serde_json::Map<String, Value>,
+    variant: &str,
+    load: &str,
+    kib: u64,
+) {
     let mib = kib as f64 / 1024.0;
-    report.row(variant, format!("{} MiB  ({MEMORY_EVENTS} x {load})", number(mib)));
-    json.insert(variant.into(), json!({"peak_rss_mib": mib, "load": format!("{MEMORY_EVENTS} x {load}")}));
+    report.row(
+        variant,
+        format!("{} MiB  ({MEMORY_EVENTS} x {load})", number(mib)),
+    );
+    json.insert(
+        variant.into(),
+        json!({"peak_rss_mib": mib, "load": format!("{MEMORY_EVENTS} x {load}")}),
+    );
     report.budget(format!("peak memory: {variant}"), mib, 25.0, "MiB", true);
 }
 
@@ -398,20 +522,33 @@ fn record_memory(report: &mut Report, json: &mut serde_json::Map<String, Value>,
 /// queue clients that time their own calls.
 async fn warm_generate(root: &Path, report: &mut Report, plot: &mut Vec<Series>) -> Res<()> {
     report.section("2. Warm POST /quotes/generate-batch through generate::handle (in process)");
-    report.row("method", "total = one handle() call; Postgres, SQS = time inside its own");
-    report.row("", "QuoteStore::insert / QuoteQueue::enqueue (timing wrappers round the real clients)");
+    report.row(
+        "method",
+        "total = one handle() call; Postgres, SQS = time inside its own",
+    );
+    report.row(
+        "",
+        "QuoteStore::insert / QuoteQueue::enqueue (timing wrappers round the real clients)",
+    );
     let env = TestEnv::new().await;
     let config = function_config(&env.database.url, Some(&env.queue_url))?;
     let (pg, sqs) = (Clock::default(), Clock::default());
     let app = GenerateApp {
-        store: Timed { inner: PgStore::connect_lazy(&config.database)?, clock: pg.clone() },
-        queue: Timed { inner: SqsQueue::new(&aws_sdk_config().await, &config.queue)?, clock: sqs.clone() },
+        store: Timed {
+            inner: PgStore::connect_lazy(&config.database)?,
+            clock: pg.clone(),
+        },
+        queue: Timed {
+            inner: SqsQueue::new(&aws_sdk_config().await, &config.queue)?,
+            clock: sqs.clone(),
+        },
         idempotency_ttl: config.idempotency_ttl,
     };
     let mut json = serde_json::Map::new();
     for (count, runs) in WARM_SIZES {
         let event = generate_event(root, Some(json!({"count": count})))?.to_string();
-        let (mut total, mut db, mut queue, mut own, mut rest) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut total, mut db, mut queue, mut own, mut rest) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in 0..WARM_UP + runs {
             let request = lambda_http::request::from_str(&event)?;
             pg.take();
@@ -420,7 +557,12 @@ async fn warm_generate(root: &Path, report: &mut Report, plot: &mut Vec<Series>)
             let response = generate::handle(&app, request).await;
             let elapsed = started.elapsed();
             if response.status() != 202 {
-                return Err(format!("generate-batch {count} answered {}: {:?}", response.status(), response.body()).into());
+                return Err(format!(
+                    "generate-batch {count} answered {}: {:?}",
+                    response.status(),
+                    response.body()
+                )
+                .into());
             }
             let (p, q) = (pg.take(), sqs.take());
             if i >= WARM_UP {
@@ -435,9 +577,18 @@ async fn warm_generate(root: &Path, report: &mut Report, plot: &mut Vec<Series>)
         report.row(format!("{count} quotes: Postgres"), spread(&db));
         report.row(format!("{count} quotes: SQS (emulator)"), spread(&queue));
         report.row(format!("{count} quotes: total - SQS"), spread(&own));
-        report.row(format!("{count} quotes: rest (total - Postgres - SQS)"), spread(&rest));
+        report.row(
+            format!("{count} quotes: rest (total - Postgres - SQS)"),
+            spread(&rest),
+        );
         if count == 1000 {
-            report.budget("warm generate-batch 1000 p50, total - SQS", median(&own), 25.0, "ms", true);
+            report.budget(
+                "warm generate-batch 1000 p50, total - SQS",
+                median(&own),
+                25.0,
+                "ms",
+                true,
+            );
         }
         json.insert(
             count.to_string(),
@@ -448,17 +599,27 @@ async fn warm_generate(root: &Path, report: &mut Report, plot: &mut Vec<Series>)
                 "samples_postgres_ms": db, "samples_sqs_ms": queue,
             }),
         );
-        plot.push(Series { label: format!("warm generate-batch {count}: total"), samples: total });
-        plot.push(Series { label: format!("warm generate-batch {count}: total - SQS"), samples: own });
+        plot.push(Series {
+            label: format!("warm generate-batch {count}: total"),
+            samples: total,
+        });
+        plot.push(Series {
+            label: format!("warm generate-batch {count}: total - SQS"),
+            samples: own,
+        });
     }
-    report.json.insert("warm_generate_batch".into(), Value::Object(json));
+    report
+        .json
+        .insert("warm_generate_batch".into(), Value::Object(json));
     Ok(())
 }
 
 /// 3. `QuoteStore::insert` of 1000 quotes beside psql's `\copy` of 1000 rows of the same
 /// shape, taking turns, each timed by itself (psql's `\timing`).
 async fn postgres_write(report: &mut Report) -> Res<()> {
-    report.section(format!("3. Postgres write of 1000 quotes (median of {COPY_REPEATS}, taking turns)"));
+    report.section(format!(
+        "3. Postgres write of 1000 quotes (median of {COPY_REPEATS}, taking turns)"
+    ));
     let env = TestEnv::new().await;
     let store = PgStore::connect_lazy(&function_config(&env.database.url, None)?.database)?;
     insert_pending(&store, 2000, "bench-warm-up").await?;
@@ -476,9 +637,16 @@ async fn postgres_write(report: &mut Report) -> Res<()> {
         copy.push(psql_copy(&env.database.url, &file).await?);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM quotes WHERE user_id = 'bench-write'").fetch_one(&env.pool).await?;
+    let copied: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM quotes WHERE user_id = 'bench-write'")
+            .fetch_one(&env.pool)
+            .await?;
     if copied != 2 * (COPY_REPEATS as i64) * 1000 {
-        return Err(format!("expected {} rows written, found {copied}", 2 * COPY_REPEATS * 1000).into());
+        return Err(format!(
+            "expected {} rows written, found {copied}",
+            2 * COPY_REPEATS * 1000
+        )
+        .into());
     }
     let ratio = median(&insert) / median(&copy);
     report.row("QuoteStore::insert (UNNEST bulk INSERT)", spread(&insert));
@@ -525,14 +693,31 @@ fn csv(quotes: &[Quote]) -> String {
 
 /// psql's own measure of one `\copy` of `file` into quotes, in milliseconds.
 async fn psql_copy(database_url: &str, file: &Path) -> Res<f64> {
-    let copy = format!("\\copy quotes ({COPY_COLUMNS}) FROM '{}' WITH (FORMAT csv)", file.display());
+    let copy = format!(
+        "\\copy quotes ({COPY_COLUMNS}) FROM '{}' WITH (FORMAT csv)",
+        file.display()
+    );
     let output = tokio::process::Command::new("psql")
-        .args([database_url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "\\timing on", "-c", &copy])
+        .args([
+            database_url,
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "\\timing on",
+            "-c",
+            &copy,
+        ])
         .output()
         .await?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
-        return Err(format!("psql \\copy failed: {}", String::from_utf8_lossy(&output.stderr)).into());
+        return Err(format!(
+            "psql \\copy failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
     }
     stdout
         .lines()
@@ -549,36 +734,81 @@ async fn scoring(root: &Path, report: &mut Report, plot: &mut Vec<Series>) -> Re
     let env = TestEnv::new().await;
     let config = function_config(&env.database.url, None)?;
     let store = PgStore::connect_lazy(&config.database)?;
-    let engine = score::App { store: store.clone(), predictor: MlEngine::new(&config.ml_engine)? };
-    let embedded = score::App { store, predictor: EmbeddedModel::load(&root.join("ml-engine/model"))? };
+    let engine = score::App {
+        store: store.clone(),
+        predictor: MlEngine::new(&config.ml_engine)?,
+    };
+    let embedded = score::App {
+        store,
+        predictor: EmbeddedModel::load(&root.join("ml-engine/model"))?,
+    };
     let mut json = serde_json::Map::new();
     let mut best: f64 = 0.0;
     for (messages, per_message) in SCORE_BATCHES {
         let (rate, latencies, database) = throughput(&env, &engine, messages, per_message).await?;
         let label = format!("engine   {messages:>2} msg x {per_message} ids");
-        report.row(&label, format!("{rate:>6.0} quotes/s  per batch {}", spread(&latencies)));
-        report.row("", format!("of which Postgres (handler's DatabaseTime) p50 {} ms", number(median(&database))));
+        report.row(
+            &label,
+            format!("{rate:>6.0} quotes/s  per batch {}", spread(&latencies)),
+        );
+        report.row(
+            "",
+            format!(
+                "of which Postgres (handler's DatabaseTime) p50 {} ms",
+                number(median(&database))
+            ),
+        );
         json.insert(label.split_whitespace().collect::<Vec<_>>().join(" "), json!({"quotes_per_s": rate, "batch_ms": summary(&latencies), "postgres_ms": summary(&database)}));
-        plot.push(Series { label: format!("score batch {messages}x{per_message}, engine"), samples: latencies });
+        plot.push(Series {
+            label: format!("score batch {messages}x{per_message}, engine"),
+            samples: latencies,
+        });
         best = best.max(rate);
-        let (rate, latencies, database) = throughput(&env, &embedded, messages, per_message).await?;
+        let (rate, latencies, database) =
+            throughput(&env, &embedded, messages, per_message).await?;
         let label = format!("embedded {messages:>2} msg x {per_message} ids");
-        report.row(&label, format!("{rate:>6.0} quotes/s  per batch {}", spread(&latencies)));
-        report.row("", format!("of which Postgres (handler's DatabaseTime) p50 {} ms", number(median(&database))));
+        report.row(
+            &label,
+            format!("{rate:>6.0} quotes/s  per batch {}", spread(&latencies)),
+        );
+        report.row(
+            "",
+            format!(
+                "of which Postgres (handler's DatabaseTime) p50 {} ms",
+                number(median(&database))
+            ),
+        );
         json.insert(label.split_whitespace().collect::<Vec<_>>().join(" "), json!({"quotes_per_s": rate, "batch_ms": summary(&latencies), "postgres_ms": summary(&database)}));
-        plot.push(Series { label: format!("score batch {messages}x{per_message}, embedded"), samples: latencies });
+        plot.push(Series {
+            label: format!("score batch {messages}x{per_message}, embedded"),
+            samples: latencies,
+        });
     }
     let engine_best = best;
-    report.budget("scoring throughput, engine (best batch shape)", engine_best, 10_000.0, "q/s", false);
+    report.budget(
+        "scoring throughput, engine (best batch shape)",
+        engine_best,
+        10_000.0,
+        "q/s",
+        false,
+    );
     let embedded_best = json
         .iter()
         .filter(|(k, _)| k.starts_with("embedded"))
         .filter_map(|(_, v)| v["quotes_per_s"].as_f64())
         .fold(0.0, f64::max);
-    report.budget("scoring throughput, embedded (best batch shape)", embedded_best, 10_000.0, "q/s", false);
+    report.budget(
+        "scoring throughput, embedded (best batch shape)",
+        embedded_best,
+        10_000.0,
+        "q/s",
+        false,
+    );
     json.insert("quotes".into(), json!(SCORED_QUOTES));
     json.insert("ml_engine".into(), json!({"url": engine_url(), "chunk_size": config.ml_engine.chunk_size, "concurrency": config.ml_engine.concurrency}));
-    report.json.insert("scoring_throughput".into(), Value::Object(json));
+    report
+        .json
+        .insert("scoring_throughput".into(), Value::Object(json));
     Ok(())
 }
 
@@ -591,7 +821,11 @@ async fn throughput<P: Predictor>(
 ) -> Res<(f64, Vec<f64>, Vec<f64>)> {
     let warm_up = insert_pending(&env.store, 200, "bench-score").await?;
     for event in sqs_batches(&warm_up, 100, 1) {
-        score::handle(app, LambdaEvent::new(event, lambda_context(Duration::from_secs(60)))).await;
+        score::handle(
+            app,
+            LambdaEvent::new(event, lambda_context(Duration::from_secs(60))),
+        )
+        .await;
     }
     let ids = insert_pending(&env.store, SCORED_QUOTES, "bench-score").await?;
     let events = sqs_batches(&ids, per_message, messages);
@@ -601,23 +835,40 @@ async fn throughput<P: Predictor>(
     for event in events {
         let t = Instant::now();
         // What score::handle does, keeping the metrics to read the handler's DatabaseTime.
-        let (response, metrics) = score::process(app, LambdaEvent::new(event, lambda_context(Duration::from_secs(60)))).await;
+        let (response, metrics) = score::process(
+            app,
+            LambdaEvent::new(event, lambda_context(Duration::from_secs(60))),
+        )
+        .await;
         metrics.flush();
         latencies.push(ms(t.elapsed()));
-        database.push(metrics.to_emf(0)["DatabaseTime"].as_f64().unwrap_or(f64::NAN));
+        database.push(
+            metrics.to_emf(0)["DatabaseTime"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+        );
         if !response.batch_item_failures.is_empty() {
-            return Err(format!("{} messages failed to score", response.batch_item_failures.len()).into());
+            return Err(format!(
+                "{} messages failed to score",
+                response.batch_item_failures.len()
+            )
+            .into());
         }
     }
     let elapsed = started.elapsed();
-    let scored: i64 = sqlx::query_scalar("SELECT count(*) FROM quotes WHERE id = ANY($1) AND status = 'scored'")
-        .bind(&ids)
-        .fetch_one(&env.pool)
-        .await?;
+    let scored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM quotes WHERE id = ANY($1) AND status = 'scored'")
+            .bind(&ids)
+            .fetch_one(&env.pool)
+            .await?;
     if scored != ids.len() as i64 {
         return Err(format!("{scored} of {} quotes scored", ids.len()).into());
     }
-    Ok((ids.len() as f64 / elapsed.as_secs_f64(), latencies, database))
+    Ok((
+        ids.len() as f64 / elapsed.as_secs_f64(),
+        latencies,
+        database,
+    ))
 }
 
 /// 6. Each function's deployment zip: `scripts/package`'s when there is one, else the x86-64
@@ -628,17 +879,37 @@ fn zip_sizes(root: &Path, report: &mut Report) -> Res<()> {
     for function in FUNCTIONS {
         let packaged = root.join(format!("target/lambda/{function}/bootstrap.zip"));
         let (zip, source) = if packaged.exists() {
-            let age = std::fs::metadata(&packaged)?.modified()?.elapsed().unwrap_or_default();
-            (packaged, format!("scripts/package's zip, built {} min ago", age.as_secs() / 60))
+            let age = std::fs::metadata(&packaged)?
+                .modified()?
+                .elapsed()
+                .unwrap_or_default();
+            (
+                packaged,
+                format!(
+                    "scripts/package's zip, built {} min ago",
+                    age.as_secs() / 60
+                ),
+            )
         } else {
             let out = root.join(format!("target/bench/{function}-bootstrap.zip"));
             zip_binary(&lambda::binary(root, function), &out)?;
-            (out, "no target/lambda zip: target/release binary zipped here (deflate level 9, x86-64)".into())
+            (
+                out,
+                "no target/lambda zip: target/release binary zipped here (deflate level 9, x86-64)"
+                    .into(),
+            )
         };
         let bytes = std::fs::metadata(&zip)?.len();
         let mib = bytes as f64 / MIB;
         let binary = std::fs::metadata(lambda::binary(root, function))?.len() as f64 / MIB;
-        report.row(function, format!("{} MiB  ({source}; x86-64 release binary {} MiB)", number(mib), number(binary)));
+        report.row(
+            function,
+            format!(
+                "{} MiB  ({source}; x86-64 release binary {} MiB)",
+                number(mib),
+                number(binary)
+            ),
+        );
         json.insert(
             function.into(),
             json!({"zip_bytes": bytes, "zip_mib": mib, "zip": zip.strip_prefix(root).unwrap_or(&zip), "source": source, "release_binary_mib": binary}),
@@ -661,7 +932,11 @@ fn zip_binary(binary: &Path, out: &Path) -> Res<()> {
         .arg(binary)
         .arg(out)
         .status()?;
-    if status.success() { Ok(()) } else { Err(format!("zipping {} failed", binary.display()).into()) }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("zipping {} failed", binary.display()).into())
+    }
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {
@@ -676,6 +951,10 @@ fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
         .unwrap_or_default()
 }

@@ -19,11 +19,33 @@ const ROW: f64 = 46.0;
 const BOTTOM: f64 = 64.0;
 
 pub fn latency_plot(title: &str, series: &[Series]) -> String {
-    let all: Vec<f64> = series.iter().flat_map(|s| s.samples.iter().copied()).filter(|v| *v > 0.0).collect();
-    let lo = 10f64.powf(all.iter().copied().fold(f64::INFINITY, f64::min).log10().floor());
-    let hi = 10f64.powf(all.iter().copied().fold(f64::NEG_INFINITY, f64::max).log10().ceil());
-    let (lo, hi) = if lo.is_finite() && hi > lo { (lo, hi) } else { (0.1, 1000.0) };
-    let x = |v: f64| LEFT + (v.max(lo).log10() - lo.log10()) / (hi.log10() - lo.log10()) * (WIDTH - LEFT - RIGHT);
+    let all: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.samples.iter().copied())
+        .filter(|v| *v > 0.0)
+        .collect();
+    let lo = 10f64.powf(
+        all.iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min)
+            .log10()
+            .floor(),
+    );
+    let hi = 10f64.powf(
+        all.iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max)
+            .log10()
+            .ceil(),
+    );
+    let (lo, hi) = if lo.is_finite() && hi > lo {
+        (lo, hi)
+    } else {
+        (0.1, 1000.0)
+    };
+    let x = |v: f64| {
+        LEFT + (v.max(lo).log10() - lo.log10()) / (hi.log10() - lo.log10()) * (WIDTH - LEFT - RIGHT)
+    };
     let height = TOP + ROW * series.len() as f64 + BOTTOM;
     let mut svg = String::new();
     let _ = writeln!(
@@ -31,7 +53,12 @@ pub fn latency_plot(title: &str, series: &[Series]) -> String {
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"##
     );
     let _ = writeln!(svg, r##"<rect width="100%" height="100%" fill="white"/>"##);
-    let _ = writeln!(svg, r##"<text x="{}" y="24" font-size="15" font-weight="bold">{}</text>"##, LEFT, escape(title));
+    let _ = writeln!(
+        svg,
+        r##"<text x="{}" y="24" font-size="15" font-weight="bold">{}</text>"##,
+        LEFT,
+        escape(title)
+    );
     let _ = writeln!(
         svg,
         r##"<text x="{LEFT}" y="42" fill="#555">each dot one invocation; black bar p50, orange p95, red p99 (nearest rank)</text>"##
@@ -96,7 +123,11 @@ pub fn latency_plot(title: &str, series: &[Series]) -> String {
                 mid + jitter
             );
         }
-        for (p, color, half) in [(50.0, "#000", 0.42), (95.0, "#ff7f0e", 0.32), (99.0, "#d62728", 0.32)] {
+        for (p, color, half) in [
+            (50.0, "#000", 0.42),
+            (95.0, "#ff7f0e", 0.32),
+            (99.0, "#d62728", 0.32),
+        ] {
             let v = percentile(&s.samples, p);
             if v.is_finite() {
                 let _ = writeln!(
@@ -122,13 +153,23 @@ pub fn latency_plot(title: &str, series: &[Series]) -> String {
 }
 
 fn tick(v: f64) -> String {
-    if v >= 1.0 { format!("{v:.0}") } else { format!("{v}") }
+    if v >= 1.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
 }
 
 fn tick_ms(v: f64) -> String {
-    if v >= 10.0 { format!("{v:.0} ms") } else { format!("{v:.1} ms") }
+    if v >= 10.0 {
+        format!("{v:.0} ms")
+    } else {
+        format!("{v:.1} ms")
+    }
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use quote_pipeline::queue::{QueueError, QuoteQueue};
 use quote_pipeline::quote::Quote;
-use quote_pipeline::store::{IdempotencyRecord, Inserted, ListFilter, Outcome, Page, QuoteStore, StoreError};
+use quote_pipeline::store::{
+    IdempotencyRecord, Inserted, ListFilter, Outcome, Page, QuoteStore, StoreError,
+};
 use uuid::Uuid;
 
 /// Time accumulated since the last [`Clock::take`].
@@ -31,7 +33,11 @@ pub struct Timed<T> {
 }
 
 impl<S: QuoteStore> QuoteStore for Timed<S> {
-    async fn insert(&self, quotes: &[Quote], idempotency: Option<&IdempotencyRecord>) -> Result<Inserted, StoreError> {
+    async fn insert(
+        &self,
+        quotes: &[Quote],
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<Inserted, StoreError> {
         let started = Instant::now();
         let result = self.inner.insert(quotes, idempotency).await;
         self.clock.add(started.elapsed());

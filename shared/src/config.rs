@@ -114,7 +114,10 @@ impl Config {
                 region: required("AWS_REGION")?,
             }),
             Some(other) => {
-                return Err(ConfigError { variable: "DB_IAM_AUTH", problem: format!("must be true or false, not {other:?}") });
+                return Err(ConfigError {
+                    variable: "DB_IAM_AUTH",
+                    problem: format!("must be true or false, not {other:?}"),
+                });
             }
         };
         let ml_engine_url = get("ML_ENGINE_URL").filter(|v| !v.is_empty());
@@ -122,7 +125,9 @@ impl Config {
             Some("engine") => ScoringMode::Engine,
             None | Some("") if ml_engine_url.is_some() => ScoringMode::Engine,
             None | Some("") | Some("embedded") => ScoringMode::Embedded {
-                model_dir: get("MODEL_DIR").filter(|v| !v.is_empty()).map_or_else(default_model_dir, PathBuf::from),
+                model_dir: get("MODEL_DIR")
+                    .filter(|v| !v.is_empty())
+                    .map_or_else(default_model_dir, PathBuf::from),
             },
             Some(other) => {
                 return Err(ConfigError {
@@ -135,7 +140,9 @@ impl Config {
             scoring,
             database: DatabaseConfig {
                 url: match &iam {
-                    Some(db) => format!("postgres://{}@{}:{}/{}", db.user, db.host, db.port, db.name),
+                    Some(db) => {
+                        format!("postgres://{}@{}:{}/{}", db.user, db.host, db.port, db.name)
+                    }
                     None => required("DATABASE_URL")?,
                 },
                 iam,
@@ -157,7 +164,12 @@ impl Config {
                 max_attempts: number("RECONCILE_MAX_ATTEMPTS", 5, 1, 100)? as i32,
                 limit: number("RECONCILE_BATCH_SIZE", 1000, 1, 10_000)? as i64,
             },
-            idempotency_ttl: Duration::from_secs(number("IDEMPOTENCY_TTL_SECS", 86_400, 60, 604_800)?),
+            idempotency_ttl: Duration::from_secs(number(
+                "IDEMPOTENCY_TTL_SECS",
+                86_400,
+                60,
+                604_800,
+            )?),
         })
     }
 }
@@ -176,8 +188,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -193,7 +207,11 @@ mod tests {
 
     #[test]
     fn the_scoring_mode_follows_the_engine_url_unless_set() {
-        let engine = Config::from_lookup(lookup(&[("DATABASE_URL", "x"), ("ML_ENGINE_URL", "http://e")])).unwrap();
+        let engine = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "x"),
+            ("ML_ENGINE_URL", "http://e"),
+        ]))
+        .unwrap();
         assert_eq!(engine.scoring, ScoringMode::Engine);
         let embedded = Config::from_lookup(lookup(&[
             ("DATABASE_URL", "x"),
@@ -202,7 +220,12 @@ mod tests {
             ("MODEL_DIR", "/opt/model"),
         ]))
         .unwrap();
-        assert_eq!(embedded.scoring, ScoringMode::Embedded { model_dir: "/opt/model".into() });
+        assert_eq!(
+            embedded.scoring,
+            ScoringMode::Embedded {
+                model_dir: "/opt/model".into()
+            }
+        );
         let bad = Config::from_lookup(lookup(&[("DATABASE_URL", "x"), ("SCORING_MODE", "magic")]));
         assert_eq!(bad.unwrap_err().variable, "SCORING_MODE");
     }
@@ -219,7 +242,10 @@ mod tests {
         .unwrap();
         let iam = config.database.iam.unwrap();
         assert_eq!((iam.port, iam.region.as_str()), (5432, "eu-west-1"));
-        assert_eq!(config.database.url, "postgres://quotes_app@proxy.example.com:5432/quotes");
+        assert_eq!(
+            config.database.url,
+            "postgres://quotes_app@proxy.example.com:5432/quotes"
+        );
         let missing = Config::from_lookup(lookup(&[("DB_IAM_AUTH", "true"), ("DB_HOST", "h")]));
         assert_eq!(missing.unwrap_err().variable, "DB_NAME");
     }

@@ -105,7 +105,10 @@ mod tests {
     #[test]
     fn features_are_finite_and_risk_is_bounded() {
         let created = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
-        let params = GenerateParams { seed: Some(5), ..GenerateParams::new(1000) };
+        let params = GenerateParams {
+            seed: Some(5),
+            ..GenerateParams::new(1000)
+        };
         for q in generate(&params) {
             let f = features(&q, created);
             assert!(f.iter().all(|v| v.is_finite()), "{q:?} -> {f:?}");
@@ -126,7 +129,10 @@ mod tests {
             founded_at: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
         };
         let f = features(&q, q.founded_at);
-        assert_eq!(f[..8], [18.0, 0.0, 0.0, 1.0, 0.0, 1000.0, 0.0, 1000.0 / 50_000_000.0]);
+        assert_eq!(
+            f[..8],
+            [18.0, 0.0, 0.0, 1.0, 0.0, 1000.0, 0.0, 1000.0 / 50_000_000.0]
+        );
         assert_eq!(f[12], 2.0);
     }
 }

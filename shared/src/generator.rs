@@ -40,8 +40,14 @@ impl GenerateParams {
 
     /// Reads a generate-batch request body, naming every field at fault.
     pub fn from_json(object: &Map<String, Value>) -> Result<Self, Vec<FieldError>> {
-        const FIELDS: [&str; 6] =
-            ["count", "seed", "coverage_type", "coverage_level", "amount_min", "amount_max"];
+        const FIELDS: [&str; 6] = [
+            "count",
+            "seed",
+            "coverage_type",
+            "coverage_level",
+            "amount_min",
+            "amount_max",
+        ];
         let mut errors: Vec<FieldError> = object
             .keys()
             .filter(|key| !FIELDS.contains(&key.as_str()))
@@ -74,9 +80,14 @@ impl GenerateParams {
                 format!("must be a whole number from 0 to {}", u64::MAX),
             )),
         }
-        let (lo, hi) = (*limits::ESTIMATED_AMOUNT.start(), *limits::ESTIMATED_AMOUNT.end());
-        for (name, slot) in [("amount_min", &mut params.amount_min), ("amount_max", &mut params.amount_max)]
-        {
+        let (lo, hi) = (
+            *limits::ESTIMATED_AMOUNT.start(),
+            *limits::ESTIMATED_AMOUNT.end(),
+        );
+        for (name, slot) in [
+            ("amount_min", &mut params.amount_min),
+            ("amount_max", &mut params.amount_max),
+        ] {
             match whole(name, lo, hi) {
                 Ok(Some(v)) => *slot = v,
                 Ok(None) => {}
@@ -84,7 +95,10 @@ impl GenerateParams {
             }
         }
         if params.amount_min > params.amount_max {
-            errors.push(FieldError::new("amount_max", "must not be below amount_min"));
+            errors.push(FieldError::new(
+                "amount_max",
+                "must not be below amount_min",
+            ));
         }
         for name in ["coverage_type", "coverage_level"] {
             let parsed = match object.get(name) {
@@ -104,7 +118,11 @@ impl GenerateParams {
                 errors.push(FieldError::new(name, message));
             }
         }
-        if errors.is_empty() { Ok(params) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(params)
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -128,28 +146,32 @@ fn log_normal(median: f64, sigma: f64) -> LogNormal<f64> {
 }
 
 fn one(rng: &mut ChaCha8Rng, params: &GenerateParams) -> QuoteInput {
-    let coverage_type = params.coverage_type.unwrap_or_else(|| {
-        match rng.random_range(0..100) {
+    let coverage_type = params
+        .coverage_type
+        .unwrap_or_else(|| match rng.random_range(0..100) {
             0..35 => CoverageType::Life,
             35..70 => CoverageType::Health,
             _ => CoverageType::Property,
-        }
-    });
-    let coverage_level = params.coverage_level.unwrap_or_else(|| {
-        match rng.random_range(0..100) {
+        });
+    let coverage_level = params
+        .coverage_level
+        .unwrap_or_else(|| match rng.random_range(0..100) {
             0..40 => CoverageLevel::Basic,
             40..80 => CoverageLevel::Standard,
             _ => CoverageLevel::Premium,
-        }
-    });
-    let age: f64 = Normal::new(44.0, 12.0).expect("finite parameters").sample(rng);
+        });
+    let age: f64 = Normal::new(44.0, 12.0)
+        .expect("finite parameters")
+        .sample(rng);
     let user_age = clamp(age.round() as i64, limits::USER_AGE) as i32;
 
     let revenue = log_normal(800_000.0, 1.3).sample(rng);
     let annual_revenue = clamp(revenue.round() as i64, limits::ANNUAL_REVENUE);
     let per_employee = log_normal(120_000.0, 0.5).sample(rng);
-    let num_employees =
-        clamp((revenue / per_employee).round() as i64, limits::NUM_EMPLOYEES) as i32;
+    let num_employees = clamp(
+        (revenue / per_employee).round() as i64,
+        limits::NUM_EMPLOYEES,
+    ) as i32;
 
     let business_years = log_normal(8.0, 0.9).sample(rng).min(150.0);
     let founded_at = anchor_date()
@@ -187,7 +209,11 @@ fn within(rng: &mut ChaCha8Rng, amount: f64, min: i64, max: i64) -> i64 {
         return rounded;
     }
     let (lo, hi) = ((min as f64).ln(), (max as f64).ln());
-    let drawn = if hi > lo { rng.random_range(lo..hi).exp().round() as i64 } else { min };
+    let drawn = if hi > lo {
+        rng.random_range(lo..hi).exp().round() as i64
+    } else {
+        min
+    };
     drawn.clamp(min, max)
 }
 
@@ -198,7 +224,10 @@ mod tests {
     use serde_json::json;
 
     fn seeded(count: u32, seed: u64) -> GenerateParams {
-        GenerateParams { seed: Some(seed), ..GenerateParams::new(count) }
+        GenerateParams {
+            seed: Some(seed),
+            ..GenerateParams::new(count)
+        }
     }
 
     #[test]
@@ -213,7 +242,10 @@ mod tests {
         for input in generate(&seeded(MAX_COUNT, 1)) {
             let value = serde_json::to_value(&input).unwrap();
             let object = value.as_object().unwrap();
-            let again = validate(|name| object.get(name).map_or(Raw::Missing, Raw::Json), today);
+            let again = validate(
+                |name| object.get(name).map_or(Raw::Missing, Raw::Json),
+                today,
+            );
             assert_eq!(again, Ok(input));
         }
     }
@@ -230,7 +262,11 @@ mod tests {
         for q in generate(&params) {
             assert_eq!(q.coverage_type, CoverageType::Property);
             assert_eq!(q.coverage_level, CoverageLevel::Premium);
-            assert!((200_000..=300_000).contains(&q.estimated_amount), "{}", q.estimated_amount);
+            assert!(
+                (200_000..=300_000).contains(&q.estimated_amount),
+                "{}",
+                q.estimated_amount
+            );
         }
     }
 
@@ -241,7 +277,10 @@ mod tests {
         revenues.sort_unstable();
         let median = revenues[revenues.len() / 2] as f64;
         let mean = revenues.iter().sum::<i64>() as f64 / revenues.len() as f64;
-        assert!(mean > 1.5 * median, "log-normal revenues have a long right tail");
+        assert!(
+            mean > 1.5 * median,
+            "log-normal revenues have a long right tail"
+        );
         let big = quotes.iter().filter(|q| q.annual_revenue > 5_000_000);
         let small = quotes.iter().filter(|q| q.annual_revenue < 200_000);
         let avg = |it: &mut dyn Iterator<Item = &QuoteInput>| {
@@ -257,7 +296,10 @@ mod tests {
         let errors = GenerateParams::from_json(body.as_object().unwrap()).unwrap_err();
         let mut fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         fields.sort_unstable();
-        assert_eq!(fields, ["amount_min", "count", "coverage_type", "seed", "x"]);
+        assert_eq!(
+            fields,
+            ["amount_min", "count", "coverage_type", "seed", "x"]
+        );
         for count in [json!(1001), json!(2.5), json!("3")] {
             let errors = GenerateParams::from_json(json!({"count": count}).as_object().unwrap());
             assert_eq!(errors.unwrap_err()[0].field, "count");

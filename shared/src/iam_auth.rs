@@ -7,7 +7,9 @@
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
+use aws_sigv4::http_request::{
+    SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
+};
 use aws_sigv4::sign::v4;
 
 /// How long a token is valid: RDS accepts at most 15 minutes.
@@ -28,7 +30,11 @@ pub struct IamDatabase {
 pub struct TokenError(String);
 
 /// The token for `db`, as `aws rds generate-db-auth-token` makes it, signed at `time`.
-pub fn auth_token(db: &IamDatabase, credentials: &Credentials, time: SystemTime) -> Result<String, TokenError> {
+pub fn auth_token(
+    db: &IamDatabase,
+    credentials: &Credentials,
+    time: SystemTime,
+) -> Result<String, TokenError> {
     let error = |e: &dyn std::fmt::Display| TokenError(e.to_string());
     let identity = credentials.clone().into();
     let mut settings = SigningSettings::default();
@@ -43,15 +49,27 @@ pub fn auth_token(db: &IamDatabase, credentials: &Credentials, time: SystemTime)
         .build()
         .map_err(|e| error(&e))?
         .into();
-    let user: String = form_urlencoded::byte_serialize(db.user.as_bytes()).collect::<String>().replace('+', "%20");
-    let url = format!("https://{}:{}/?Action=connect&DBUser={user}", db.host, db.port);
+    let user: String = form_urlencoded::byte_serialize(db.user.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20");
+    let url = format!(
+        "https://{}:{}/?Action=connect&DBUser={user}",
+        db.host, db.port
+    );
     // The canonical request hashes an empty body, as botocore does for these tokens.
     let signable = SignableRequest::new("GET", &url, std::iter::empty(), SignableBody::Bytes(&[]))
         .map_err(|e| error(&e))?;
     let (instructions, _) = sign(signable, &params).map_err(|e| error(&e))?.into_parts();
-    let mut request = http::Request::builder().uri(&url).body(()).map_err(|e| error(&e))?;
+    let mut request = http::Request::builder()
+        .uri(&url)
+        .body(())
+        .map_err(|e| error(&e))?;
     instructions.apply_to_request_http1x(&mut request);
-    Ok(request.uri().to_string().trim_start_matches("https://").to_owned())
+    Ok(request
+        .uri()
+        .to_string()
+        .trim_start_matches("https://")
+        .to_owned())
 }
 
 #[cfg(test)]
@@ -62,7 +80,11 @@ mod tests {
     /// The query of a token, by name, so that the order of its parameters does not matter.
     fn parts(token: &str) -> (String, BTreeMap<String, String>) {
         let (authority, query) = token.split_once("/?").unwrap();
-        let params = query.split('&').map(|p| p.split_once('=').unwrap()).map(|(k, v)| (k.into(), v.into())).collect();
+        let params = query
+            .split('&')
+            .map(|p| p.split_once('=').unwrap())
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         (authority.into(), params)
     }
 
@@ -94,7 +116,10 @@ mod tests {
             &X-Amz-Date=20261127T120000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host\
             &X-Amz-Security-Token=session-token-example\
             &X-Amz-Signature=ef52fb43a5dd9b8e648ea93f0411b3e5d6a010e5b0d36c24883834056473d891";
-        assert_eq!(parts(&auth_token(&db, &credentials, noon()).unwrap()), parts(expected));
+        assert_eq!(
+            parts(&auth_token(&db, &credentials, noon()).unwrap()),
+            parts(expected)
+        );
     }
 
     #[test]
@@ -106,11 +131,20 @@ mod tests {
             user: "app user".into(),
             region: "eu-west-1".into(),
         };
-        let credentials = Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None, None, "test");
+        let credentials = Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        );
         let expected = "db.example.com:5432/?Action=connect&DBUser=app%20user&X-Amz-Algorithm=AWS4-HMAC-SHA256\
             &X-Amz-Credential=AKIDEXAMPLE%2F20261127%2Feu-west-1%2Frds-db%2Faws4_request\
             &X-Amz-Date=20261127T120000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host\
             &X-Amz-Signature=507b246e827d998a14fd3fc123dae7aea1f7a4660c61d9191bd4b11012039598";
-        assert_eq!(parts(&auth_token(&db, &credentials, noon()).unwrap()), parts(expected));
+        assert_eq!(
+            parts(&auth_token(&db, &credentials, noon()).unwrap()),
+            parts(expected)
+        );
     }
 }

@@ -25,16 +25,29 @@ pub struct LineError {
 
 impl LineError {
     fn new(line: u64, field: Option<&str>, message: impl Into<String>) -> Self {
-        LineError { line, field: field.map(str::to_owned), message: message.into() }
+        LineError {
+            line,
+            field: field.map(str::to_owned),
+            message: message.into(),
+        }
     }
 }
 
 /// Parses and validates a whole file; `today` bounds founding dates.
 pub fn parse_csv(data: &[u8], today: NaiveDate) -> Result<Vec<QuoteInput>, Vec<LineError>> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(data);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(data);
     let header = match reader.headers() {
         Ok(h) if h.iter().any(|c| !c.trim().is_empty()) => h.clone(),
-        Ok(_) => return Err(vec![LineError::new(1, None, "the file is empty: a header row is required")]),
+        Ok(_) => {
+            return Err(vec![LineError::new(
+                1,
+                None,
+                "the file is empty: a header row is required",
+            )]);
+        }
         Err(e) => return Err(vec![LineError::new(1, None, csv_message(&e))]),
     };
     let columns: Vec<String> = header.iter().map(|c| c.trim().to_owned()).collect();
@@ -74,7 +87,11 @@ pub fn parse_csv(data: &[u8], today: NaiveDate) -> Result<Vec<QuoteInput>, Vec<L
                 format!("the file holds more than {MAX_ROWS} quotes"),
             )]);
         }
-        let cell = |name: &str| index(name).and_then(|i| record.get(i)).map_or(Raw::Missing, Raw::Text);
+        let cell = |name: &str| {
+            index(name)
+                .and_then(|i| record.get(i))
+                .map_or(Raw::Missing, Raw::Text)
+        };
         match validate(cell, today) {
             Ok(input) => quotes.push(input),
             Err(field_errors) => {
@@ -106,7 +123,9 @@ fn push(errors: &mut Vec<LineError>, error: LineError) {
 fn csv_message(e: &csv::Error) -> String {
     match e.kind() {
         csv::ErrorKind::Utf8 { .. } => "is not valid UTF-8".into(),
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("has {len} cells where the header has {expected_len}")
         }
         _ => e.to_string(),
@@ -141,11 +160,17 @@ mod tests {
              life,basic,100000,40\n"
         );
         let errors = parse_csv(csv.as_bytes(), today()).unwrap_err();
-        let located: Vec<(u64, Option<&str>)> =
-            errors.iter().map(|e| (e.line, e.field.as_deref())).collect();
+        let located: Vec<(u64, Option<&str>)> = errors
+            .iter()
+            .map(|e| (e.line, e.field.as_deref()))
+            .collect();
         assert_eq!(
             located,
-            [(3, Some("coverage_level")), (3, Some("num_employees")), (4, None)]
+            [
+                (3, Some("coverage_level")),
+                (3, Some("num_employees")),
+                (4, None)
+            ]
         );
     }
 
@@ -154,9 +179,16 @@ mod tests {
         let errors = parse_csv(b"coverage_type,colour\n", today()).unwrap_err();
         assert!(errors.iter().all(|e| e.line == 1));
         assert!(errors.iter().any(|e| e.field.as_deref() == Some("colour")));
-        assert!(errors.iter().any(|e| e.field.as_deref() == Some("founded_at")));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.field.as_deref() == Some("founded_at"))
+        );
         assert_eq!(parse_csv(b"", today()).unwrap_err()[0].line, 1);
-        assert_eq!(parse_csv(HEADER.as_bytes(), today()).unwrap_err()[0].line, 2);
+        assert_eq!(
+            parse_csv(HEADER.as_bytes(), today()).unwrap_err()[0].line,
+            2
+        );
     }
 
     #[test]

@@ -30,6 +30,6 @@ pub mod reconcile;
 pub mod scoring;
 pub mod store;
 pub mod telemetry;
-pub mod training;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod training;

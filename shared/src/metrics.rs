@@ -46,8 +46,14 @@ impl Metrics {
     /// Metrics of the function named by Lambda's `AWS_LAMBDA_FUNCTION_NAME`, else `default`.
     pub fn for_function(default: &str) -> Self {
         let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| default.into());
-        let namespace = std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "QuotePipeline".into());
-        Metrics { namespace, function, values: Vec::new(), properties: Map::new() }
+        let namespace =
+            std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "QuotePipeline".into());
+        Metrics {
+            namespace,
+            function,
+            values: Vec::new(),
+            properties: Map::new(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -60,7 +66,8 @@ impl Metrics {
     }
 
     pub fn time(&mut self, name: &'static str, elapsed: Duration) -> &mut Self {
-        self.values.push((name, Unit::Milliseconds, elapsed.as_secs_f64() * 1000.0));
+        self.values
+            .push((name, Unit::Milliseconds, elapsed.as_secs_f64() * 1000.0));
         self
     }
 

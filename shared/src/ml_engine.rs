@@ -37,7 +37,10 @@ pub struct MlEngineError(String);
 
 impl MlEngine {
     pub fn new(config: &MlEngineConfig) -> Result<Self, MlEngineError> {
-        let base = config.url.as_deref().ok_or_else(|| MlEngineError("ML_ENGINE_URL is required".into()))?;
+        let base = config
+            .url
+            .as_deref()
+            .ok_or_else(|| MlEngineError("ML_ENGINE_URL is required".into()))?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
             .pool_idle_timeout(Duration::from_secs(60))
@@ -62,7 +65,10 @@ impl MlEngine {
             let items: Vec<Item<'_>> = chunk
                 .iter()
                 .filter(|(id, _)| !rejected.contains(id))
-                .map(|(id, features)| Item { quote_id: *id, features: FeatureMap(features) })
+                .map(|(id, features)| Item {
+                    quote_id: *id,
+                    features: FeatureMap(features),
+                })
                 .collect();
             if items.is_empty() {
                 return outcome;
@@ -105,7 +111,9 @@ impl MlEngine {
 
     #[tracing::instrument(name = "ml_engine.predict_batch", skip_all, fields(quotes = items.len()))]
     async fn call(&self, items: &[Item<'_>], deadline: Instant) -> Result<Answer, String> {
-        let timeout = self.timeout.min(deadline.saturating_duration_since(Instant::now()));
+        let timeout = self
+            .timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
         let response = self
             .http
             .post(&self.predict_url)
@@ -115,7 +123,10 @@ impl MlEngine {
             .await
             .map_err(|e| format!("request failed: {e}"))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| format!("reading the answer failed: {e}"))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| format!("reading the answer failed: {e}"))?;
         match status {
             StatusCode::OK => {
                 let answers: Vec<Answered> = serde_json::from_slice(&bytes)
@@ -130,17 +141,31 @@ impl MlEngine {
                     .invalid
                     .into_iter()
                     .filter_map(|i| {
-                        let id = Uuid::try_parse(&i.quote_id).ok().filter(|id| sent.contains(id))?;
-                        Some((id, format!("the ML engine rejected the features: {}", i.problems.join("; "))))
+                        let id = Uuid::try_parse(&i.quote_id)
+                            .ok()
+                            .filter(|id| sent.contains(id))?;
+                        Some((
+                            id,
+                            format!(
+                                "the ML engine rejected the features: {}",
+                                i.problems.join("; ")
+                            ),
+                        ))
                     })
                     .collect();
                 if invalid.is_empty() {
-                    Err(format!("422 naming no quote of the request: {}", String::from_utf8_lossy(&bytes)))
+                    Err(format!(
+                        "422 naming no quote of the request: {}",
+                        String::from_utf8_lossy(&bytes)
+                    ))
                 } else {
                     Ok(Answer::Rejected(invalid))
                 }
             }
-            other => Err(format!("{other}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(300)]))),
+            other => Err(format!(
+                "{other}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+            )),
         }
     }
 }
@@ -148,8 +173,10 @@ impl MlEngine {
 impl Predictor for MlEngine {
     async fn predict(&self, quotes: &[(Uuid, Features)], deadline: Instant) -> Predicted {
         // Built up front: a closure inside the stream trips the compiler's Send inference.
-        let calls: Vec<_> =
-            quotes.chunks(self.chunk_size).map(|chunk| self.predict_chunk(chunk, deadline)).collect();
+        let calls: Vec<_> = quotes
+            .chunks(self.chunk_size)
+            .map(|chunk| self.predict_chunk(chunk, deadline))
+            .collect();
         stream::iter(calls)
             .buffer_unordered(self.concurrency)
             .fold(Predicted::default(), |mut all, part| async move {
@@ -168,7 +195,11 @@ fn backoff(attempt: u32) -> Duration {
 
 fn check_answers(items: &[Item<'_>], answers: Vec<Answered>) -> Result<Vec<Prediction>, String> {
     if answers.len() != items.len() {
-        return Err(format!("{} answers for {} quotes", answers.len(), items.len()));
+        return Err(format!(
+            "{} answers for {} quotes",
+            answers.len(),
+            items.len()
+        ));
     }
     items
         .iter()
@@ -187,7 +218,10 @@ fn check_answers(items: &[Item<'_>], answers: Vec<Answered>) -> Result<Vec<Predi
                     model_version: a.model_version,
                 })
             } else {
-                Err(format!("an answer out of order or out of range for quote {}", item.quote_id))
+                Err(format!(
+                    "an answer out of order or out of range for quote {}",
+                    item.quote_id
+                ))
             }
         })
         .collect()

@@ -95,8 +95,13 @@ impl EmbeddedModel {
         let metadata = read("metadata.json")?;
         match std::fs::read(model_dir.join(COMPILED_FILE)) {
             Ok(compiled) => Self::from_compiled(&compiled, &metadata),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::from_json(&read("model.json")?, &metadata),
-            Err(source) => Err(ModelError::Read { path: model_dir.join(COMPILED_FILE), source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Self::from_json(&read("model.json")?, &metadata)
+            }
+            Err(source) => Err(ModelError::Read {
+                path: model_dir.join(COMPILED_FILE),
+                source,
+            }),
         }
     }
 
@@ -138,7 +143,10 @@ impl EmbeddedModel {
 
     fn from_compiled(compiled: &[u8], metadata_json: &[u8]) -> Result<EmbeddedModel, ModelError> {
         let metadata = read_metadata(metadata_json)?;
-        let model = parse_compiled(compiled).map_err(|problem| ModelError::Invalid { file: COMPILED_FILE, problem })?;
+        let model = parse_compiled(compiled).map_err(|problem| ModelError::Invalid {
+            file: COMPILED_FILE,
+            problem,
+        })?;
         if model.version != metadata.model_version {
             return Err(ModelError::Invalid {
                 file: COMPILED_FILE,
@@ -220,8 +228,11 @@ impl EmbeddedModel {
 
 /// `metadata.json`, whose feature names must be the pipeline's.
 fn read_metadata(metadata_json: &[u8]) -> Result<Metadata, ModelError> {
-    let metadata: Metadata = serde_json::from_slice(metadata_json)
-        .map_err(|source| ModelError::Json { file: "metadata.json", source })?;
+    let metadata: Metadata =
+        serde_json::from_slice(metadata_json).map_err(|source| ModelError::Json {
+            file: "metadata.json",
+            source,
+        })?;
     if metadata.feature_names != FEATURE_NAMES {
         return Err(ModelError::Invalid {
             file: "metadata.json",
@@ -249,14 +260,17 @@ fn parse_compiled(bytes: &[u8]) -> Result<EmbeddedModel, String> {
     }
     let u32_at = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("four bytes"));
     let version_len = u32_at(take(4)?) as usize;
-    let version = String::from_utf8(take(version_len)?.to_vec()).map_err(|_| "the version is not UTF-8")?;
+    let version =
+        String::from_utf8(take(version_len)?.to_vec()).map_err(|_| "the version is not UTF-8")?;
     let mut base_margin = [0f32; OUTPUTS];
     for m in &mut base_margin {
         *m = f32::from_le_bytes(take(4)?.try_into().expect("four bytes"));
     }
     let depth = u32_at(take(4)?);
     if depth > MAX_DEPTH || base_margin.iter().any(|m| !m.is_finite()) {
-        return Err(format!("depth {depth} or base margin {base_margin:?} out of range"));
+        return Err(format!(
+            "depth {depth} or base margin {base_margin:?} out of range"
+        ));
     }
     let tree_count = u32_at(take(4)?) as usize;
     let mut trees = Vec::with_capacity(tree_count.min(bytes.len() / 8));
@@ -286,9 +300,14 @@ fn parse_compiled(bytes: &[u8]) -> Result<EmbeddedModel, String> {
     }
     for (t, tree) in trees.iter().enumerate() {
         let start = tree.root as usize;
-        let end = trees.get(t + 1).map_or(node_count, |next| next.root as usize);
+        let end = trees
+            .get(t + 1)
+            .map_or(node_count, |next| next.root as usize);
         if tree.output >= OUTPUTS || start >= end || end > node_count || (t == 0 && start != 0) {
-            return Err(format!("tree {t}: root {start} or output {} out of range", tree.output));
+            return Err(format!(
+                "tree {t}: root {start} or output {} out of range",
+                tree.output
+            ));
         }
         let mut depths = vec![0u32; end - start];
         for i in start..end {
@@ -302,7 +321,10 @@ fn parse_compiled(bytes: &[u8]) -> Result<EmbeddedModel, String> {
             for child in node.children {
                 let child = child as usize;
                 if child <= i || child >= end || usize::from(node.feature) >= FEATURE_NAMES.len() {
-                    return Err(format!("node {i}: child {child} or feature {} out of range", node.feature));
+                    return Err(format!(
+                        "node {i}: child {child} or feature {} out of range",
+                        node.feature
+                    ));
                 }
                 depths[child - start] = depths[i - start] + 1;
             }
@@ -311,7 +333,13 @@ fn parse_compiled(bytes: &[u8]) -> Result<EmbeddedModel, String> {
             return Err(format!("tree {t} is deeper than the stated depth {depth}"));
         }
     }
-    Ok(EmbeddedModel { version, base_margin, depth, trees, nodes })
+    Ok(EmbeddedModel {
+        version,
+        base_margin,
+        depth,
+        trees,
+        nodes,
+    })
 }
 
 /// `model_core.postprocess`, step by step in f32.
@@ -886,13 +914,17 @@ mod tests {
     #[test]
     fn a_compiled_model_predicts_exactly_as_its_json() {
         let json = load(&tiny()).unwrap();
-        let metadata = serde_json::json!({"model_version": json.version, "feature_names": FEATURE_NAMES});
+        let metadata =
+            serde_json::json!({"model_version": json.version, "feature_names": FEATURE_NAMES});
         let metadata = serde_json::to_vec(&metadata).unwrap();
         let compiled = EmbeddedModel::from_compiled(&json.to_compiled(), &metadata).unwrap();
         for age in [0.0, 39.0, 40.0, 41.0, f64::NAN] {
             for risk in [0.0, 0.5, 0.7, f64::NAN] {
                 let x = features(age, risk);
-                assert_eq!(compiled.margins(&x).map(f32::to_bits), json.margins(&x).map(f32::to_bits));
+                assert_eq!(
+                    compiled.margins(&x).map(f32::to_bits),
+                    json.margins(&x).map(f32::to_bits)
+                );
             }
         }
         assert_eq!(compiled.model_version(), json.model_version());
@@ -901,12 +933,24 @@ mod tests {
     #[test]
     fn a_damaged_or_stale_compiled_model_is_refused() {
         let json = load(&tiny()).unwrap();
-        let metadata = |version: &str| serde_json::to_vec(&serde_json::json!({"model_version": version, "feature_names": FEATURE_NAMES})).unwrap();
+        let metadata = |version: &str| {
+            serde_json::to_vec(
+                &serde_json::json!({"model_version": version, "feature_names": FEATURE_NAMES}),
+            )
+            .unwrap()
+        };
         let good = json.to_compiled();
         let stale = EmbeddedModel::from_compiled(&good, &metadata("xgb-000000000000")).unwrap_err();
-        assert!(stale.to_string().contains("run model-compile again"), "{stale}");
+        assert!(
+            stale.to_string().contains("run model-compile again"),
+            "{stale}"
+        );
         let current = metadata(&json.version);
-        let mut cases: Vec<Vec<u8>> = vec![good[..good.len() - 1].to_vec(), [good.clone(), vec![0]].concat(), b"garbage".to_vec()];
+        let mut cases: Vec<Vec<u8>> = vec![
+            good[..good.len() - 1].to_vec(),
+            [good.clone(), vec![0]].concat(),
+            b"garbage".to_vec(),
+        ];
         // A child pointing back at its parent's tree root would loop: refused.
         let mut looping = good.clone();
         let first_node = good.len() - 16 * json.nodes.len();
@@ -914,7 +958,10 @@ mod tests {
         cases.push(looping);
         for (n, bytes) in cases.iter().enumerate() {
             let error = EmbeddedModel::from_compiled(bytes, &current).unwrap_err();
-            assert!(error.to_string().starts_with("model.bin"), "case {n}: {error}");
+            assert!(
+                error.to_string().starts_with("model.bin"),
+                "case {n}: {error}"
+            );
         }
     }
 }

@@ -52,7 +52,10 @@ pub enum MessageError {
 
 impl QuoteMessage {
     pub fn new(quote_ids: Vec<Uuid>) -> Self {
-        QuoteMessage { v: MESSAGE_VERSION, quote_ids }
+        QuoteMessage {
+            v: MESSAGE_VERSION,
+            quote_ids,
+        }
     }
 
     pub fn parse(body: &str) -> Result<Self, MessageError> {
@@ -132,8 +135,11 @@ impl SqsQueue {
     /// Sends one batch, retrying only the entries SQS reported as failed.
     async fn send_batch(&self, bodies: Vec<String>) -> Result<(), QueueError> {
         let total = bodies.len();
-        let mut pending: Vec<(String, String)> =
-            bodies.into_iter().enumerate().map(|(i, body)| (i.to_string(), body)).collect();
+        let mut pending: Vec<(String, String)> = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| (i.to_string(), body))
+            .collect();
         let mut reason = String::new();
         for attempt in 0..SEND_ATTEMPTS {
             if attempt > 0 {
@@ -173,7 +179,11 @@ impl SqsQueue {
             }
             tracing::warn!(attempt, failed = pending.len(), %reason, "SendMessageBatch incomplete");
         }
-        Err(QueueError { failed: pending.len(), total, reason })
+        Err(QueueError {
+            failed: pending.len(),
+            total,
+            reason,
+        })
     }
 }
 
@@ -189,7 +199,9 @@ fn batches(bodies: Vec<String>) -> Vec<Vec<String>> {
     let mut bytes = 0;
     for body in bodies {
         match out.last_mut() {
-            Some(batch) if batch.len() < MAX_BATCH_ENTRIES && bytes + body.len() <= MAX_BATCH_BYTES => {
+            Some(batch)
+                if batch.len() < MAX_BATCH_ENTRIES && bytes + body.len() <= MAX_BATCH_BYTES =>
+            {
                 bytes += body.len();
                 batch.push(body);
             }
@@ -213,7 +225,10 @@ impl QuoteQueue for SqsQueue {
         let sends = stream::iter(batches(bodies))
             .map(|batch| self.send_batch(batch))
             .buffer_unordered(CALLS_IN_FLIGHT)
-            .map_err(|e| QueueError { total: messages, ..e })
+            .map_err(|e| QueueError {
+                total: messages,
+                ..e
+            })
             .try_collect::<Vec<()>>();
         match tokio::time::timeout(ENQUEUE_TIMEOUT, sends).await {
             Ok(sent) => sent.map(|_| messages),
@@ -245,12 +260,18 @@ mod tests {
         let ids = vec![Uuid::now_v7(), Uuid::now_v7()];
         let body = QuoteMessage::new(ids.clone()).to_body();
         assert_eq!(QuoteMessage::parse(&body).unwrap().quote_ids, ids);
-        assert!(matches!(QuoteMessage::parse("not json"), Err(MessageError::Malformed(_))));
+        assert!(matches!(
+            QuoteMessage::parse("not json"),
+            Err(MessageError::Malformed(_))
+        ));
         assert_eq!(
             QuoteMessage::parse(r#"{"v":2,"quote_ids":["0190b5d2-0000-7000-8000-000000000000"]}"#),
             Err(MessageError::Version(2))
         );
-        assert_eq!(QuoteMessage::parse(r#"{"v":1,"quote_ids":[]}"#), Err(MessageError::Count(0)));
+        assert_eq!(
+            QuoteMessage::parse(r#"{"v":1,"quote_ids":[]}"#),
+            Err(MessageError::Count(0))
+        );
         assert!(QuoteMessage::parse(r#"{"v":1,"quote_ids":["nope"]}"#).is_err());
     }
 }

@@ -123,7 +123,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), message: message.into() }
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -154,16 +157,41 @@ pub fn validate<'a>(
     today: NaiveDate,
 ) -> Result<QuoteInput, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let coverage_type = check(&mut errors, "coverage_type", parse_enum(field("coverage_type")));
-    let coverage_level = check(&mut errors, "coverage_level", parse_enum(field("coverage_level")));
-    let estimated_amount =
-        check(&mut errors, "estimated_amount", parse_int(field("estimated_amount"), limits::ESTIMATED_AMOUNT));
-    let user_age = check(&mut errors, "user_age", parse_int(field("user_age"), limits::USER_AGE));
-    let annual_revenue =
-        check(&mut errors, "annual_revenue", parse_int(field("annual_revenue"), limits::ANNUAL_REVENUE));
-    let num_employees =
-        check(&mut errors, "num_employees", parse_int(field("num_employees"), limits::NUM_EMPLOYEES));
-    let founded_at = check(&mut errors, "founded_at", parse_founded_at(field("founded_at"), today));
+    let coverage_type = check(
+        &mut errors,
+        "coverage_type",
+        parse_enum(field("coverage_type")),
+    );
+    let coverage_level = check(
+        &mut errors,
+        "coverage_level",
+        parse_enum(field("coverage_level")),
+    );
+    let estimated_amount = check(
+        &mut errors,
+        "estimated_amount",
+        parse_int(field("estimated_amount"), limits::ESTIMATED_AMOUNT),
+    );
+    let user_age = check(
+        &mut errors,
+        "user_age",
+        parse_int(field("user_age"), limits::USER_AGE),
+    );
+    let annual_revenue = check(
+        &mut errors,
+        "annual_revenue",
+        parse_int(field("annual_revenue"), limits::ANNUAL_REVENUE),
+    );
+    let num_employees = check(
+        &mut errors,
+        "num_employees",
+        parse_int(field("num_employees"), limits::NUM_EMPLOYEES),
+    );
+    let founded_at = check(
+        &mut errors,
+        "founded_at",
+        parse_founded_at(field("founded_at"), today),
+    );
     match (
         coverage_type,
         coverage_level,
@@ -201,7 +229,10 @@ pub fn validate_json(
         .filter(|key| !INPUT_FIELDS.contains(&key.as_str()))
         .map(|key| FieldError::new(key.as_str(), "is not a quote field"))
         .collect();
-    let result = validate(|name| object.get(name).map_or(Raw::Missing, Raw::Json), today);
+    let result = validate(
+        |name| object.get(name).map_or(Raw::Missing, Raw::Json),
+        today,
+    );
     match (result, unknown.is_empty()) {
         (Ok(input), true) => Ok(input),
         (Ok(_), false) => Err(unknown),
@@ -213,7 +244,9 @@ pub fn validate_json(
 }
 
 fn check<T>(errors: &mut Vec<FieldError>, name: &str, result: Result<T, String>) -> Option<T> {
-    result.map_err(|message| errors.push(FieldError::new(name, message))).ok()
+    result
+        .map_err(|message| errors.push(FieldError::new(name, message)))
+        .ok()
 }
 
 fn text<'a>(raw: Raw<'a>) -> Result<&'a str, String> {
@@ -232,8 +265,13 @@ fn parse_enum<T: FromStr<Err = String>>(raw: Raw<'_>) -> Result<T, String> {
 }
 
 fn parse_int(raw: Raw<'_>, range: RangeInclusive<i64>) -> Result<i64, String> {
-    let out_of_range =
-        || format!("must be a whole number from {} to {}", range.start(), range.end());
+    let out_of_range = || {
+        format!(
+            "must be a whole number from {} to {}",
+            range.start(),
+            range.end()
+        )
+    };
     let value = match raw {
         Raw::Missing | Raw::Json(serde_json::Value::Null) => return Err("is required".into()),
         Raw::Text(s) if s.trim().is_empty() => return Err("is required".into()),
@@ -241,7 +279,11 @@ fn parse_int(raw: Raw<'_>, range: RangeInclusive<i64>) -> Result<i64, String> {
         Raw::Json(serde_json::Value::Number(n)) => n.as_i64().ok_or_else(out_of_range)?,
         Raw::Json(_) => return Err("must be a number".into()),
     };
-    if range.contains(&value) { Ok(value) } else { Err(out_of_range()) }
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(out_of_range())
+    }
 }
 
 fn parse_founded_at(raw: Raw<'_>, today: NaiveDate) -> Result<NaiveDate, String> {

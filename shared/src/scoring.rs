@@ -76,7 +76,10 @@ impl Predictor for EmbeddedModel {
                 }
             })
             .collect();
-        Predicted { predictions, ..Predicted::default() }
+        Predicted {
+            predictions,
+            ..Predicted::default()
+        }
     }
 }
 
@@ -103,10 +106,15 @@ pub async fn score<S: QuoteStore, P: Predictor>(
     let quotes = store.pending(ids).await?;
     let mut database_time = started.elapsed();
     if quotes.is_empty() {
-        return Ok(Report { database_time, ..Report::default() });
+        return Ok(Report {
+            database_time,
+            ..Report::default()
+        });
     }
-    let items: Vec<(Uuid, Features)> =
-        quotes.iter().map(|q| (q.id, features(&q.input, q.created_at.date_naive()))).collect();
+    let items: Vec<(Uuid, Features)> = quotes
+        .iter()
+        .map(|q| (q.id, features(&q.input, q.created_at.date_naive())))
+        .collect();
     let predicted = predictor
         .predict(&items, deadline)
         .instrument(tracing::info_span!("predict", quotes = items.len()))
@@ -118,7 +126,12 @@ pub async fn score<S: QuoteStore, P: Predictor>(
         .predictions
         .into_iter()
         .map(Outcome::Scored)
-        .chain(predicted.rejected.into_iter().map(|(id, reason)| Outcome::Failed { id, reason }))
+        .chain(
+            predicted
+                .rejected
+                .into_iter()
+                .map(|(id, reason)| Outcome::Failed { id, reason }),
+        )
         .collect();
     let started = Instant::now();
     let (scored, failed) = store.record(&outcomes).await?;

@@ -41,7 +41,11 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
             sqlx::Error::Database(ref db)
-                if db.code().is_some_and(|c| ["08", "28", "40", "53", "57"].iter().any(|class| c.starts_with(class))) =>
+                if db.code().is_some_and(|c| {
+                    ["08", "28", "40", "53", "57"]
+                        .iter()
+                        .any(|class| c.starts_with(class))
+                }) =>
             {
                 // Connection exceptions (08), a rejected or expired IAM token (28), deadlocks and
                 // serialization failures (40), too many connections (53) and operator
@@ -73,7 +77,11 @@ pub struct Cursor {
 impl Cursor {
     /// An opaque token: microseconds since the epoch and the id.
     pub fn encode(&self) -> String {
-        format!("{}.{}", self.created_at.timestamp_micros(), self.id.simple())
+        format!(
+            "{}.{}",
+            self.created_at.timestamp_micros(),
+            self.id.simple()
+        )
     }
 
     pub fn decode(token: &str) -> Option<Cursor> {
@@ -81,7 +89,10 @@ impl Cursor {
         // Cursors come from real creation times: nothing before 1970 (nor before Postgres's
         // earliest timestamp, which a forged one could ask for).
         let micros: i64 = micros.parse().ok().filter(|m| *m >= 0)?;
-        Some(Cursor { created_at: DateTime::from_timestamp_micros(micros)?, id: Uuid::try_parse(id).ok()? })
+        Some(Cursor {
+            created_at: DateTime::from_timestamp_micros(micros)?,
+            id: Uuid::try_parse(id).ok()?,
+        })
     }
 }
 
@@ -117,7 +128,10 @@ pub trait QuoteStore: Send + Sync {
     fn pending(&self, ids: &[Uuid]) -> impl Future<Output = Result<Vec<Quote>, StoreError>> + Send;
     /// Writes every outcome in one statement, to quotes still `pending_ml` only; returns how
     /// many quotes became scored and failed.
-    fn record(&self, outcomes: &[Outcome]) -> impl Future<Output = Result<(u64, u64), StoreError>> + Send;
+    fn record(
+        &self,
+        outcomes: &[Outcome],
+    ) -> impl Future<Output = Result<(u64, u64), StoreError>> + Send;
 }
 
 /// When a pending quote counts as stuck, and when reconcile gives up on it.
@@ -169,7 +183,10 @@ pub struct IdempotencyRecord {
 pub enum Inserted {
     New,
     /// The key was used before by the same request: this was its answer.
-    Replay { status_code: u16, response_body: String },
+    Replay {
+        status_code: u16,
+        response_body: String,
+    },
     /// The key was used before by a different request.
     KeyReused,
 }
@@ -215,16 +232,23 @@ impl PgStore {
     pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self, StoreError> {
         let options: PgConnectOptions = config.url.parse().map_err(StoreError::Other)?;
         let options = options.options([("statement_timeout", STATEMENT_TIMEOUT)]);
-        Ok(PgStore { pool: pool_options(config).connect_lazy_with(options), iam: None })
+        Ok(PgStore {
+            pool: pool_options(config).connect_lazy_with(options),
+            iam: None,
+        })
     }
 
     /// The store `config` asks for: a plain connection string, or RDS Proxy with IAM tokens
     /// signed by the AWS SDK's credentials (the function's role on Lambda).
     pub async fn from_config(config: &DatabaseConfig) -> Result<Self, StoreError> {
-        let Some(database) = &config.iam else { return Self::connect_lazy(config) };
+        let Some(database) = &config.iam else {
+            return Self::connect_lazy(config);
+        };
         let sdk = crate::queue::aws_sdk_config().await;
         let credentials = sdk.credentials_provider().ok_or_else(|| {
-            StoreError::Other(sqlx::Error::Configuration("no AWS credentials to sign IAM tokens with".into()))
+            StoreError::Other(sqlx::Error::Configuration(
+                "no AWS credentials to sign IAM tokens with".into(),
+            ))
         })?;
         // TLS is required by the proxy; unnamed statements keep it from pinning connections.
         let options = PgConnectOptions::new()
@@ -235,8 +259,16 @@ impl PgStore {
             .ssl_mode(PgSslMode::VerifyFull)
             .statement_cache_capacity(0)
             .options([("statement_timeout", STATEMENT_TIMEOUT)]);
-        let signer = IamSigner { database: database.clone(), credentials, options: options.clone(), signed_at: Mutex::new(None) };
-        let store = PgStore { pool: pool_options(config).connect_lazy_with(options), iam: Some(Arc::new(signer)) };
+        let signer = IamSigner {
+            database: database.clone(),
+            credentials,
+            options: options.clone(),
+            signed_at: Mutex::new(None),
+        };
+        let store = PgStore {
+            pool: pool_options(config).connect_lazy_with(options),
+            iam: Some(Arc::new(signer)),
+        };
         store.ready().await?;
         Ok(store)
     }
@@ -251,17 +283,26 @@ impl PgStore {
 
     /// The pool, its IAM token re-signed first if it is due.
     async fn ready(&self) -> Result<&PgPool, StoreError> {
-        let Some(signer) = &self.iam else { return Ok(&self.pool) };
+        let Some(signer) = &self.iam else {
+            return Ok(&self.pool);
+        };
         let due = signer
             .signed_at
             .lock()
             .expect("no poisoned lock")
             .is_none_or(|at| at.elapsed().map_or(true, |age| age > TOKEN_REFRESH));
         if due {
-            let unavailable = |e: String| StoreError::Unavailable(sqlx::Error::Configuration(e.into()));
-            let credentials = signer.credentials.provide_credentials().await.map_err(|e| unavailable(e.to_string()))?;
-            let token = auth_token(&signer.database, &credentials, SystemTime::now()).map_err(|e| unavailable(e.to_string()))?;
-            self.pool.set_connect_options(signer.options.clone().password(&token));
+            let unavailable =
+                |e: String| StoreError::Unavailable(sqlx::Error::Configuration(e.into()));
+            let credentials = signer
+                .credentials
+                .provide_credentials()
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            let token = auth_token(&signer.database, &credentials, SystemTime::now())
+                .map_err(|e| unavailable(e.to_string()))?;
+            self.pool
+                .set_connect_options(signer.options.clone().password(&token));
             *signer.signed_at.lock().expect("no poisoned lock") = Some(SystemTime::now());
         }
         Ok(&self.pool)
@@ -307,9 +348,11 @@ impl PgStore {
 
     /// Applies the migrations in `migrations/`, the schema's single history.
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        let pool = self.ready().await.map_err(|e| sqlx::migrate::MigrateError::Execute(match e {
-            StoreError::Unavailable(e) | StoreError::Other(e) => e,
-        }))?;
+        let pool = self.ready().await.map_err(|e| {
+            sqlx::migrate::MigrateError::Execute(match e {
+                StoreError::Unavailable(e) | StoreError::Other(e) => e,
+            })
+        })?;
         sqlx::migrate!("../migrations").run(pool).await
     }
 }
@@ -404,11 +447,13 @@ impl QuoteStore for PgStore {
             return Ok(Inserted::New);
         };
         let mut tx = self.ready().await?.begin().await?;
-        sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND expires_at < now()")
-            .bind(&record.owner)
-            .bind(&record.key)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND expires_at < now()",
+        )
+        .bind(&record.owner)
+        .bind(&record.key)
+        .execute(&mut *tx)
+        .await?;
         // A concurrent request with the same key waits here for the first one to commit,
         // then finds its row.
         let claimed = sqlx::query(
@@ -437,7 +482,10 @@ impl QuoteStore for PgStore {
             .await?;
             tx.rollback().await?;
             return Ok(if hash == record.request_hash {
-                Inserted::Replay { status_code: status as u16, response_body: body }
+                Inserted::Replay {
+                    status_code: status as u16,
+                    response_body: body,
+                }
             } else {
                 Inserted::KeyReused
             });
@@ -460,24 +508,39 @@ impl QuoteStore for PgStore {
     async fn list(&self, owner: &str, filter: &ListFilter) -> Result<Page, StoreError> {
         let limit = filter.limit.clamp(1, MAX_PAGE_SIZE);
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
-        query.push(COLUMNS).push(" FROM quotes WHERE user_id = ").push_bind(owner);
+        query
+            .push(COLUMNS)
+            .push(" FROM quotes WHERE user_id = ")
+            .push_bind(owner);
         if let Some(status) = filter.status {
             query.push(" AND status = ").push_bind(status.as_str());
         }
         if let Some(coverage_type) = filter.coverage_type {
-            query.push(" AND coverage_type = ").push_bind(coverage_type.as_str());
+            query
+                .push(" AND coverage_type = ")
+                .push_bind(coverage_type.as_str());
         }
         if let Some(after) = filter.after {
-            query.push(" AND (created_at, id) < (").push_bind(after.created_at);
+            query
+                .push(" AND (created_at, id) < (")
+                .push_bind(after.created_at);
             query.push(", ").push_bind(after.id).push(")");
         }
         // One row more than asked tells whether another page follows.
-        query.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(limit + 1);
+        query
+            .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(limit + 1);
         let rows = query.build().fetch_all(self.ready().await?).await?;
-        let mut quotes = rows.iter().map(quote_from_row).collect::<sqlx::Result<Vec<_>>>()?;
+        let mut quotes = rows
+            .iter()
+            .map(quote_from_row)
+            .collect::<sqlx::Result<Vec<_>>>()?;
         let next = if quotes.len() as i64 > limit {
             quotes.truncate(limit as usize);
-            quotes.last().map(|q| Cursor { created_at: q.created_at, id: q.id })
+            quotes.last().map(|q| Cursor {
+                created_at: q.created_at,
+                id: q.id,
+            })
         } else {
             None
         };
@@ -487,10 +550,15 @@ impl QuoteStore for PgStore {
     #[tracing::instrument(name = "postgres.pending", skip_all, fields(ids = ids.len()))]
     async fn pending(&self, ids: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
-        query.push(COLUMNS).push(" FROM quotes WHERE status = 'pending_ml' AND id = ANY(");
+        query
+            .push(COLUMNS)
+            .push(" FROM quotes WHERE status = 'pending_ml' AND id = ANY(");
         query.push_bind(ids).push(")");
         let rows = query.build().fetch_all(self.ready().await?).await?;
-        Ok(rows.iter().map(quote_from_row).collect::<sqlx::Result<Vec<_>>>()?)
+        Ok(rows
+            .iter()
+            .map(quote_from_row)
+            .collect::<sqlx::Result<Vec<_>>>()?)
     }
 
     #[tracing::instrument(name = "postgres.record", skip_all, fields(outcomes = outcomes.len()))]
@@ -561,7 +629,15 @@ mod tests {
             id: Uuid::now_v7(),
         };
         assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
-        for bad in ["", "x", "1.", ".abc", "12.not-a-uuid", "99999999999999999999.0", "-250000000000000000.0190b5d200007000800000000000000"] {
+        for bad in [
+            "",
+            "x",
+            "1.",
+            ".abc",
+            "12.not-a-uuid",
+            "99999999999999999999.0",
+            "-250000000000000000.0190b5d200007000800000000000000",
+        ] {
             assert_eq!(Cursor::decode(bad), None, "{bad}");
         }
     }

@@ -62,16 +62,28 @@ impl TestEnv {
     pub async fn with_max_receives(max_receives: u32) -> Self {
         let admin = admin_database_url();
         let name = format!("quotes_test_{}", Uuid::now_v7().simple());
-        let mut conn = PgConnection::connect(&admin).await.expect("Postgres is reachable");
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .expect("Postgres is reachable");
         let create = format!("CREATE DATABASE {name}");
         sqlx::raw_sql(&create)
             .execute(&mut conn)
             .await
             .expect("create the test database");
-        let (base, _) = admin.rsplit_once('/').expect("a database URL ends with its name");
-        let database =
-            DatabaseConfig { url: format!("{base}/{name}"), iam: None, max_connections: 5, acquire_timeout_ms: 3000 };
-        let pool = PgPoolOptions::new().max_connections(5).connect(&database.url).await.expect("connect");
+        let (base, _) = admin
+            .rsplit_once('/')
+            .expect("a database URL ends with its name");
+        let database = DatabaseConfig {
+            url: format!("{base}/{name}"),
+            iam: None,
+            max_connections: 5,
+            acquire_timeout_ms: 3000,
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(5)
+            .connect(&database.url)
+            .await
+            .expect("connect");
         let store = PgStore::from_pool(pool.clone());
         store.migrate().await.expect("migrations apply");
 
@@ -89,14 +101,29 @@ impl TestEnv {
             .attributes()
             .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
             .expect("a queue ARN");
-        let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receives}"}}"#);
+        let redrive =
+            format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receives}"}}"#);
         let queue_url = create_queue(&sqs, &format!("test-quotes-{suffix}"), Some(redrive)).await;
-        TestEnv { database, pool, store, sqs, queue_url, dlq_url, sdk }
+        TestEnv {
+            database,
+            pool,
+            store,
+            sqs,
+            queue_url,
+            dlq_url,
+            sdk,
+        }
     }
 
     pub fn queue(&self, ids_per_message: usize) -> SqsQueue {
-        SqsQueue::new(&self.sdk, &QueueConfig { url: Some(self.queue_url.clone()), ids_per_message })
-            .expect("a queue URL is set")
+        SqsQueue::new(
+            &self.sdk,
+            &QueueConfig {
+                url: Some(self.queue_url.clone()),
+                ids_per_message,
+            },
+        )
+        .expect("a queue URL is set")
     }
 
     /// Receives every message now visible on `queue_url`, deleting none.
@@ -125,12 +152,19 @@ impl TestEnv {
         self.receive_all(&self.queue_url, 60)
             .await
             .iter()
-            .flat_map(|m| QuoteMessage::parse(m.body().unwrap_or_default()).expect("a quote message").quote_ids)
+            .flat_map(|m| {
+                QuoteMessage::parse(m.body().unwrap_or_default())
+                    .expect("a quote message")
+                    .quote_ids
+            })
             .collect()
     }
 
     pub async fn count_quotes(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM quotes").fetch_one(&self.pool).await.expect("count")
+        sqlx::query_scalar("SELECT count(*) FROM quotes")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
     }
 }
 
@@ -139,7 +173,13 @@ async fn create_queue(sqs: &Client, name: &str, redrive: Option<String>) -> Stri
     if let Some(policy) = redrive {
         request = request.attributes(QueueAttributeName::RedrivePolicy, policy);
     }
-    request.send().await.expect("the SQS emulator is reachable").queue_url().expect("a queue URL").to_owned()
+    request
+        .send()
+        .await
+        .expect("the SQS emulator is reachable")
+        .queue_url()
+        .expect("a queue URL")
+        .to_owned()
 }
 
 /// The SQS event Lambda's event source mapping would deliver for `messages`.
@@ -164,7 +204,9 @@ pub fn sqs_event(messages: &[Message]) -> aws_lambda_events::event::sqs::SqsEven
 
 /// An invocation context with `budget` left before its deadline.
 pub fn lambda_context(budget: std::time::Duration) -> lambda_runtime::Context {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
     let mut context = lambda_runtime::Context::default();
     context.request_id = Uuid::now_v7().to_string();
     context.deadline = (now + budget).as_millis() as u64;
@@ -208,8 +250,13 @@ impl Drop for FaultProxy {
 impl FaultProxy {
     /// Listens on a free loopback port and forwards to `upstream`, an `http://host:port` URL.
     pub async fn start(upstream: &str) -> Self {
-        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
         let url = format!("http://{}", listener.local_addr().expect("an address"));
         let fault = std::sync::Arc::new(std::sync::Mutex::new(Fault::None));
         let shared = fault.clone();
@@ -236,14 +283,20 @@ impl FaultProxy {
 
 async fn proxy_one(mut client: tokio::net::TcpStream, upstream: String, fault: Fault) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Some((head, mut body)) = read_request(&mut client).await else { return };
+    let Some((head, mut body)) = read_request(&mut client).await else {
+        return;
+    };
     let reply = |status: &str| {
-        format!("HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: 5\r\nconnection: close\r\n\r\nfault")
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: 5\r\nconnection: close\r\n\r\nfault"
+        )
     };
     match fault {
         Fault::Down => return,
         Fault::Error500 => {
-            let _ = client.write_all(reply("500 Internal Server Error").as_bytes()).await;
+            let _ = client
+                .write_all(reply("500 Internal Server Error").as_bytes())
+                .await;
             return;
         }
         Fault::Hang => {
@@ -270,17 +323,25 @@ async fn proxy_one(mut client: tokio::net::TcpStream, upstream: String, fault: F
         Fault::Delay(ms) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
         Fault::None | Fault::Flaky => {}
     }
-    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+        return;
+    };
     let head: String = head
         .lines()
         .filter(|l| {
             let lower = l.to_ascii_lowercase();
-            !lower.starts_with("content-length:") && !lower.starts_with("connection:") && !l.is_empty()
+            !lower.starts_with("content-length:")
+                && !lower.starts_with("connection:")
+                && !l.is_empty()
         })
         .map(|l| format!("{l}\r\n"))
         .collect();
-    let request = format!("{head}content-length: {}\r\nconnection: close\r\n\r\n", body.len());
-    if server.write_all(request.as_bytes()).await.is_err() || server.write_all(&body).await.is_err() {
+    let request = format!(
+        "{head}content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    if server.write_all(request.as_bytes()).await.is_err() || server.write_all(&body).await.is_err()
+    {
         return;
     }
     let mut answer = Vec::new();
@@ -304,7 +365,11 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(String, Vec
     let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
     let length: usize = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_owned())
+        })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let mut body = buffer[head_end..].to_vec();
@@ -360,7 +425,10 @@ impl TestEnv {
 
     /// Deletes `messages` but those whose ids are in `failed`.
     pub async fn delete_except(&self, messages: &[Message], failed: &[String]) {
-        for m in messages.iter().filter(|m| !failed.iter().any(|f| Some(f.as_str()) == m.message_id())) {
+        for m in messages
+            .iter()
+            .filter(|m| !failed.iter().any(|f| Some(f.as_str()) == m.message_id()))
+        {
             self.sqs
                 .delete_message()
                 .queue_url(&self.queue_url)
@@ -382,10 +450,18 @@ impl TestEnv {
             .await
             .expect("queue attributes");
         let attributes = out.attributes().cloned().unwrap_or_default();
-        [QueueAttributeName::ApproximateNumberOfMessages, QueueAttributeName::ApproximateNumberOfMessagesNotVisible]
-            .iter()
-            .map(|k| attributes.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0))
-            .sum()
+        [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|k| {
+            attributes
+                .get(k)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
     }
 
     /// Records every status change of a quote, so a test can tell a quote scored twice from
@@ -406,11 +482,12 @@ impl TestEnv {
     /// Checks the pipeline's promise: every quote ended `scored` or `failed`, and none changed
     /// status more than once (with [`TestEnv::audit_status_changes`] installed).
     pub async fn assert_every_quote_finished_once(&self) {
-        let unfinished: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM quotes WHERE status NOT IN ('scored', 'failed')")
-                .fetch_one(&self.pool)
-                .await
-                .expect("count");
+        let unfinished: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM quotes WHERE status NOT IN ('scored', 'failed')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .expect("count");
         assert_eq!(unfinished, 0, "every quote ends scored or failed");
         let twice: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM (SELECT id FROM status_changes GROUP BY id HAVING count(*) > 1) t",
@@ -450,10 +527,16 @@ impl Drop for RuntimeApi {
 impl RuntimeApi {
     pub async fn start(events: Vec<serde_json::Value>) -> Self {
         use std::sync::{Arc, Mutex};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
         let address = listener.local_addr().expect("an address").to_string();
         let (sender, answers) = tokio::sync::mpsc::unbounded_channel();
-        let queue = Arc::new(Mutex::new(events.into_iter().collect::<std::collections::VecDeque<_>>()));
+        let queue = Arc::new(Mutex::new(
+            events
+                .into_iter()
+                .collect::<std::collections::VecDeque<_>>(),
+        ));
         let asked = Arc::new(Mutex::new(std::collections::HashMap::new()));
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -461,12 +544,19 @@ impl RuntimeApi {
                 tokio::spawn(async move { serve_runtime(stream, queue, asked, sender).await });
             }
         });
-        RuntimeApi { address, answers, task }
+        RuntimeApi {
+            address,
+            answers,
+            task,
+        }
     }
 
     /// The next answer the function posts.
     pub async fn answer(&mut self, within: std::time::Duration) -> Option<RuntimeAnswer> {
-        tokio::time::timeout(within, self.answers.recv()).await.ok().flatten()
+        tokio::time::timeout(within, self.answers.recv())
+            .await
+            .ok()
+            .flatten()
     }
 }
 
@@ -482,7 +572,11 @@ async fn serve_runtime(
     // The runtime's client keeps its connection: serve requests until it closes.
     while let Some((head, body)) = read_request(&mut stream).await {
         let line = head.lines().next().unwrap_or_default().to_owned();
-        let path = line.split_whitespace().nth(1).unwrap_or_default().to_owned();
+        let path = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
         let reply = if path.ends_with("/invocation/next") {
             let next = queue.lock().expect("no poisoned lock").pop_front();
             let Some(event) = next else {
@@ -490,9 +584,15 @@ async fn serve_runtime(
                 return;
             };
             let request_id = Uuid::now_v7().to_string();
-            asked.lock().expect("no poisoned lock").insert(request_id.clone(), std::time::Instant::now());
+            asked
+                .lock()
+                .expect("no poisoned lock")
+                .insert(request_id.clone(), std::time::Instant::now());
             let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(30);
-            let deadline_ms = deadline.duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis();
+            let deadline_ms = deadline
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_millis();
             let body = event.to_string();
             format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nlambda-runtime-aws-request-id: {request_id}\r\n\
@@ -506,7 +606,11 @@ async fn serve_runtime(
             let mut parts = path.trim_start_matches('/').split('/');
             let request_id = parts.nth(3).unwrap_or_default().to_owned();
             let error = path.ends_with("/error");
-            let asked_at = asked.lock().expect("no poisoned lock").remove(&request_id).unwrap_or_else(std::time::Instant::now);
+            let asked_at = asked
+                .lock()
+                .expect("no poisoned lock")
+                .remove(&request_id)
+                .unwrap_or_else(std::time::Instant::now);
             let _ = answers.send(RuntimeAnswer {
                 request_id,
                 error,
@@ -524,8 +628,16 @@ async fn serve_runtime(
 
 /// An API Gateway HTTP API (v2) event as Lambda delivers it to `generate`: a JWT-authorized
 /// caller when `user` is set.
-pub fn http_event(method: &str, path_and_query: &str, user: Option<&str>, content_type: Option<&str>, body: &str) -> String {
-    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+pub fn http_event(
+    method: &str,
+    path_and_query: &str,
+    user: Option<&str>,
+    content_type: Option<&str>,
+    body: &str,
+) -> String {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
     let mut headers = serde_json::Map::new();
     if let Some(ct) = content_type {
         headers.insert("content-type".into(), ct.into());
@@ -538,7 +650,8 @@ pub fn http_event(method: &str, path_and_query: &str, user: Option<&str>, conten
                  "sourceIp": "127.0.0.1", "userAgent": "test"}
     });
     if let Some(sub) = user {
-        context["authorizer"] = serde_json::json!({"jwt": {"claims": {"sub": sub}, "scopes": null}});
+        context["authorizer"] =
+            serde_json::json!({"jwt": {"claims": {"sub": sub}, "scopes": null}});
     }
     serde_json::json!({
         "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,

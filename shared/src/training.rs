@@ -53,7 +53,11 @@ pub fn expected_premium(q: &QuoteInput, created_on: NaiveDate) -> f64 {
     let size = 1.0 + 0.5 / (1.0 + f64::from(q.num_employees).ln_1p());
     let business_age = (created_on - q.founded_at).num_days().max(0) as f64 / 365.25;
     let youth = 1.0 + 0.6 * (-business_age / 5.0).exp();
-    let leverage = 1.0 + 0.1 * (amount / (q.annual_revenue as f64).max(1.0)).ln_1p().min(3.0);
+    let leverage = 1.0
+        + 0.1
+            * (amount / (q.annual_revenue as f64).max(1.0))
+                .ln_1p()
+                .min(3.0);
     150.0 + rate * amount * level * age_factor * size * youth * leverage
 }
 
@@ -65,7 +69,10 @@ pub fn write_training_set(out: &mut impl Write, rows: u32, seed: u64) -> std::io
     let mut writer = csv::Writer::from_writer(out);
     let header = FEATURE_NAMES.iter().copied().chain(["premium"]);
     writer.write_record(header)?;
-    for quote in generate(&GenerateParams { seed: Some(seed), ..GenerateParams::new(rows) }) {
+    for quote in generate(&GenerateParams {
+        seed: Some(seed),
+        ..GenerateParams::new(rows)
+    }) {
         let premium = expected_premium(&quote, created_on) * noise.sample(&mut rng);
         let row = features(&quote, created_on).into_iter().chain([premium]);
         writer.write_record(row.map(|v| v.to_string()))?;
@@ -91,10 +98,16 @@ mod tests {
         assert_eq!(header[..FEATURE_NAMES.len()], FEATURE_NAMES);
         assert_eq!(header.last(), Some(&"premium"));
         // The rows are exactly the serving features of the same generated quotes.
-        let quotes = generate(&GenerateParams { seed: Some(9), ..GenerateParams::new(200) });
+        let quotes = generate(&GenerateParams {
+            seed: Some(9),
+            ..GenerateParams::new(200)
+        });
         for (line, quote) in lines.zip(&quotes) {
             let cells: Vec<f64> = line.split(',').map(|c| c.parse().unwrap()).collect();
-            assert_eq!(cells[..FEATURE_NAMES.len()], features(quote, training_date()));
+            assert_eq!(
+                cells[..FEATURE_NAMES.len()],
+                features(quote, training_date())
+            );
             let premium = *cells.last().unwrap();
             let expected = expected_premium(quote, training_date());
             assert!(premium > 0.6 * expected && premium < 1.6 * expected);

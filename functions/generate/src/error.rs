@@ -47,8 +47,16 @@ impl ApiError {
     /// A 400 naming one field.
     pub fn bad_field(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
-        let mut error = Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", format!("{field} {message}"));
-        error.details.push(Detail { field: Some(field.into()), line: None, message });
+        let mut error = Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            format!("{field} {message}"),
+        );
+        error.details.push(Detail {
+            field: Some(field.into()),
+            line: None,
+            message,
+        });
         error
     }
 
@@ -60,7 +68,11 @@ impl ApiError {
         );
         error.details = errors
             .into_iter()
-            .map(|e| Detail { field: Some(e.field), line: None, message: e.message })
+            .map(|e| Detail {
+                field: Some(e.field),
+                line: None,
+                message: e.message,
+            })
             .collect();
         error
     }
@@ -73,7 +85,11 @@ impl ApiError {
         );
         error.details = errors
             .into_iter()
-            .map(|e| Detail { field: e.field, line: Some(e.line), message: e.message })
+            .map(|e| Detail {
+                field: e.field,
+                line: Some(e.line),
+                message: e.message,
+            })
             .collect();
         error
     }
@@ -96,7 +112,11 @@ impl ApiError {
             }
             StoreError::Other(_) => {
                 tracing::error!(error = %e, "database error");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
             }
         }
     }

@@ -23,7 +23,11 @@ pub fn caller(request: &Request) -> Option<String> {
     };
     #[cfg(feature = "local-identity")]
     let from_token = from_token.or_else(|| {
-        request.headers().get(LOCAL_USER_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        request
+            .headers()
+            .get(LOCAL_USER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     });
     from_token.filter(|sub| !sub.trim().is_empty() && sub.len() <= USER_ID_MAX_LEN)
 }

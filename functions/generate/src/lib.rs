@@ -10,7 +10,6 @@ pub mod identity;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use sha2::{Digest, Sha256};
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use quote_pipeline::generator::{self, GenerateParams};
@@ -20,6 +19,7 @@ use quote_pipeline::queue::QuoteQueue;
 use quote_pipeline::quote::{self, Quote, QuoteInput, QuoteStatus};
 use quote_pipeline::store::{Cursor, IdempotencyRecord, Inserted, ListFilter, QuoteStore};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -56,10 +56,16 @@ struct QuotePage {
 
 /// Handles one API request; every outcome, error or not, is an HTTP response. A write's
 /// metrics go to the log in Embedded Metric Format.
-pub async fn handle<S: QuoteStore, Q: QuoteQueue>(app: &App<S, Q>, request: Request) -> Response<Body> {
+pub async fn handle<S: QuoteStore, Q: QuoteQueue>(
+    app: &App<S, Q>,
+    request: Request,
+) -> Response<Body> {
     let mut metrics = Metrics::for_function("generate");
     let cold_start = metrics::cold_start();
-    let request_id = request.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
+    let request_id = request
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_default();
     let response = match route(app, &request, &mut metrics).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
@@ -72,7 +78,9 @@ pub async fn handle<S: QuoteStore, Q: QuoteQueue>(app: &App<S, Q>, request: Requ
         "request handled"
     );
     if !metrics.is_empty() {
-        metrics.property("requestId", request_id).property("coldStart", cold_start);
+        metrics
+            .property("requestId", request_id)
+            .property("coldStart", cold_start);
         metrics.flush();
     }
     response
@@ -90,7 +98,13 @@ async fn route<S: QuoteStore, Q: QuoteQueue>(
         ["quotes"] => &[Method::GET, Method::POST][..],
         ["quotes", "generate-batch" | "import"] => &[Method::POST][..],
         ["quotes", _] => &[Method::GET][..],
-        _ => return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route",
+            ));
+        }
     };
     if !allowed.contains(method) {
         let mut error = ApiError::new(
@@ -103,9 +117,18 @@ async fn route<S: QuoteStore, Q: QuoteQueue>(
         return Err(error);
     }
     let owner = identity::caller(request).ok_or_else(|| {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the request carries no user identity")
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the request carries no user identity",
+        )
     })?;
-    let write = Write { owner: &owner, key: idempotency_key(request)?, request, metrics };
+    let write = Write {
+        owner: &owner,
+        key: idempotency_key(request)?,
+        request,
+        metrics,
+    };
     match (segments.as_slice(), method) {
         (["quotes"], &Method::POST) => {
             let body = json_object(request)?;
@@ -128,7 +151,10 @@ async fn route<S: QuoteStore, Q: QuoteQueue>(
         (["quotes", id], _) => {
             let id = Uuid::try_parse(id).map_err(|_| ApiError::not_found())?;
             let quote = app.store.get(&owner, id).await.map_err(ApiError::store)?;
-            Ok(json(StatusCode::OK, &quote.ok_or_else(ApiError::not_found)?))
+            Ok(json(
+                StatusCode::OK,
+                &quote.ok_or_else(ApiError::not_found)?,
+            ))
         }
         _ => unreachable!("every allowed route is matched above"),
     }
@@ -144,7 +170,9 @@ struct Write<'r> {
 
 /// The `Idempotency-Key` header, if present: 1 to 255 visible ASCII characters.
 fn idempotency_key(request: &Request) -> Result<Option<String>, ApiError> {
-    let Some(value) = request.headers().get("idempotency-key") else { return Ok(None) };
+    let Some(value) = request.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
     match value.to_str() {
         Ok(key)
             if (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&key.len())
@@ -161,9 +189,17 @@ fn idempotency_key(request: &Request) -> Result<Option<String>, ApiError> {
 
 /// A digest of what makes two requests the same: route, content type and body.
 fn request_hash(request: &Request) -> [u8; 32] {
-    let content_type = request.headers().get(header::CONTENT_TYPE).map(|v| v.as_bytes()).unwrap_or_default();
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
     let mut hash = Sha256::new();
-    for part in [request.method().as_str().as_bytes(), request.raw_http_path().as_bytes(), content_type] {
+    for part in [
+        request.method().as_str().as_bytes(),
+        request.raw_http_path().as_bytes(),
+        content_type,
+    ] {
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part);
     }
@@ -181,8 +217,10 @@ async fn create<S: QuoteStore, Q: QuoteQueue>(
     inputs: Vec<QuoteInput>,
 ) -> Result<Response<Body>, ApiError> {
     let now = Utc::now();
-    let quotes: Vec<Quote> =
-        inputs.into_iter().map(|input| Quote::new_pending(write.owner, input, now)).collect();
+    let quotes: Vec<Quote> = inputs
+        .into_iter()
+        .map(|input| Quote::new_pending(write.owner, input, now))
+        .collect();
     let ids: Vec<Uuid> = quotes.iter().map(|q| q.id).collect();
     let accepted = serde_json::to_string(&Accepted {
         ids: ids.clone(),
@@ -203,10 +241,16 @@ async fn create<S: QuoteStore, Q: QuoteQueue>(
     write.metrics.time("DatabaseTime", started.elapsed());
     match inserted.map_err(ApiError::store)? {
         Inserted::New => {}
-        Inserted::Replay { status_code, response_body } => {
+        Inserted::Replay {
+            status_code,
+            response_body,
+        } => {
             let status = StatusCode::from_u16(status_code).unwrap_or(StatusCode::ACCEPTED);
             let mut response = json_text(status, response_body);
-            response.headers_mut().insert("idempotent-replayed", "true".parse().expect("a valid header"));
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                "true".parse().expect("a valid header"),
+            );
             return Ok(response);
         }
         Inserted::KeyReused => {
@@ -242,13 +286,19 @@ async fn list<S: QuoteStore, Q: QuoteQueue>(
     owner: &str,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let mut filter = ListFilter { limit: DEFAULT_PAGE_SIZE, ..ListFilter::default() };
+    let mut filter = ListFilter {
+        limit: DEFAULT_PAGE_SIZE,
+        ..ListFilter::default()
+    };
     let query = request.query_string_parameters();
     for (name, value) in query.iter() {
         match name {
-            "status" => filter.status = Some(value.parse().map_err(|m| ApiError::bad_field(name, m))?),
+            "status" => {
+                filter.status = Some(value.parse().map_err(|m| ApiError::bad_field(name, m))?)
+            }
             "coverage_type" => {
-                filter.coverage_type = Some(value.parse().map_err(|m| ApiError::bad_field(name, m))?)
+                filter.coverage_type =
+                    Some(value.parse().map_err(|m| ApiError::bad_field(name, m))?)
             }
             "limit" => {
                 let max = quote_pipeline::store::MAX_PAGE_SIZE;
@@ -256,25 +306,43 @@ async fn list<S: QuoteStore, Q: QuoteQueue>(
                     .parse()
                     .ok()
                     .filter(|n| (1..=max).contains(n))
-                    .ok_or_else(|| ApiError::bad_field(name, format!("must be a whole number from 1 to {max}")))?;
+                    .ok_or_else(|| {
+                        ApiError::bad_field(name, format!("must be a whole number from 1 to {max}"))
+                    })?;
             }
             "cursor" => {
                 filter.after = Some(Cursor::decode(value).ok_or_else(|| {
                     ApiError::bad_field(name, "is not a cursor this API returned")
                 })?)
             }
-            _ => return Err(ApiError::bad_field(name, "is not a query parameter of this route")),
+            _ => {
+                return Err(ApiError::bad_field(
+                    name,
+                    "is not a query parameter of this route",
+                ));
+            }
         }
     }
-    let page = app.store.list(owner, &filter).await.map_err(ApiError::store)?;
+    let page = app
+        .store
+        .list(owner, &filter)
+        .await
+        .map_err(ApiError::store)?;
     Ok(json(
         StatusCode::OK,
-        &QuotePage { quotes: page.quotes, next_cursor: page.next.map(|c| c.encode()) },
+        &QuotePage {
+            quotes: page.quotes,
+            next_cursor: page.next.map(|c| c.encode()),
+        },
     ))
 }
 
 /// The body, if its content type is `expected` and it is within `limit` bytes.
-fn body_bytes<'r>(request: &'r Request, expected: &str, limit: usize) -> Result<&'r [u8], ApiError> {
+fn body_bytes<'r>(
+    request: &'r Request,
+    expected: &str,
+    limit: usize,
+) -> Result<&'r [u8], ApiError> {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -297,7 +365,11 @@ fn body_bytes<'r>(request: &'r Request, expected: &str, limit: usize) -> Result<
         ));
     }
     if bytes.is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "missing_body", "a request body is required"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_body",
+            "a request body is required",
+        ));
     }
     Ok(bytes)
 }
@@ -306,13 +378,24 @@ fn json_object(request: &Request) -> Result<serde_json::Map<String, serde_json::
     let bytes = body_bytes(request, "application/json", MAX_JSON_BYTES)?;
     match serde_json::from_slice(bytes) {
         Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body must be a JSON object")),
-        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {e}"))),
+        Ok(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not valid JSON: {e}"),
+        )),
     }
 }
 
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
-    json_text(status, serde_json::to_string(value).expect("a response always serializes"))
+    json_text(
+        status,
+        serde_json::to_string(value).expect("a response always serializes"),
+    )
 }
 
 fn json_text(status: StatusCode, body: String) -> Response<Body> {

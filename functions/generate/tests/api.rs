@@ -14,21 +14,37 @@ use uuid::Uuid;
 
 const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
 
-const CSV_HEADER: &str =
-    "coverage_type,coverage_level,estimated_amount,user_age,annual_revenue,num_employees,founded_at\n";
+const CSV_HEADER: &str = "coverage_type,coverage_level,estimated_amount,user_age,annual_revenue,num_employees,founded_at\n";
 
 async fn app(env: &TestEnv) -> App<PgStore, SqsQueue> {
-    App { store: env.store.clone(), queue: env.queue(50), idempotency_ttl: DAY }
+    App {
+        store: env.store.clone(),
+        queue: env.queue(50),
+        idempotency_ttl: DAY,
+    }
 }
 
 /// An API Gateway HTTP API (v2) event, built the way Lambda delivers it.
-fn request(method: &str, path_and_query: &str, user: Option<&str>, content_type: Option<&str>, body: &str) -> Request {
-    let event = quote_pipeline::testing::http_event(method, path_and_query, user, content_type, body);
+fn request(
+    method: &str,
+    path_and_query: &str,
+    user: Option<&str>,
+    content_type: Option<&str>,
+    body: &str,
+) -> Request {
+    let event =
+        quote_pipeline::testing::http_event(method, path_and_query, user, content_type, body);
     lambda_http::request::from_str(&event).expect("a valid API Gateway v2 event")
 }
 
 fn post_json(path: &str, user: &str, body: &Value) -> Request {
-    request("POST", path, Some(user), Some("application/json"), &body.to_string())
+    request(
+        "POST",
+        path,
+        Some(user),
+        Some("application/json"),
+        &body.to_string(),
+    )
 }
 
 fn body_json(response: &Response<Body>) -> Value {
@@ -36,7 +52,12 @@ fn body_json(response: &Response<Body>) -> Value {
 }
 
 fn ids_of(body: &Value) -> Vec<Uuid> {
-    body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().parse().unwrap()).collect()
+    body["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().parse().unwrap())
+        .collect()
 }
 
 fn one_quote() -> Value {
@@ -55,7 +76,15 @@ async fn assert_nothing_written(env: &TestEnv) {
 async fn generate_batch_of_1000_writes_and_enqueues_each_id_once() {
     let env = TestEnv::new().await;
     let app = app(&env).await;
-    let response = handle(&app, post_json("/quotes/generate-batch", "alice", &json!({"count": 1000, "seed": 42}))).await;
+    let response = handle(
+        &app,
+        post_json(
+            "/quotes/generate-batch",
+            "alice",
+            &json!({"count": 1000, "seed": 42}),
+        ),
+    )
+    .await;
     assert_eq!(response.status(), 202, "{:?}", response.body());
     let body = body_json(&response);
     assert_eq!(body["status"], "pending_ml");
@@ -63,18 +92,26 @@ async fn generate_batch_of_1000_writes_and_enqueues_each_id_once() {
     assert_eq!(ids.len(), 1000);
 
     let owners: Vec<(String, i64)> =
-        sqlx::query_as("SELECT user_id, count(*) FROM quotes GROUP BY user_id").fetch_all(&env.pool).await.unwrap();
+        sqlx::query_as("SELECT user_id, count(*) FROM quotes GROUP BY user_id")
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
     assert_eq!(owners, [("alice".to_string(), 1000)]);
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM quotes WHERE status = 'pending_ml' AND id = ANY($1)")
-        .bind(&ids)
-        .fetch_one(&env.pool)
-        .await
-        .unwrap();
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM quotes WHERE status = 'pending_ml' AND id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
     assert_eq!(pending, 1000);
 
     let queued = env.queued_ids().await;
     assert_eq!(queued.len(), 1000, "every id is queued exactly once");
-    assert_eq!(queued.iter().collect::<HashSet<_>>(), ids.iter().collect::<HashSet<_>>());
+    assert_eq!(
+        queued.iter().collect::<HashSet<_>>(),
+        ids.iter().collect::<HashSet<_>>()
+    );
 }
 
 #[tokio::test]
@@ -97,9 +134,23 @@ async fn one_quote_is_written_queued_and_read_back_by_its_owner_only() {
 
     let theirs = handle(&app, request("GET", &path, Some("mallory"), None, "")).await;
     assert_eq!(theirs.status(), 404);
-    let missing = handle(&app, request("GET", &format!("/quotes/{}", Uuid::now_v7()), Some("alice"), None, "")).await;
+    let missing = handle(
+        &app,
+        request(
+            "GET",
+            &format!("/quotes/{}", Uuid::now_v7()),
+            Some("alice"),
+            None,
+            "",
+        ),
+    )
+    .await;
     assert_eq!(missing.status(), 404);
-    assert_eq!(body_json(&theirs), body_json(&missing), "another user's id looks like no id at all");
+    assert_eq!(
+        body_json(&theirs),
+        body_json(&missing),
+        "another user's id looks like no id at all"
+    );
     let listed = handle(&app, request("GET", "/quotes", Some("mallory"), None, "")).await;
     assert_eq!(body_json(&listed)["quotes"], json!([]));
 }
@@ -110,9 +161,26 @@ async fn csv_import_of_a_few_hundred_rows_is_written_and_queued() {
     let app = app(&env).await;
     let mut csv = CSV_HEADER.to_string();
     for i in 0..300 {
-        csv.push_str(&format!("health,standard,{},{},{},{},2012-06-0{}\n", 50_000 + i * 100, 20 + i % 60, i * 1000, 1 + i % 40, 1 + i % 9));
+        csv.push_str(&format!(
+            "health,standard,{},{},{},{},2012-06-0{}\n",
+            50_000 + i * 100,
+            20 + i % 60,
+            i * 1000,
+            1 + i % 40,
+            1 + i % 9
+        ));
     }
-    let response = handle(&app, request("POST", "/quotes/import", Some("bob"), Some("text/csv"), &csv)).await;
+    let response = handle(
+        &app,
+        request(
+            "POST",
+            "/quotes/import",
+            Some("bob"),
+            Some("text/csv"),
+            &csv,
+        ),
+    )
+    .await;
     assert_eq!(response.status(), 202, "{:?}", response.body());
     let ids = ids_of(&body_json(&response));
     assert_eq!(ids.len(), 300);
@@ -128,11 +196,24 @@ async fn a_csv_with_one_bad_line_names_it_and_writes_nothing() {
     let csv = format!(
         "{CSV_HEADER}life,basic,100000,40,500000,5,2010-01-01\nlife,basic,100000,12,500000,5,2010-01-01\nlife,basic,100000,40,500000,5,2010-01-01\n"
     );
-    let response = handle(&app, request("POST", "/quotes/import", Some("bob"), Some("text/csv"), &csv)).await;
+    let response = handle(
+        &app,
+        request(
+            "POST",
+            "/quotes/import",
+            Some("bob"),
+            Some("text/csv"),
+            &csv,
+        ),
+    )
+    .await;
     assert_eq!(response.status(), 422);
     let body = body_json(&response);
     assert_eq!(body["code"], "invalid_csv");
-    assert_eq!(body["details"], json!([{"line": 3, "field": "user_age", "message": "must be a whole number from 18 to 85"}]));
+    assert_eq!(
+        body["details"],
+        json!([{"line": 3, "field": "user_age", "message": "must be a whole number from 18 to 85"}])
+    );
     assert_nothing_written(&env).await;
 }
 
@@ -142,10 +223,22 @@ async fn pagination_walks_every_quote_once_newest_first() {
     let app = app(&env).await;
     let mut created = HashSet::new();
     for seed in 0..3 {
-        let response = handle(&app, post_json("/quotes/generate-batch", "carol", &json!({"count": 45, "seed": seed}))).await;
+        let response = handle(
+            &app,
+            post_json(
+                "/quotes/generate-batch",
+                "carol",
+                &json!({"count": 45, "seed": seed}),
+            ),
+        )
+        .await;
         created.extend(ids_of(&body_json(&response)));
     }
-    handle(&app, post_json("/quotes/generate-batch", "dave", &json!({"count": 10}))).await;
+    handle(
+        &app,
+        post_json("/quotes/generate-batch", "dave", &json!({"count": 10})),
+    )
+    .await;
 
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -157,7 +250,10 @@ async fn pagination_walks_every_quote_once_newest_first() {
         let page = body_json(&handle(&app, request("GET", &path, Some("carol"), None, "")).await);
         for q in page["quotes"].as_array().unwrap() {
             assert_eq!(q["user_id"], "carol");
-            seen.push((q["created_at"].as_str().unwrap().to_string(), q["id"].as_str().unwrap().parse::<Uuid>().unwrap()));
+            seen.push((
+                q["created_at"].as_str().unwrap().to_string(),
+                q["id"].as_str().unwrap().parse::<Uuid>().unwrap(),
+            ));
         }
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_string()),
@@ -165,18 +261,41 @@ async fn pagination_walks_every_quote_once_newest_first() {
         }
     }
     assert_eq!(seen.len(), 135);
-    assert_eq!(seen.iter().map(|(_, id)| *id).collect::<HashSet<_>>(), created);
+    assert_eq!(
+        seen.iter().map(|(_, id)| *id).collect::<HashSet<_>>(),
+        created
+    );
     let mut sorted = seen.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(seen, sorted, "newest first");
 
-    let filtered = body_json(&handle(&app, request("GET", "/quotes?status=scored", Some("carol"), None, "")).await);
+    let filtered = body_json(
+        &handle(
+            &app,
+            request("GET", "/quotes?status=scored", Some("carol"), None, ""),
+        )
+        .await,
+    );
     assert_eq!(filtered["quotes"], json!([]));
-    let bad = handle(&app, request("GET", "/quotes?status=done", Some("carol"), None, "")).await;
+    let bad = handle(
+        &app,
+        request("GET", "/quotes?status=done", Some("carol"), None, ""),
+    )
+    .await;
     assert_eq!(bad.status(), 400);
     assert_eq!(body_json(&bad)["details"][0]["field"], "status");
-    for query in ["limit=0", "limit=101", "limit=x", "cursor=garbage", "colour=red"] {
-        let bad = handle(&app, request("GET", &format!("/quotes?{query}"), Some("carol"), None, "")).await;
+    for query in [
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "cursor=garbage",
+        "colour=red",
+    ] {
+        let bad = handle(
+            &app,
+            request("GET", &format!("/quotes?{query}"), Some("carol"), None, ""),
+        )
+        .await;
         assert_eq!(bad.status(), 400, "{query}");
     }
 }
@@ -187,45 +306,186 @@ async fn bad_input_is_a_4xx_naming_the_fault_and_writes_nothing() {
     let app = app(&env).await;
     let batch = "/quotes/generate-batch";
     let cases: Vec<(Request, u16, &str, Option<&str>)> = vec![
-        (post_json(batch, "u", &json!({"count": 0})), 422, "validation_failed", Some("count")),
-        (post_json(batch, "u", &json!({"count": 1001})), 422, "validation_failed", Some("count")),
-        (post_json(batch, "u", &json!({"count": -5})), 422, "validation_failed", Some("count")),
-        (post_json(batch, "u", &json!({"count": 2.5})), 422, "validation_failed", Some("count")),
-        (post_json(batch, "u", &json!({"count": "10"})), 422, "validation_failed", Some("count")),
-        (post_json(batch, "u", &json!({})), 422, "validation_failed", Some("count")),
-        (request("POST", batch, Some("u"), Some("application/json"), ""), 400, "missing_body", None),
-        (request("POST", batch, Some("u"), Some("application/json"), "{count: 3"), 400, "invalid_json", None),
-        (request("POST", batch, Some("u"), Some("application/json"), "[1,2]"), 400, "invalid_json", None),
-        (request("POST", batch, Some("u"), Some("text/plain"), r#"{"count":3}"#), 415, "unsupported_media_type", None),
-        (request("POST", batch, Some("u"), None, r#"{"count":3}"#), 415, "unsupported_media_type", None),
-        (post_json("/quotes", "u", &json!({"coverage_type": "pet"})), 422, "validation_failed", Some("coverage_type")),
         (
-            request("POST", "/quotes", Some("u"), Some("application/json"), &format!(r#"{{"pad":"{}"}}"#, "x".repeat(MAX_JSON_BYTES))),
+            post_json(batch, "u", &json!({"count": 0})),
+            422,
+            "validation_failed",
+            Some("count"),
+        ),
+        (
+            post_json(batch, "u", &json!({"count": 1001})),
+            422,
+            "validation_failed",
+            Some("count"),
+        ),
+        (
+            post_json(batch, "u", &json!({"count": -5})),
+            422,
+            "validation_failed",
+            Some("count"),
+        ),
+        (
+            post_json(batch, "u", &json!({"count": 2.5})),
+            422,
+            "validation_failed",
+            Some("count"),
+        ),
+        (
+            post_json(batch, "u", &json!({"count": "10"})),
+            422,
+            "validation_failed",
+            Some("count"),
+        ),
+        (
+            post_json(batch, "u", &json!({})),
+            422,
+            "validation_failed",
+            Some("count"),
+        ),
+        (
+            request("POST", batch, Some("u"), Some("application/json"), ""),
+            400,
+            "missing_body",
+            None,
+        ),
+        (
+            request(
+                "POST",
+                batch,
+                Some("u"),
+                Some("application/json"),
+                "{count: 3",
+            ),
+            400,
+            "invalid_json",
+            None,
+        ),
+        (
+            request("POST", batch, Some("u"), Some("application/json"), "[1,2]"),
+            400,
+            "invalid_json",
+            None,
+        ),
+        (
+            request(
+                "POST",
+                batch,
+                Some("u"),
+                Some("text/plain"),
+                r#"{"count":3}"#,
+            ),
+            415,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            request("POST", batch, Some("u"), None, r#"{"count":3}"#),
+            415,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            post_json("/quotes", "u", &json!({"coverage_type": "pet"})),
+            422,
+            "validation_failed",
+            Some("coverage_type"),
+        ),
+        (
+            request(
+                "POST",
+                "/quotes",
+                Some("u"),
+                Some("application/json"),
+                &format!(r#"{{"pad":"{}"}}"#, "x".repeat(MAX_JSON_BYTES)),
+            ),
             413,
             "body_too_large",
             None,
         ),
         (
-            request("POST", "/quotes/import", Some("u"), Some("text/csv"), &"x".repeat(MAX_CSV_BYTES + 1)),
+            request(
+                "POST",
+                "/quotes/import",
+                Some("u"),
+                Some("text/csv"),
+                &"x".repeat(MAX_CSV_BYTES + 1),
+            ),
             413,
             "body_too_large",
             None,
         ),
-        (request("POST", "/quotes/import", Some("u"), Some("application/json"), CSV_HEADER), 415, "unsupported_media_type", None),
-        (post_json(batch, "", &json!({"count": 3})), 401, "unauthorized", None),
-        (request("POST", batch, None, Some("application/json"), r#"{"count":3}"#), 401, "unauthorized", None),
-        (request("GET", "/quotes", None, None, ""), 401, "unauthorized", None),
-        (request("DELETE", "/quotes", Some("u"), None, ""), 405, "method_not_allowed", None),
-        (request("GET", "/nowhere", Some("u"), None, ""), 404, "not_found", None),
+        (
+            request(
+                "POST",
+                "/quotes/import",
+                Some("u"),
+                Some("application/json"),
+                CSV_HEADER,
+            ),
+            415,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            post_json(batch, "", &json!({"count": 3})),
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            request(
+                "POST",
+                batch,
+                None,
+                Some("application/json"),
+                r#"{"count":3}"#,
+            ),
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            request("GET", "/quotes", None, None, ""),
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            request("DELETE", "/quotes", Some("u"), None, ""),
+            405,
+            "method_not_allowed",
+            None,
+        ),
+        (
+            request("GET", "/nowhere", Some("u"), None, ""),
+            404,
+            "not_found",
+            None,
+        ),
     ];
     for (i, (req, status, code, field)) in cases.into_iter().enumerate() {
         let response = handle(&app, req).await;
-        assert_eq!(response.status().as_u16(), status, "case {i}: {:?}", response.body());
+        assert_eq!(
+            response.status().as_u16(),
+            status,
+            "case {i}: {:?}",
+            response.body()
+        );
         let body = body_json(&response);
         assert_eq!(body["code"], code, "case {i}");
-        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "case {i}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "case {i}"
+        );
         if let Some(field) = field {
-            assert!(body["details"].as_array().unwrap().iter().any(|d| d["field"] == field), "case {i}: {body}");
+            assert!(
+                body["details"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|d| d["field"] == field),
+                "case {i}: {body}"
+            );
         }
     }
     assert_nothing_written(&env).await;
@@ -238,21 +498,37 @@ async fn queue_unreachable_answers_503_and_keeps_the_quotes_pending() {
     let dead = quote_pipeline::testing::emulator_sdk_config("http://127.0.0.1:9").await;
     let app = App {
         store: env.store.clone(),
-        queue: SqsQueue::new(&dead, &QueueConfig { url: Some(env.queue_url.clone()), ids_per_message: 50 }).unwrap(),
+        queue: SqsQueue::new(
+            &dead,
+            &QueueConfig {
+                url: Some(env.queue_url.clone()),
+                ids_per_message: 50,
+            },
+        )
+        .unwrap(),
         idempotency_ttl: DAY,
     };
-    let response = handle(&app, post_json("/quotes/generate-batch", "erin", &json!({"count": 20}))).await;
+    let response = handle(
+        &app,
+        post_json("/quotes/generate-batch", "erin", &json!({"count": 20})),
+    )
+    .await;
     assert_eq!(response.status(), 503);
     let body = body_json(&response);
     assert_eq!(body["code"], "queue_unavailable");
     let ids = ids_of(&body);
     assert_eq!(ids.len(), 20);
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM quotes WHERE status = 'pending_ml' AND id = ANY($1)")
-        .bind(&ids)
-        .fetch_one(&env.pool)
-        .await
-        .unwrap();
-    assert_eq!(pending, 20, "the saved quotes stay pending_ml, to be enqueued again");
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM quotes WHERE status = 'pending_ml' AND id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        pending, 20,
+        "the saved quotes stay pending_ml, to be enqueued again"
+    );
 }
 
 #[tokio::test]
@@ -264,8 +540,16 @@ async fn database_unreachable_answers_503_with_retry_after_and_queues_nothing() 
         max_connections: 1,
         acquire_timeout_ms: 500,
     };
-    let app = App { store: PgStore::connect_lazy(&dead).unwrap(), queue: env.queue(50), idempotency_ttl: DAY };
-    let response = handle(&app, post_json("/quotes/generate-batch", "erin", &json!({"count": 5}))).await;
+    let app = App {
+        store: PgStore::connect_lazy(&dead).unwrap(),
+        queue: env.queue(50),
+        idempotency_ttl: DAY,
+    };
+    let response = handle(
+        &app,
+        post_json("/quotes/generate-batch", "erin", &json!({"count": 5})),
+    )
+    .await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "5");
     assert_eq!(body_json(&response)["code"], "database_unavailable");
@@ -281,17 +565,32 @@ async fn every_sample_event_gets_its_expected_status() {
     for entry in std::fs::read_dir(&dir).expect("events/generate exists") {
         let path = entry.unwrap().path();
         let name = path.file_stem().unwrap().to_str().unwrap().to_string();
-        let expected: u16 = name.split('-').next().unwrap().parse().expect("events are named <status>-<what>.json");
+        let expected: u16 = name
+            .split('-')
+            .next()
+            .unwrap()
+            .parse()
+            .expect("events are named <status>-<what>.json");
         let event = std::fs::read_to_string(&path).unwrap();
         let response = handle(&app, lambda_http::request::from_str(&event).unwrap()).await;
-        assert_eq!(response.status().as_u16(), expected, "{name}: {:?}", response.body());
+        assert_eq!(
+            response.status().as_u16(),
+            expected,
+            "{name}: {:?}",
+            response.body()
+        );
         seen += 1;
     }
-    assert!(seen >= 8, "a sample event for every route and a few bad ones");
+    assert!(
+        seen >= 8,
+        "a sample event for every route and a few bad ones"
+    );
 }
 
 fn with_key(mut request: Request, key: &str) -> Request {
-    request.headers_mut().insert("idempotency-key", key.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("idempotency-key", key.parse().unwrap());
     request
 }
 
@@ -300,33 +599,73 @@ async fn an_idempotency_key_replays_the_first_answer_and_writes_nothing_new() {
     let env = TestEnv::new().await;
     let app = app(&env).await;
     let body = json!({"count": 30});
-    let first = handle(&app, with_key(post_json("/quotes/generate-batch", "ivy", &body), "k-1")).await;
+    let first = handle(
+        &app,
+        with_key(post_json("/quotes/generate-batch", "ivy", &body), "k-1"),
+    )
+    .await;
     assert_eq!(first.status(), 202);
-    let again = handle(&app, with_key(post_json("/quotes/generate-batch", "ivy", &body), "k-1")).await;
+    let again = handle(
+        &app,
+        with_key(post_json("/quotes/generate-batch", "ivy", &body), "k-1"),
+    )
+    .await;
     assert_eq!(again.status(), 202);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(ids_of(&body_json(&again)), ids_of(&body_json(&first)));
     assert_eq!(env.count_quotes().await, 30);
-    assert_eq!(env.queued_ids().await.len(), 30, "the repeat queues nothing");
+    assert_eq!(
+        env.queued_ids().await.len(),
+        30,
+        "the repeat queues nothing"
+    );
 
-    let other = handle(&app, with_key(post_json("/quotes/generate-batch", "ivy", &json!({"count": 31})), "k-1")).await;
+    let other = handle(
+        &app,
+        with_key(
+            post_json("/quotes/generate-batch", "ivy", &json!({"count": 31})),
+            "k-1",
+        ),
+    )
+    .await;
     assert_eq!(other.status(), 422);
     assert_eq!(body_json(&other)["code"], "idempotency_key_reused");
-    let someone_else = handle(&app, with_key(post_json("/quotes/generate-batch", "jay", &body), "k-1")).await;
+    let someone_else = handle(
+        &app,
+        with_key(post_json("/quotes/generate-batch", "jay", &body), "k-1"),
+    )
+    .await;
     assert_eq!(someone_else.status(), 202, "keys are per caller");
     assert_eq!(env.count_quotes().await, 60);
 
-    sqlx::query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second'").execute(&env.pool).await.unwrap();
-    let expired = handle(&app, with_key(post_json("/quotes/generate-batch", "ivy", &body), "k-1")).await;
+    sqlx::query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second'")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let expired = handle(
+        &app,
+        with_key(post_json("/quotes/generate-batch", "ivy", &body), "k-1"),
+    )
+    .await;
     assert_eq!(expired.status(), 202);
-    assert_ne!(ids_of(&body_json(&expired)), ids_of(&body_json(&first)), "an expired key starts afresh");
+    assert_ne!(
+        ids_of(&body_json(&expired)),
+        ids_of(&body_json(&first)),
+        "an expired key starts afresh"
+    );
 
     for bad in ["", &"x".repeat(256), "has space"] {
         let mut request = post_json("/quotes/generate-batch", "ivy", &body);
-        request.headers_mut().insert("idempotency-key", lambda_http::http::HeaderValue::from_str(bad).unwrap());
+        request.headers_mut().insert(
+            "idempotency-key",
+            lambda_http::http::HeaderValue::from_str(bad).unwrap(),
+        );
         let response = handle(&app, request).await;
         assert_eq!(response.status(), 400, "{bad:?}");
-        assert_eq!(body_json(&response)["details"][0]["field"], "Idempotency-Key");
+        assert_eq!(
+            body_json(&response)["details"][0]["field"],
+            "Idempotency-Key"
+        );
     }
 }
 
@@ -336,7 +675,19 @@ async fn racing_requests_with_one_key_write_once() {
     let app = app(&env).await;
     let csv = format!("{CSV_HEADER}life,basic,100000,40,500000,5,2010-01-01\n");
     let requests = (0..6).map(|_| {
-        handle(&app, with_key(request("POST", "/quotes/import", Some("kim"), Some("text/csv"), &csv), "same"))
+        handle(
+            &app,
+            with_key(
+                request(
+                    "POST",
+                    "/quotes/import",
+                    Some("kim"),
+                    Some("text/csv"),
+                    &csv,
+                ),
+                "same",
+            ),
+        )
     });
     let answers = futures::future::join_all(requests).await;
     let first = ids_of(&body_json(&answers[0]));
@@ -352,11 +703,17 @@ async fn racing_requests_with_one_key_write_once() {
 async fn the_openapi_document_lists_exactly_the_routes_served() {
     let env = TestEnv::new().await;
     let app = app(&env).await;
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.yaml")).unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.yaml"))
+        .unwrap();
     // The paths section: a path at two spaces of indent, its methods at four.
     let mut documented: Vec<(String, String)> = Vec::new();
     let mut path = None;
-    for line in doc.lines().skip_while(|l| *l != "paths:").skip(1).take_while(|l| l.starts_with(' ') || l.is_empty()) {
+    for line in doc
+        .lines()
+        .skip_while(|l| *l != "paths:")
+        .skip(1)
+        .take_while(|l| l.starts_with(' ') || l.is_empty())
+    {
         if let Some(p) = line.strip_prefix("  /") {
             path = Some(format!("/{}", p.trim_end_matches(':')));
         } else if let Some(m) = line.strip_prefix("    ").and_then(|l| l.strip_suffix(':')) {
@@ -366,13 +723,21 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         }
     }
     assert_eq!(documented.len(), 5, "{documented:?}");
-    for path in ["/quotes", "/quotes/generate-batch", "/quotes/import", "/quotes/{id}"] {
+    for path in [
+        "/quotes",
+        "/quotes/generate-batch",
+        "/quotes/import",
+        "/quotes/{id}",
+    ] {
         for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
             let concrete = path.replace("{id}", &Uuid::now_v7().to_string());
             let response = handle(&app, request(method, &concrete, Some("doc"), None, "")).await;
             let served = response.status() != 405;
             let listed = documented.contains(&(method.to_string(), path.to_string()));
-            assert_eq!(served, listed, "{method} {path}: served {served}, documented {listed}");
+            assert_eq!(
+                served, listed,
+                "{method} {path}: served {served}, documented {listed}"
+            );
             if !served {
                 assert!(response.headers().contains_key("allow"));
             }
@@ -384,27 +749,73 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
 async fn no_filter_cursor_or_id_shows_another_users_quotes() {
     let env = TestEnv::new().await;
     let app = app(&env).await;
-    let theirs = ids_of(&body_json(&handle(&app, post_json("/quotes/generate-batch", "owner", &json!({"count": 30}))).await));
-    let owner_page = body_json(&handle(&app, request("GET", "/quotes?limit=10", Some("owner"), None, "")).await);
+    let theirs = ids_of(&body_json(
+        &handle(
+            &app,
+            post_json("/quotes/generate-batch", "owner", &json!({"count": 30})),
+        )
+        .await,
+    ));
+    let owner_page = body_json(
+        &handle(
+            &app,
+            request("GET", "/quotes?limit=10", Some("owner"), None, ""),
+        )
+        .await,
+    );
     let their_cursor = owner_page["next_cursor"].as_str().unwrap().to_string();
-    for query in ["", "?status=pending_ml", "?coverage_type=life", "?limit=100", &format!("?cursor={their_cursor}")] {
-        let page = body_json(&handle(&app, request("GET", &format!("/quotes{query}"), Some("intruder"), None, "")).await);
+    for query in [
+        "",
+        "?status=pending_ml",
+        "?coverage_type=life",
+        "?limit=100",
+        &format!("?cursor={their_cursor}"),
+    ] {
+        let page = body_json(
+            &handle(
+                &app,
+                request(
+                    "GET",
+                    &format!("/quotes{query}"),
+                    Some("intruder"),
+                    None,
+                    "",
+                ),
+            )
+            .await,
+        );
         assert_eq!(page["quotes"], json!([]), "{query}");
     }
     for id in &theirs {
         for user in ["intruder", "OWNER", "owner ", ""] {
-            let response = handle(&app, request("GET", &format!("/quotes/{id}"), Some(user), None, "")).await;
+            let response = handle(
+                &app,
+                request("GET", &format!("/quotes/{id}"), Some(user), None, ""),
+            )
+            .await;
             assert!([401, 404].contains(&response.status().as_u16()), "{user:?}");
         }
     }
     for method in ["PUT", "PATCH", "DELETE"] {
-        let response = handle(&app, request(method, &format!("/quotes/{}", theirs[0]), Some("intruder"), None, "")).await;
+        let response = handle(
+            &app,
+            request(
+                method,
+                &format!("/quotes/{}", theirs[0]),
+                Some("intruder"),
+                None,
+                "",
+            ),
+        )
+        .await;
         assert_eq!(response.status(), 405);
     }
-    let untouched: i64 = sqlx::query_scalar("SELECT count(*) FROM quotes WHERE user_id = 'owner' AND status = 'pending_ml'")
-        .fetch_one(&env.pool)
-        .await
-        .unwrap();
+    let untouched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM quotes WHERE user_id = 'owner' AND status = 'pending_ml'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
     assert_eq!(untouched, 30);
 }
 
@@ -413,7 +824,10 @@ async fn bytes_no_emulator_can_carry_still_get_a_4xx() {
     let env = TestEnv::new().await;
     let app = app(&env).await;
     let mut latin1 = post_json("/quotes/generate-batch", "u", &json!({"count": 1}));
-    latin1.headers_mut().insert("idempotency-key", lambda_http::http::HeaderValue::from_bytes(b"\xd7\xf8\x9b").unwrap());
+    latin1.headers_mut().insert(
+        "idempotency-key",
+        lambda_http::http::HeaderValue::from_bytes(b"\xd7\xf8\x9b").unwrap(),
+    );
     assert_eq!(handle(&app, latin1).await.status(), 400);
 
     let mut binary = post_json("/quotes/generate-batch", "u", &json!({"count": 1}));

@@ -23,7 +23,12 @@ pub async fn handle<Q: QuoteQueue>(
     let cold_start = metrics::cold_start();
     match reconcile(&app.store, &app.queue, &app.policy).await {
         Ok(report) => {
-            tracing::info!(cold_start, failed = report.failed, reenqueued = report.reenqueued, "reconciled");
+            tracing::info!(
+                cold_start,
+                failed = report.failed,
+                reenqueued = report.reenqueued,
+                "reconciled"
+            );
             let mut metrics = Metrics::for_function("reconcile");
             metrics
                 .count("QuotesReenqueued", report.reenqueued)
@@ -35,7 +40,10 @@ pub async fn handle<Q: QuoteQueue>(
         }
         Err(e) => {
             tracing::error!(error = %e, "reconcile failed");
-            Err(Diagnostic { error_type: "ReconcileFailed".into(), error_message: e.to_string() })
+            Err(Diagnostic {
+                error_type: "ReconcileFailed".into(),
+                error_message: e.to_string(),
+            })
         }
     }
 }

@@ -12,16 +12,27 @@ use reconcile::{App, handle};
 use uuid::Uuid;
 
 fn policy(max_attempts: i32, limit: i64) -> ReconcilePolicy {
-    ReconcilePolicy { min_age: Duration::ZERO, max_attempts, limit }
+    ReconcilePolicy {
+        min_age: Duration::ZERO,
+        max_attempts,
+        limit,
+    }
 }
 
 fn app(env: &TestEnv, policy: ReconcilePolicy) -> App<SqsQueue> {
-    App { store: env.store.clone(), queue: env.queue(100), policy }
+    App {
+        store: env.store.clone(),
+        queue: env.queue(100),
+        policy,
+    }
 }
 
 /// Writes `n` pending quotes without queueing them, as when the queue refused the send.
 async fn stranded(env: &TestEnv, n: u32) -> Vec<Uuid> {
-    let params = quote_pipeline::generator::GenerateParams { seed: Some(4), ..quote_pipeline::generator::GenerateParams::new(n) };
+    let params = quote_pipeline::generator::GenerateParams {
+        seed: Some(4),
+        ..quote_pipeline::generator::GenerateParams::new(n)
+    };
     let now = chrono::Utc::now() - chrono::Duration::seconds(5);
     let quotes: Vec<Quote> = quote_pipeline::generator::generate(&params)
         .into_iter()
@@ -32,9 +43,15 @@ async fn stranded(env: &TestEnv, n: u32) -> Vec<Uuid> {
 }
 
 async fn run(app: &App<SqsQueue>) -> serde_json::Value {
-    let report = handle(app, LambdaEvent::new(serde_json::json!({"source": "aws.events"}), lambda_context(Duration::from_secs(30))))
-        .await
-        .expect("reconcile succeeds");
+    let report = handle(
+        app,
+        LambdaEvent::new(
+            serde_json::json!({"source": "aws.events"}),
+            lambda_context(Duration::from_secs(30)),
+        ),
+    )
+    .await
+    .expect("reconcile succeeds");
     serde_json::to_value(report).unwrap()
 }
 
@@ -43,28 +60,61 @@ async fn stranded_quotes_are_queued_again_and_their_attempt_counted() {
     let env = TestEnv::new().await;
     let ids = stranded(&env, 250).await;
     let app = app(&env, policy(5, 1000));
-    assert_eq!(run(&app).await, serde_json::json!({"failed": 0, "reenqueued": 250}));
+    assert_eq!(
+        run(&app).await,
+        serde_json::json!({"failed": 0, "reenqueued": 250})
+    );
     let queued: Vec<Uuid> = env.queued_ids().await;
     assert_eq!(queued.len(), 250);
-    assert_eq!(queued.into_iter().collect::<HashSet<_>>(), ids.into_iter().collect());
-    let attempts: Vec<i32> = sqlx::query_scalar("SELECT DISTINCT enqueue_attempts FROM quotes").fetch_all(&env.pool).await.unwrap();
+    assert_eq!(
+        queued.into_iter().collect::<HashSet<_>>(),
+        ids.into_iter().collect()
+    );
+    let attempts: Vec<i32> = sqlx::query_scalar("SELECT DISTINCT enqueue_attempts FROM quotes")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
     assert_eq!(attempts, [2]);
 
     // Just sent: not due again until `min_age` has passed.
-    let patient = App { policy: ReconcilePolicy { min_age: Duration::from_secs(3600), ..policy(5, 1000) }, ..app };
-    assert_eq!(run(&patient).await, serde_json::json!({"failed": 0, "reenqueued": 0}));
+    let patient = App {
+        policy: ReconcilePolicy {
+            min_age: Duration::from_secs(3600),
+            ..policy(5, 1000)
+        },
+        ..app
+    };
+    assert_eq!(
+        run(&patient).await,
+        serde_json::json!({"failed": 0, "reenqueued": 0})
+    );
 }
 
 #[tokio::test]
 async fn quotes_past_the_last_attempt_are_failed_with_the_reason() {
     let env = TestEnv::new().await;
     stranded(&env, 40).await;
-    sqlx::query("UPDATE quotes SET enqueue_attempts = 3").execute(&env.pool).await.unwrap();
+    sqlx::query("UPDATE quotes SET enqueue_attempts = 3")
+        .execute(&env.pool)
+        .await
+        .unwrap();
     let app = app(&env, policy(3, 1000));
-    assert_eq!(run(&app).await, serde_json::json!({"failed": 40, "reenqueued": 0}));
+    assert_eq!(
+        run(&app).await,
+        serde_json::json!({"failed": 40, "reenqueued": 0})
+    );
     let reasons: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT DISTINCT status, failure_reason FROM quotes").fetch_all(&env.pool).await.unwrap();
-    assert_eq!(reasons, [("failed".to_string(), Some("not scored after 3 enqueue attempts".to_string()))]);
+        sqlx::query_as("SELECT DISTINCT status, failure_reason FROM quotes")
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        reasons,
+        [(
+            "failed".to_string(),
+            Some("not scored after 3 enqueue attempts".to_string())
+        )]
+    );
     assert!(env.queued_ids().await.is_empty());
 }
 
@@ -73,7 +123,13 @@ async fn work_per_run_is_bounded() {
     let env = TestEnv::new().await;
     stranded(&env, 300).await;
     // The quotes were written 5 s ago; once sent again they are not due for 2 s.
-    let app = app(&env, ReconcilePolicy { min_age: Duration::from_secs(2), ..policy(5, 120) });
+    let app = app(
+        &env,
+        ReconcilePolicy {
+            min_age: Duration::from_secs(2),
+            ..policy(5, 120)
+        },
+    );
     for expected in [120, 120, 60, 0] {
         assert_eq!(run(&app).await["reenqueued"], expected);
     }
@@ -86,15 +142,24 @@ async fn two_runs_at_once_never_send_a_quote_twice() {
     let ids = stranded(&env, 600).await;
     // Written 5 s ago; once sent, not due again for 2 s, so a run that starts after the other
     // has committed sees only what that one left.
-    let patient = ReconcilePolicy { min_age: Duration::from_secs(2), ..policy(5, 400) };
+    let patient = ReconcilePolicy {
+        min_age: Duration::from_secs(2),
+        ..policy(5, 400)
+    };
     let (a, b) = (app(&env, patient.clone()), app(&env, patient));
     let (ra, rb) = tokio::join!(run(&a), run(&b));
     let total = ra["reenqueued"].as_u64().unwrap() + rb["reenqueued"].as_u64().unwrap();
     assert_eq!(total, 600, "{ra} {rb}");
     let queued = env.queued_ids().await;
     assert_eq!(queued.len(), 600, "no quote is sent twice");
-    assert_eq!(queued.into_iter().collect::<HashSet<_>>(), ids.into_iter().collect());
-    let attempts: Vec<i32> = sqlx::query_scalar("SELECT DISTINCT enqueue_attempts FROM quotes").fetch_all(&env.pool).await.unwrap();
+    assert_eq!(
+        queued.into_iter().collect::<HashSet<_>>(),
+        ids.into_iter().collect()
+    );
+    let attempts: Vec<i32> = sqlx::query_scalar("SELECT DISTINCT enqueue_attempts FROM quotes")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
     assert_eq!(attempts, [2]);
 }
 
@@ -103,11 +168,24 @@ async fn a_queue_outage_leaves_the_attempt_uncounted() {
     let env = TestEnv::new().await;
     stranded(&env, 10).await;
     let dead = quote_pipeline::testing::emulator_sdk_config("http://127.0.0.1:9").await;
-    let config = quote_pipeline::config::QueueConfig { url: Some(env.queue_url.clone()), ids_per_message: 100 };
-    let app = App { store: env.store.clone(), queue: SqsQueue::new(&dead, &config).unwrap(), policy: policy(5, 100) };
-    let event = LambdaEvent::new(serde_json::json!({}), lambda_context(Duration::from_secs(30)));
+    let config = quote_pipeline::config::QueueConfig {
+        url: Some(env.queue_url.clone()),
+        ids_per_message: 100,
+    };
+    let app = App {
+        store: env.store.clone(),
+        queue: SqsQueue::new(&dead, &config).unwrap(),
+        policy: policy(5, 100),
+    };
+    let event = LambdaEvent::new(
+        serde_json::json!({}),
+        lambda_context(Duration::from_secs(30)),
+    );
     assert!(handle(&app, event).await.is_err());
-    let attempts: Vec<i32> = sqlx::query_scalar("SELECT DISTINCT enqueue_attempts FROM quotes").fetch_all(&env.pool).await.unwrap();
+    let attempts: Vec<i32> = sqlx::query_scalar("SELECT DISTINCT enqueue_attempts FROM quotes")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
     assert_eq!(attempts, [1], "a send that failed is not an attempt");
 }
 
@@ -117,7 +195,14 @@ async fn nothing_to_do_is_fast() {
     let app = app(&env, policy(5, 1000));
     run(&app).await;
     let started = Instant::now();
-    assert_eq!(run(&app).await, serde_json::json!({"failed": 0, "reenqueued": 0}));
+    assert_eq!(
+        run(&app).await,
+        serde_json::json!({"failed": 0, "reenqueued": 0})
+    );
     // Two indexed statements; the bound only catches a full scan or a queue call gone wrong.
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -44,11 +44,15 @@ pub async fn process<S: QuoteStore, P: Predictor>(
 ) -> (SqsBatchResponse, Metrics) {
     let mut metrics = Metrics::for_function("score");
     let cold_start = metrics::cold_start();
-    metrics.property("requestId", event.context.request_id.as_str()).property("coldStart", cold_start);
+    metrics
+        .property("requestId", event.context.request_id.as_str())
+        .property("coldStart", cold_start);
     metrics.count("BatchSize", event.payload.records.len() as u64);
     let deadline = deadline_of(&event.context);
     tracing::debug!(
-        budget_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
+        budget_ms = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis() as u64,
         "batch received"
     );
     let mut failed: Vec<String> = Vec::new();
@@ -124,7 +128,10 @@ fn deadline_of(context: &lambda_runtime::Context) -> Instant {
     let remaining = if context.deadline < EPOCH_2001_MS {
         Duration::from_millis(context.deadline)
     } else {
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
         Duration::from_millis(context.deadline.saturating_sub(now_ms))
     };
     Instant::now() + remaining.saturating_sub(WRITE_RESERVE)
@@ -142,9 +149,16 @@ mod tests {
 
     #[test]
     fn the_deadline_keeps_time_back_for_the_write() {
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-        let budget = deadline_of(&context(now_ms + 10_000)).saturating_duration_since(Instant::now());
-        assert!(budget > Duration::from_millis(8000) && budget <= Duration::from_millis(8500), "{budget:?}");
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let budget =
+            deadline_of(&context(now_ms + 10_000)).saturating_duration_since(Instant::now());
+        assert!(
+            budget > Duration::from_millis(8000) && budget <= Duration::from_millis(8500),
+            "{budget:?}"
+        );
         let past = deadline_of(&context(now_ms - 1000)).saturating_duration_since(Instant::now());
         assert_eq!(past, Duration::ZERO);
     }

@@ -17,11 +17,21 @@ async fn main() -> Result<(), Error> {
     let store = PgStore::from_config(&config.database).await?;
     // A malformed model stops the container here, not with a wrong premium later.
     match &config.scoring {
-        ScoringMode::Engine => run(App { store, predictor: MlEngine::new(&config.ml_engine)? }).await,
+        ScoringMode::Engine => {
+            run(App {
+                store,
+                predictor: MlEngine::new(&config.ml_engine)?,
+            })
+            .await
+        }
         ScoringMode::Embedded { model_dir } => {
             let model = EmbeddedModel::load(model_dir)?;
             tracing::info!(model_version = model.model_version(), "model loaded");
-            run(App { store, predictor: model }).await
+            run(App {
+                store,
+                predictor: model,
+            })
+            .await
         }
     }
 }

@@ -8,10 +8,13 @@ use lambda_runtime::LambdaEvent;
 use quote_pipeline::config::{MlEngineConfig, QueueConfig};
 use quote_pipeline::ml_engine::MlEngine;
 use quote_pipeline::model::EmbeddedModel;
-use quote_pipeline::scoring::Predictor;
 use quote_pipeline::queue::{QuoteMessage, SqsQueue};
+use quote_pipeline::scoring::Predictor;
 use quote_pipeline::store::{PgStore, ReconcilePolicy};
-use quote_pipeline::testing::{Fault, FaultProxy, TestEnv, emulator_sdk_config, http_event, lambda_context, sqs_event, trained_model};
+use quote_pipeline::testing::{
+    Fault, FaultProxy, TestEnv, emulator_sdk_config, http_event, lambda_context, sqs_event,
+    trained_model,
+};
 use score::{App, handle};
 use serde_json::json;
 
@@ -20,8 +23,16 @@ fn engine_url() -> String {
 }
 
 fn score_app(env: &TestEnv, url: &str, timeout_ms: u64) -> App<PgStore, MlEngine> {
-    let config = MlEngineConfig { url: Some(url.into()), chunk_size: 100, concurrency: 4, timeout_ms };
-    App { store: env.store.clone(), predictor: MlEngine::new(&config).unwrap() }
+    let config = MlEngineConfig {
+        url: Some(url.into()),
+        chunk_size: 100,
+        concurrency: 4,
+        timeout_ms,
+    };
+    App {
+        store: env.store.clone(),
+        predictor: MlEngine::new(&config).unwrap(),
+    }
 }
 
 async fn proxy() -> FaultProxy {
@@ -29,12 +40,25 @@ async fn proxy() -> FaultProxy {
 }
 
 async fn generate_with(env: &TestEnv, queue: SqsQueue, count: u32) -> (u16, Vec<String>) {
-    let app = generate::App { store: env.store.clone(), queue, idempotency_ttl: Duration::from_secs(60) };
+    let app = generate::App {
+        store: env.store.clone(),
+        queue,
+        idempotency_ttl: Duration::from_secs(60),
+    };
     let body = json!({"count": count}).to_string();
-    let event = http_event("POST", "/quotes/generate-batch", Some("fault-matrix"), Some("application/json"), &body);
+    let event = http_event(
+        "POST",
+        "/quotes/generate-batch",
+        Some("fault-matrix"),
+        Some("application/json"),
+        &body,
+    );
     let response = generate::handle(&app, lambda_http::request::from_str(&event).unwrap()).await;
     let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
-    let ids = body["ids"].as_array().map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect()).unwrap_or_default();
+    let ids = body["ids"]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default();
     (response.status().as_u16(), ids)
 }
 
@@ -45,15 +69,26 @@ async fn generate(env: &TestEnv, count: u32, ids_per_message: usize) {
 }
 
 /// Invokes `score` for an SQS event with `budget` left; returns the failed message ids.
-async fn invoke<P: Predictor>(app: &App<PgStore, P>, event: aws_lambda_events::event::sqs::SqsEvent, budget: Duration) -> Vec<String> {
+async fn invoke<P: Predictor>(
+    app: &App<PgStore, P>,
+    event: aws_lambda_events::event::sqs::SqsEvent,
+    budget: Duration,
+) -> Vec<String> {
     let response = handle(app, LambdaEvent::new(event, lambda_context(budget))).await;
-    response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
+    response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect()
 }
 
 /// Feeds the queue to `app` until it is empty, waiting out the visibility timeout of failures.
 async fn drain<P: Predictor>(env: &TestEnv, app: &App<PgStore, P>, visibility: i32) {
     for _ in 0..20 {
-        env.drain(10, visibility, async |event| invoke(app, event, Duration::from_secs(10)).await).await;
+        env.drain(10, visibility, async |event| {
+            invoke(app, event, Duration::from_secs(10)).await
+        })
+        .await;
         if env.depth(&env.queue_url).await == 0 {
             return;
         }
@@ -64,7 +99,10 @@ async fn drain<P: Predictor>(env: &TestEnv, app: &App<PgStore, P>, visibility: i
 
 /// `score` evaluating the engine's model in process.
 fn embedded_app(env: &TestEnv) -> App<PgStore, EmbeddedModel> {
-    App { store: env.store.clone(), predictor: trained_model() }
+    App {
+        store: env.store.clone(),
+        predictor: trained_model(),
+    }
 }
 
 async fn setup() -> TestEnv {
@@ -77,7 +115,10 @@ async fn setup() -> TestEnv {
 async fn queue_unreachable_during_generate_then_reconcile_recovers() {
     let env = setup().await;
     let dead = emulator_sdk_config("http://127.0.0.1:9").await;
-    let config = QueueConfig { url: Some(env.queue_url.clone()), ids_per_message: 50 };
+    let config = QueueConfig {
+        url: Some(env.queue_url.clone()),
+        ids_per_message: 50,
+    };
     let (status, ids) = generate_with(&env, SqsQueue::new(&dead, &config).unwrap(), 200).await;
     assert_eq!((status, ids.len()), (503, 200));
     assert_eq!(env.depth(&env.queue_url).await, 0);
@@ -85,11 +126,18 @@ async fn queue_unreachable_during_generate_then_reconcile_recovers() {
     let reconcile = reconcile::App {
         store: env.store.clone(),
         queue: env.queue(50),
-        policy: ReconcilePolicy { min_age: Duration::ZERO, max_attempts: 5, limit: 1000 },
+        policy: ReconcilePolicy {
+            min_age: Duration::ZERO,
+            max_attempts: 5,
+            limit: 1000,
+        },
     };
-    let report = reconcile::handle(&reconcile, LambdaEvent::new(json!({}), lambda_context(Duration::from_secs(10))))
-        .await
-        .unwrap();
+    let report = reconcile::handle(
+        &reconcile,
+        LambdaEvent::new(json!({}), lambda_context(Duration::from_secs(10))),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.reenqueued, 200);
     drain(&env, &score_app(&env, &engine_url(), 2000), 1).await;
     env.assert_every_quote_finished_once().await;
@@ -104,7 +152,11 @@ async fn engine_down_for_a_while_then_back() {
     let app = score_app(&env, &proxy.url, 300);
     let messages = env.receive(10, 1).await;
     let failed = invoke(&app, sqs_event(&messages), Duration::from_millis(2500)).await;
-    assert_eq!(failed.len(), messages.len(), "while the engine is down every message comes back");
+    assert_eq!(
+        failed.len(),
+        messages.len(),
+        "while the engine is down every message comes back"
+    );
     env.delete_except(&messages, &failed).await;
     proxy.set(Fault::None);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -121,7 +173,10 @@ async fn engine_answering_500_or_hanging_for_part_of_the_requests() {
     // Retries inside the invocation absorb the faults.
     drain(&env, &score_app(&env, &proxy.url, 400), 1).await;
     env.assert_every_quote_finished_once().await;
-    let scored: i64 = sqlx::query_scalar("SELECT count(*) FROM quotes WHERE status = 'scored'").fetch_one(&env.pool).await.unwrap();
+    let scored: i64 = sqlx::query_scalar("SELECT count(*) FROM quotes WHERE status = 'scored'")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
     assert_eq!(scored, 600);
 }
 
@@ -134,9 +189,17 @@ async fn a_score_invocation_killed_mid_batch_comes_back() {
     let app = score_app(&env, &proxy.url, 5000);
     let messages = env.receive(10, 1).await;
     // The runtime dies with the invocation in flight: nothing answers, nothing is deleted.
-    let killed = tokio::time::timeout(Duration::from_millis(300), invoke(&app, sqs_event(&messages), Duration::from_secs(10))).await;
+    let killed = tokio::time::timeout(
+        Duration::from_millis(300),
+        invoke(&app, sqs_event(&messages), Duration::from_secs(10)),
+    )
+    .await;
     assert!(killed.is_err());
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM quotes WHERE status = 'pending_ml'").fetch_one(&env.pool).await.unwrap();
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM quotes WHERE status = 'pending_ml'")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
     assert_eq!(pending, 200);
     proxy.set(Fault::None);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -153,13 +216,23 @@ async fn delivered_three_times<P: Predictor>(app: &App<PgStore, P>, env: &TestEn
         invoke(app, sqs_event(&messages), Duration::from_secs(10)),
     );
     assert!(a.is_empty() && b.is_empty() && c.is_empty());
-    assert!(invoke(app, sqs_event(&messages), Duration::from_secs(10)).await.is_empty());
+    assert!(
+        invoke(app, sqs_event(&messages), Duration::from_secs(10))
+            .await
+            .is_empty()
+    );
     env.assert_every_quote_finished_once().await;
 }
 
 /// A poison message among good ones ends in the dead-letter queue, alone.
 async fn poison_to_the_dead_letter_queue<P: Predictor>(app: &App<PgStore, P>, env: &TestEnv) {
-    env.sqs.send_message().queue_url(&env.queue_url).message_body("{\"poison\": true}").send().await.unwrap();
+    env.sqs
+        .send_message()
+        .queue_url(&env.queue_url)
+        .message_body("{\"poison\": true}")
+        .send()
+        .await
+        .unwrap();
     drain(env, app, 1).await;
     env.assert_every_quote_finished_once().await;
     let dead = env.receive_all(&env.dlq_url, 30).await;
@@ -206,9 +279,19 @@ async fn postgres_restarted_in_the_middle_of_scoring() {
     let scoring = invoke(&app, sqs_event(&messages), Duration::from_secs(20));
     let restart = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let version = std::fs::read_dir("/etc/postgresql").unwrap().next().unwrap().unwrap().file_name();
+        let version = std::fs::read_dir("/etc/postgresql")
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name();
         let status = std::process::Command::new("pg_ctlcluster")
-            .args(["--skip-systemctl-redirect", version.to_str().unwrap(), "main", "restart"])
+            .args([
+                "--skip-systemctl-redirect",
+                version.to_str().unwrap(),
+                "main",
+                "restart",
+            ])
             .status()
             .expect("pg_ctlcluster runs");
         assert!(status.success());

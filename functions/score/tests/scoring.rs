@@ -13,7 +13,9 @@ use quote_pipeline::ml_engine::MlEngine;
 use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::scoring::Predictor;
 use quote_pipeline::store::PgStore;
-use quote_pipeline::testing::{Fault, FaultProxy, TestEnv, http_event, lambda_context, sqs_event, trained_model};
+use quote_pipeline::testing::{
+    Fault, FaultProxy, TestEnv, http_event, lambda_context, sqs_event, trained_model,
+};
 use score::{App, handle};
 use serde_json::json;
 use uuid::Uuid;
@@ -23,17 +25,28 @@ fn engine_url() -> String {
 }
 
 fn engine(url: &str, timeout_ms: u64) -> MlEngine {
-    MlEngine::new(&MlEngineConfig { url: Some(url.into()), chunk_size: 250, concurrency: 4, timeout_ms })
-        .expect("an engine client")
+    MlEngine::new(&MlEngineConfig {
+        url: Some(url.into()),
+        chunk_size: 250,
+        concurrency: 4,
+        timeout_ms,
+    })
+    .expect("an engine client")
 }
 
 fn app(env: &TestEnv, url: &str) -> App<PgStore, MlEngine> {
-    App { store: env.store.clone(), predictor: engine(url, 2000) }
+    App {
+        store: env.store.clone(),
+        predictor: engine(url, 2000),
+    }
 }
 
 /// `score` evaluating the engine's model in process.
 fn embedded_app(env: &TestEnv) -> App<PgStore, EmbeddedModel> {
-    App { store: env.store.clone(), predictor: trained_model() }
+    App {
+        store: env.store.clone(),
+        predictor: trained_model(),
+    }
 }
 
 /// A proxy in front of the real engine, for injecting faults.
@@ -49,22 +62,49 @@ async fn create_quotes(env: &TestEnv, count: u32, ids_per_message: usize) -> Vec
         idempotency_ttl: Duration::from_secs(3600),
     };
     let body = json!({"count": count, "seed": 99}).to_string();
-    let event = http_event("POST", "/quotes/generate-batch", Some("scorer-test"), Some("application/json"), &body);
+    let event = http_event(
+        "POST",
+        "/quotes/generate-batch",
+        Some("scorer-test"),
+        Some("application/json"),
+        &body,
+    );
     let request = lambda_http::request::from_str(&event).unwrap();
     let response = generate::handle(&app, request).await;
     assert_eq!(response.status(), 202);
     let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
-    body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().parse().unwrap()).collect()
+    body["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().parse().unwrap())
+        .collect()
 }
 
 /// Invokes the handler with `messages`; returns the ids of the messages it failed.
-async fn invoke<P: Predictor>(app: &App<PgStore, P>, messages: &[Message], budget: Duration) -> Vec<String> {
+async fn invoke<P: Predictor>(
+    app: &App<PgStore, P>,
+    messages: &[Message],
+    budget: Duration,
+) -> Vec<String> {
     let event = LambdaEvent::new(sqs_event(messages), lambda_context(budget));
-    handle(app, event).await.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
+    handle(app, event)
+        .await
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect()
 }
 
 /// status, premium, confidence, model version, scored at, failure reason: per quote.
-type Row = (String, Option<f64>, Option<f64>, Option<String>, Option<chrono::DateTime<chrono::Utc>>, Option<String>);
+type Row = (
+    String,
+    Option<f64>,
+    Option<f64>,
+    Option<String>,
+    Option<chrono::DateTime<chrono::Utc>>,
+    Option<String>,
+);
 
 async fn rows(env: &TestEnv) -> HashMap<Uuid, Row> {
     let rows: Vec<(Uuid, String, Option<f64>, Option<f64>, Option<String>, Option<chrono::DateTime<chrono::Utc>>, Option<String>)> =
@@ -72,7 +112,9 @@ async fn rows(env: &TestEnv) -> HashMap<Uuid, Row> {
             .fetch_all(&env.pool)
             .await
             .unwrap();
-    rows.into_iter().map(|(id, s, p, c, v, t, r)| (id, (s, p, c, v, t, r))).collect()
+    rows.into_iter()
+        .map(|(id, s, p, c, v, t, r)| (id, (s, p, c, v, t, r)))
+        .collect()
 }
 
 async fn engine_health() -> serde_json::Value {
@@ -84,9 +126,19 @@ async fn engine_health() -> serde_json::Value {
 async fn reqwest_get(url: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.trim_start_matches("http://");
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
-    let mut stream = tokio::net::TcpStream::connect(host).await.expect("the ML engine is up");
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host)
+        .await
+        .expect("the ML engine is up");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();
     answer.split_once("\r\n\r\n").unwrap().1.to_string()
@@ -95,23 +147,45 @@ async fn reqwest_get(url: &str) -> String {
 #[tokio::test]
 async fn the_engine_serves_the_features_the_library_computes() {
     let health = engine_health().await;
-    let names: Vec<&str> = health["feature_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert_eq!(names, FEATURE_NAMES, "training and serving share one feature list");
+    let names: Vec<&str> = health["feature_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names, FEATURE_NAMES,
+        "training and serving share one feature list"
+    );
 }
 
 /// Generates 1000 quotes, feeds the queue to `app` like Lambda does, and checks every quote
 /// ends scored by the engine's model, with both queues empty.
-async fn a_batch_of_1000_ends_scored<P: Predictor>(env: &TestEnv, app: &App<PgStore, P>) -> HashMap<Uuid, Row> {
+async fn a_batch_of_1000_ends_scored<P: Predictor>(
+    env: &TestEnv,
+    app: &App<PgStore, P>,
+) -> HashMap<Uuid, Row> {
     let ids = create_quotes(env, 1000, 100).await;
     let invocations = env
         .drain(10, 30, async |event| {
-            let response = handle(app, LambdaEvent::new(event, lambda_context(Duration::from_secs(30)))).await;
-            response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
+            let response = handle(
+                app,
+                LambdaEvent::new(event, lambda_context(Duration::from_secs(30))),
+            )
+            .await;
+            response
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect()
         })
         .await;
     assert!(invocations >= 1);
 
-    let version = engine_health().await["model_version"].as_str().unwrap().to_string();
+    let version = engine_health().await["model_version"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let rows = rows(env).await;
     assert_eq!(rows.len(), 1000);
     for id in &ids {
@@ -132,10 +206,18 @@ async fn the_same_batch_twice<P: Predictor>(env: &TestEnv, app: &App<PgStore, P>
     create_quotes(env, 120, 40).await;
     let messages = env.receive(10, 30).await;
     assert_eq!(messages.len(), 3);
-    assert!(invoke(app, &messages, Duration::from_secs(30)).await.is_empty());
+    assert!(
+        invoke(app, &messages, Duration::from_secs(30))
+            .await
+            .is_empty()
+    );
     let first = rows(env).await;
     assert!(first.values().all(|r| r.0 == "scored"));
-    assert!(invoke(app, &messages, Duration::from_secs(30)).await.is_empty());
+    assert!(
+        invoke(app, &messages, Duration::from_secs(30))
+            .await
+            .is_empty()
+    );
     assert_eq!(rows(env).await, first);
 }
 
@@ -152,7 +234,18 @@ async fn embedded_scoring_gives_the_engines_premiums() {
     let env = TestEnv::new().await;
     a_batch_of_1000_ends_scored(&env, &embedded_app(&env)).await;
     // Same seed, so the same quotes under other ids: match them by their facts.
-    let priced = async |env: &TestEnv| -> Vec<(String, String, i64, i32, i64, i32, chrono::NaiveDate, f64, f64, String)> {
+    let priced = async |env: &TestEnv| -> Vec<(
+        String,
+        String,
+        i64,
+        i32,
+        i64,
+        i32,
+        chrono::NaiveDate,
+        f64,
+        f64,
+        String,
+    )> {
         sqlx::query_as(
             "SELECT coverage_type, coverage_level, estimated_amount, user_age, annual_revenue, num_employees, \
                     founded_at, premium, confidence, model_version FROM quotes \
@@ -165,8 +258,16 @@ async fn embedded_scoring_gives_the_engines_premiums() {
     };
     let (by_model, by_engine) = (priced(&env).await, priced(&engine_env).await);
     assert_eq!(by_model.len(), 1000);
-    let differ: Vec<_> = by_model.iter().zip(&by_engine).filter(|(m, e)| m != e).take(3).collect();
-    assert!(differ.is_empty(), "embedded and engine premiums differ: {differ:?}");
+    let differ: Vec<_> = by_model
+        .iter()
+        .zip(&by_engine)
+        .filter(|(m, e)| m != e)
+        .take(3)
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "embedded and engine premiums differ: {differ:?}"
+    );
 }
 
 #[tokio::test]
@@ -181,7 +282,13 @@ async fn the_same_batch_delivered_twice_changes_nothing_the_second_time() {
 async fn malformed_messages_fail_alone<P: Predictor>(env: &TestEnv, app: &App<PgStore, P>) {
     create_quotes(env, 60, 30).await;
     for body in ["not json", r#"{"v":9,"quote_ids":[]}"#] {
-        env.sqs.send_message().queue_url(&env.queue_url).message_body(body).send().await.unwrap();
+        env.sqs
+            .send_message()
+            .queue_url(&env.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
     }
     let messages = env.receive(10, 30).await;
     assert_eq!(messages.len(), 4);
@@ -210,9 +317,15 @@ async fn an_engine_that_is_down_or_failing_fails_the_messages_until_it_is_back()
     let env = TestEnv::new().await;
     create_quotes(&env, 100, 25).await;
     let proxy = proxy().await;
-    let app = App { store: env.store.clone(), predictor: engine(&proxy.url, 500) };
+    let app = App {
+        store: env.store.clone(),
+        predictor: engine(&proxy.url, 500),
+    };
     let messages = env.receive(10, 30).await;
-    let all: Vec<String> = messages.iter().map(|m| m.message_id().unwrap().to_string()).collect();
+    let all: Vec<String> = messages
+        .iter()
+        .map(|m| m.message_id().unwrap().to_string())
+        .collect();
     for fault in [Fault::Down, Fault::Error500, Fault::Hang] {
         proxy.set(fault);
         let mut failed = invoke(&app, &messages, Duration::from_millis(2500)).await;
@@ -220,10 +333,20 @@ async fn an_engine_that_is_down_or_failing_fails_the_messages_until_it_is_back()
         let mut expected = all.clone();
         expected.sort();
         assert_eq!(failed, expected, "{fault:?}: every message comes back");
-        assert!(rows(&env).await.values().all(|r| r.0 == "pending_ml" && r.1.is_none()), "{fault:?}");
+        assert!(
+            rows(&env)
+                .await
+                .values()
+                .all(|r| r.0 == "pending_ml" && r.1.is_none()),
+            "{fault:?}"
+        );
     }
     proxy.set(Fault::None);
-    assert!(invoke(&app, &messages, Duration::from_secs(30)).await.is_empty());
+    assert!(
+        invoke(&app, &messages, Duration::from_secs(30))
+            .await
+            .is_empty()
+    );
     assert!(rows(&env).await.values().all(|r| r.0 == "scored"));
 }
 
@@ -235,16 +358,37 @@ async fn quotes_the_engine_rejects_end_failed_with_the_reason() {
     proxy.set(Fault::DropFeatureOfEvenIds);
     let app = app(&env, &proxy.url);
     let messages = env.receive(10, 30).await;
-    assert!(invoke(&app, &messages, Duration::from_secs(30)).await.is_empty(), "a rejection is final, not retried");
+    assert!(
+        invoke(&app, &messages, Duration::from_secs(30))
+            .await
+            .is_empty(),
+        "a rejection is final, not retried"
+    );
     let rows = rows(&env).await;
-    let even = |id: &Uuid| id.simple().to_string().chars().last().unwrap().to_digit(16).unwrap() % 2 == 0;
+    let even = |id: &Uuid| {
+        id.simple()
+            .to_string()
+            .chars()
+            .last()
+            .unwrap()
+            .to_digit(16)
+            .unwrap()
+            % 2
+            == 0
+    };
     assert!(ids.iter().any(even) && !ids.iter().all(even));
     for id in &ids {
         let (status, premium, _, _, _, reason) = &rows[id];
         if even(id) {
             assert_eq!(status, "failed");
             assert!(premium.is_none());
-            assert!(reason.as_deref().unwrap().contains("missing feature: risk_score"), "{reason:?}");
+            assert!(
+                reason
+                    .as_deref()
+                    .unwrap()
+                    .contains("missing feature: risk_score"),
+                "{reason:?}"
+            );
         } else {
             assert_eq!(status, "scored");
         }
@@ -256,11 +400,25 @@ async fn the_sample_events_fail_exactly_their_malformed_messages() {
     let env = TestEnv::new().await;
     let app = app(&env, &engine_url());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/score");
-    for (name, expected) in [("good-batch", vec![]), ("batch-with-malformed-message", vec!["c0ffee00-0000-4000-8000-000000000bad"])] {
+    for (name, expected) in [
+        ("good-batch", vec![]),
+        (
+            "batch-with-malformed-message",
+            vec!["c0ffee00-0000-4000-8000-000000000bad"],
+        ),
+    ] {
         let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
         let event: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
-        let response = handle(&app, LambdaEvent::new(event, lambda_context(Duration::from_secs(10)))).await;
-        let failed: Vec<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+        let response = handle(
+            &app,
+            LambdaEvent::new(event, lambda_context(Duration::from_secs(10))),
+        )
+        .await;
+        let failed: Vec<String> = response
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
         assert_eq!(failed, expected, "{name}");
     }
 }

@@ -14,58 +14,94 @@ use tokio::io::AsyncReadExt;
 #[tokio::test]
 async fn log_lines_are_json_with_the_request_id_and_metrics_are_emf() {
     let env = TestEnv::new().await;
-    let params = quote_pipeline::generator::GenerateParams { seed: Some(8), ..quote_pipeline::generator::GenerateParams::new(20) };
+    let params = quote_pipeline::generator::GenerateParams {
+        seed: Some(8),
+        ..quote_pipeline::generator::GenerateParams::new(20)
+    };
     let quotes: Vec<Quote> = quote_pipeline::generator::generate(&params)
         .into_iter()
         .map(|input| Quote::new_pending("telemetry", input, chrono::Utc::now()))
         .collect();
     env.store.insert(&quotes, None).await.unwrap();
     let queue = env.queue(10);
-    quote_pipeline::queue::QuoteQueue::enqueue(&queue, &quotes.iter().map(|q| q.id).collect::<Vec<_>>()).await.unwrap();
+    quote_pipeline::queue::QuoteQueue::enqueue(
+        &queue,
+        &quotes.iter().map(|q| q.id).collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
     let messages = env.receive(10, 30).await;
     assert_eq!(messages.len(), 2);
 
-    let mut runtime = RuntimeApi::start(vec![serde_json::to_value(sqs_event(&messages)).unwrap()]).await;
+    let mut runtime =
+        RuntimeApi::start(vec![serde_json::to_value(sqs_event(&messages)).unwrap()]).await;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_score"))
         .env("AWS_LAMBDA_RUNTIME_API", &runtime.address)
         .env("AWS_LAMBDA_FUNCTION_NAME", "score-test")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
         .env("DATABASE_URL", &env.database.url)
-        .env("ML_ENGINE_URL", std::env::var("ML_ENGINE_URL").unwrap_or_else(|_| "http://127.0.0.1:8002".into()))
+        .env(
+            "ML_ENGINE_URL",
+            std::env::var("ML_ENGINE_URL").unwrap_or_else(|_| "http://127.0.0.1:8002".into()),
+        )
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("the score binary starts");
-    let answer = runtime.answer(Duration::from_secs(30)).await.expect("the function answers");
+    let answer = runtime
+        .answer(Duration::from_secs(30))
+        .await
+        .expect("the function answers");
     assert!(!answer.error, "{}", answer.body);
-    assert_eq!(serde_json::from_str::<Value>(&answer.body).unwrap()["batchItemFailures"], serde_json::json!([]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer.body).unwrap()["batchItemFailures"],
+        serde_json::json!([])
+    );
     child.kill().await.unwrap();
     let mut output = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut output).await.unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut output)
+        .await
+        .unwrap();
 
     let lines: Vec<Value> = output
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     let logs: Vec<&Value> = lines.iter().filter(|l| l.get("level").is_some()).collect();
-    let batch = logs.iter().find(|l| l["fields"]["message"] == "batch scored").expect("a log line for the batch");
+    let batch = logs
+        .iter()
+        .find(|l| l["fields"]["message"] == "batch scored")
+        .expect("a log line for the batch");
     assert_eq!(batch["span"]["requestId"], answer.request_id.as_str());
     assert_eq!(batch["fields"]["cold_start"], true);
     assert_eq!(batch["fields"]["scored"], 20);
 
-    let emf = lines.iter().find(|l| l.get("_aws").is_some()).expect("an EMF document");
+    let emf = lines
+        .iter()
+        .find(|l| l.get("_aws").is_some())
+        .expect("an EMF document");
     let directive = &emf["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(directive["Namespace"], "QuotePipeline");
-    assert_eq!(directive["Dimensions"], serde_json::json!([["FunctionName"]]));
+    assert_eq!(
+        directive["Dimensions"],
+        serde_json::json!([["FunctionName"]])
+    );
     assert!(emf["_aws"]["Timestamp"].as_u64().is_some());
     assert_eq!(emf["FunctionName"], "score-test");
     assert_eq!(emf["requestId"], answer.request_id.as_str());
     for metric in directive["Metrics"].as_array().unwrap() {
         let name = metric["Name"].as_str().unwrap();
         assert!(["Count", "Milliseconds"].contains(&metric["Unit"].as_str().unwrap()));
-        assert!(emf[name].is_number() || emf[name].is_array(), "{name} has a value");
+        assert!(
+            emf[name].is_number() || emf[name].is_array(),
+            "{name} has a value"
+        );
     }
     assert_eq!(emf["QuotesScored"], 20.0);
     assert_eq!(emf["BatchSize"], 2.0);

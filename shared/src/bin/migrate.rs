@@ -8,6 +8,9 @@ use quote_pipeline::store::PgStore;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
-    PgStore::from_config(&config.database).await?.migrate().await?;
+    PgStore::from_config(&config.database)
+        .await?
+        .migrate()
+        .await?;
     Ok(())
 }
