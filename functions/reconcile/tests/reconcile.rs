@@ -1,7 +1,7 @@
 //! Reconcile against the real local Postgres and SQS emulator.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lambda_runtime::LambdaEvent;
 use quote_pipeline::queue::SqsQueue;
@@ -190,19 +190,21 @@ async fn a_queue_outage_leaves_the_attempt_uncounted() {
 }
 
 #[tokio::test]
-async fn nothing_to_do_is_fast() {
+async fn nothing_to_do_makes_no_queue_call() {
     let env = TestEnv::new().await;
-    let app = app(&env, policy(5, 1000));
-    run(&app).await;
-    let started = Instant::now();
+    // A queue nothing answers: a sweep with nothing to send must not need it.
+    let dead = quote_pipeline::testing::emulator_sdk_config("http://127.0.0.1:9").await;
+    let config = quote_pipeline::config::QueueConfig {
+        url: Some(env.queue_url.clone()),
+        ids_per_message: 100,
+    };
+    let app = App {
+        store: env.store.clone(),
+        queue: SqsQueue::new(&dead, &config).unwrap(),
+        policy: policy(5, 1000),
+    };
     assert_eq!(
         run(&app).await,
         serde_json::json!({"failed": 0, "reenqueued": 0})
-    );
-    // Two indexed statements; the bound only catches a full scan or a queue call gone wrong.
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
     );
 }
