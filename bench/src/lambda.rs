@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use quote_pipeline::testing::{RuntimeAnswer, RuntimeApi};
+use quote_pipeline::testing::{RuntimeAnswer, RuntimeApi, UNSAMPLED_TRACE};
 use serde_json::Value;
 
 use crate::Res;
@@ -46,7 +46,7 @@ pub async fn run(
     stderr_log: &Path,
 ) -> Res<Run> {
     let count = events.len();
-    let mut runtime = RuntimeApi::start(events).await;
+    let mut runtime = RuntimeApi::start(events, UNSAMPLED_TRACE).await;
     let stderr = std::fs::File::create(stderr_log)?;
     let mut command = tokio::process::Command::new(binary);
     command

@@ -12,7 +12,8 @@
 //! - [`reconcile`]: re-enqueueing or failing quotes left pending.
 //! - [`queue`]: the SQS queue and its message.
 //! - [`config`]: configuration from the environment.
-//! - [`telemetry`]: logging set-up.
+//! - [`telemetry`]: logging and tracing set-up.
+//! - [`xray`]: spans as X-Ray subsegments.
 //! - [`metrics`]: CloudWatch Embedded Metric Format.
 //! - [`training`]: the labelled training set for the model.
 
@@ -33,3 +34,4 @@ pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod training;
+pub mod xray;

@@ -109,7 +109,12 @@ impl MlEngine {
         }
     }
 
-    #[tracing::instrument(name = "ml_engine.predict_batch", skip_all, fields(quotes = items.len()))]
+    #[tracing::instrument(
+        name = "ml_engine.predict_batch",
+        skip_all,
+        fields(quotes = items.len(), url = %self.predict_url, status = tracing::field::Empty),
+        err(level = "warn")
+    )]
     async fn call(&self, items: &[Item<'_>], deadline: Instant) -> Result<Answer, String> {
         let timeout = self
             .timeout
@@ -123,6 +128,7 @@ impl MlEngine {
             .await
             .map_err(|e| format!("request failed: {e}"))?;
         let status = response.status();
+        tracing::Span::current().record("status", status.as_u16());
         let bytes = response
             .bytes()
             .await
@@ -215,7 +221,7 @@ fn check_answers(items: &[Item<'_>], answers: Vec<Answered>) -> Result<Vec<Predi
                     quote_id: a.quote_id,
                     premium: a.prediction,
                     confidence: a.confidence,
-                    model_version: a.model_version,
+                    model_version: a.model_version.into(),
                 })
             } else {
                 Err(format!(

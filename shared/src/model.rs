@@ -19,6 +19,7 @@
 //! here, for what takes a few hundred lines.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -52,7 +53,8 @@ pub enum ModelError {
 /// The model, loaded once: every tree's nodes in one flat array, walked without allocating.
 #[derive(Debug)]
 pub struct EmbeddedModel {
-    version: String,
+    // Shared by every prediction rather than copied into each.
+    version: Arc<str>,
     base_margin: [f32; OUTPUTS],
     /// Steps from a root to the deepest leaf of any tree: every walk takes that many.
     depth: u32,
@@ -147,7 +149,7 @@ impl EmbeddedModel {
             file: COMPILED_FILE,
             problem,
         })?;
-        if model.version != metadata.model_version {
+        if *model.version != *metadata.model_version {
             return Err(ModelError::Invalid {
                 file: COMPILED_FILE,
                 problem: format!(
@@ -183,7 +185,7 @@ impl EmbeddedModel {
         })
     }
 
-    pub fn model_version(&self) -> &str {
+    pub fn model_version(&self) -> &Arc<str> {
         &self.version
     }
 
@@ -334,7 +336,7 @@ fn parse_compiled(bytes: &[u8]) -> Result<EmbeddedModel, String> {
         }
     }
     Ok(EmbeddedModel {
-        version,
+        version: version.into(),
         base_margin,
         depth,
         trees,
@@ -506,7 +508,7 @@ fn flatten(learner: Learner, version: String) -> Result<EmbeddedModel, String> {
         trees.push(Tree { root, output });
     }
     Ok(EmbeddedModel {
-        version,
+        version: version.into(),
         base_margin,
         depth,
         trees,

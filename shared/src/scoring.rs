@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
@@ -23,7 +24,7 @@ pub struct Prediction {
     pub quote_id: Uuid,
     pub premium: f64,
     pub confidence: f64,
-    pub model_version: String,
+    pub model_version: Arc<str>,
 }
 
 /// What a predictor made of a set of quotes: each quote in exactly one list.
@@ -72,7 +73,7 @@ impl Predictor for EmbeddedModel {
                     quote_id: *quote_id,
                     premium: premium.into(),
                     confidence: confidence.into(),
-                    model_version: self.model_version().to_owned(),
+                    model_version: Arc::clone(self.model_version()),
                 }
             })
             .collect();

@@ -239,12 +239,24 @@ impl PgStore {
     }
 
     /// The store `config` asks for: a plain connection string, or RDS Proxy with IAM tokens
-    /// signed by the AWS SDK's credentials (the function's role on Lambda).
-    pub async fn from_config(config: &DatabaseConfig) -> Result<Self, StoreError> {
+    /// signed by the AWS SDK's credentials (the function's role on Lambda): those of `sdk`, so
+    /// that a function which has loaded the SDK's configuration does not load it twice, or
+    /// else loaded here, only in IAM mode.
+    pub async fn from_config(
+        config: &DatabaseConfig,
+        sdk: Option<&aws_config::SdkConfig>,
+    ) -> Result<Self, StoreError> {
         let Some(database) = &config.iam else {
             return Self::connect_lazy(config);
         };
-        let sdk = crate::queue::aws_sdk_config().await;
+        let loaded;
+        let sdk = match sdk {
+            Some(sdk) => sdk,
+            None => {
+                loaded = crate::queue::aws_sdk_config().await;
+                &loaded
+            }
+        };
         let credentials = sdk.credentials_provider().ok_or_else(|| {
             StoreError::Other(sqlx::Error::Configuration(
                 "no AWS credentials to sign IAM tokens with".into(),
@@ -436,7 +448,7 @@ async fn insert_quotes<'e>(
 }
 
 impl QuoteStore for PgStore {
-    #[tracing::instrument(name = "postgres.insert", skip_all, fields(quotes = quotes.len()))]
+    #[tracing::instrument(name = "postgres.insert", skip_all, fields(quotes = quotes.len()), err(level = "warn"))]
     async fn insert(
         &self,
         quotes: &[Quote],
@@ -495,7 +507,7 @@ impl QuoteStore for PgStore {
         Ok(Inserted::New)
     }
 
-    #[tracing::instrument(name = "postgres.get", skip_all)]
+    #[tracing::instrument(name = "postgres.get", skip_all, err(level = "warn"))]
     async fn get(&self, owner: &str, id: Uuid) -> Result<Option<Quote>, StoreError> {
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
         query.push(COLUMNS).push(" FROM quotes WHERE id = ");
@@ -504,7 +516,7 @@ impl QuoteStore for PgStore {
         Ok(row.as_ref().map(quote_from_row).transpose()?)
     }
 
-    #[tracing::instrument(name = "postgres.list", skip_all)]
+    #[tracing::instrument(name = "postgres.list", skip_all, err(level = "warn"))]
     async fn list(&self, owner: &str, filter: &ListFilter) -> Result<Page, StoreError> {
         let limit = filter.limit.clamp(1, MAX_PAGE_SIZE);
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
@@ -547,7 +559,7 @@ impl QuoteStore for PgStore {
         Ok(Page { quotes, next })
     }
 
-    #[tracing::instrument(name = "postgres.pending", skip_all, fields(ids = ids.len()))]
+    #[tracing::instrument(name = "postgres.pending", skip_all, fields(ids = ids.len()), err(level = "warn"))]
     async fn pending(&self, ids: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
         query
@@ -561,7 +573,7 @@ impl QuoteStore for PgStore {
             .collect::<sqlx::Result<Vec<_>>>()?)
     }
 
-    #[tracing::instrument(name = "postgres.record", skip_all, fields(outcomes = outcomes.len()))]
+    #[tracing::instrument(name = "postgres.record", skip_all, fields(outcomes = outcomes.len()), err(level = "warn"))]
     async fn record(&self, outcomes: &[Outcome]) -> Result<(u64, u64), StoreError> {
         if outcomes.is_empty() {
             return Ok((0, 0));
@@ -577,7 +589,7 @@ impl QuoteStore for PgStore {
                     statuses.push(QuoteStatus::Scored.as_str());
                     premiums.push(Some(p.premium));
                     confidences.push(Some(p.confidence));
-                    versions.push(Some(p.model_version.as_str()));
+                    versions.push(Some(&*p.model_version));
                     reasons.push(None);
                 }
                 Outcome::Failed { id, reason } => {

@@ -26,6 +26,11 @@ pub fn sqs_endpoint() -> String {
     std::env::var("AWS_ENDPOINT_URL_SQS").unwrap_or_else(|_| "http://127.0.0.1:9324".into())
 }
 
+/// The ML engine the test command started (`ML_ENGINE_URL`, default `http://127.0.0.1:8002`).
+pub fn engine_url() -> String {
+    std::env::var("ML_ENGINE_URL").unwrap_or_else(|_| "http://127.0.0.1:8002".into())
+}
+
 /// The SDK configuration for the emulator, independent of the process's AWS environment.
 pub async fn emulator_sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
@@ -524,8 +529,12 @@ impl Drop for RuntimeApi {
     }
 }
 
+/// A trace header Lambda sends when the invocation is not sampled for X-Ray.
+pub const UNSAMPLED_TRACE: &str = "Root=1-00000000-000000000000000000000000;Sampled=0";
+
 impl RuntimeApi {
-    pub async fn start(events: Vec<serde_json::Value>) -> Self {
+    /// Serves `events`, each with `trace_header` as its `Lambda-Runtime-Trace-Id`.
+    pub async fn start(events: Vec<serde_json::Value>, trace_header: &str) -> Self {
         use std::sync::{Arc, Mutex};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -538,10 +547,14 @@ impl RuntimeApi {
                 .collect::<std::collections::VecDeque<_>>(),
         ));
         let asked = Arc::new(Mutex::new(std::collections::HashMap::new()));
+        let trace_header: Arc<str> = trace_header.into();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (queue, asked, sender) = (queue.clone(), asked.clone(), sender.clone());
-                tokio::spawn(async move { serve_runtime(stream, queue, asked, sender).await });
+                let trace_header = trace_header.clone();
+                tokio::spawn(async move {
+                    serve_runtime(stream, queue, asked, sender, &trace_header).await
+                });
             }
         });
         RuntimeApi {
@@ -567,6 +580,7 @@ async fn serve_runtime(
     queue: Shared<std::collections::VecDeque<serde_json::Value>>,
     asked: Shared<std::collections::HashMap<String, std::time::Instant>>,
     answers: tokio::sync::mpsc::UnboundedSender<RuntimeAnswer>,
+    trace_header: &str,
 ) {
     use tokio::io::AsyncWriteExt;
     // The runtime's client keeps its connection: serve requests until it closes.
@@ -598,7 +612,7 @@ async fn serve_runtime(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nlambda-runtime-aws-request-id: {request_id}\r\n\
                  lambda-runtime-deadline-ms: {deadline_ms}\r\n\
                  lambda-runtime-invoked-function-arn: arn:aws:lambda:us-east-1:123456789012:function:local\r\n\
-                 lambda-runtime-trace-id: Root=1-00000000-000000000000000000000000;Sampled=0\r\n\
+                 lambda-runtime-trace-id: {trace_header}\r\n\
                  content-length: {}\r\n\r\n{body}",
                 body.len()
             )

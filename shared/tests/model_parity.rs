@@ -140,7 +140,7 @@ fn embedded_model_answers_exactly_what_the_engine_answers() {
     let generated = rows.len();
     rows.extend(edge_rows(&model_json, &rows));
     let (version, expected) = engine_answers(&model_dir, &rows);
-    assert_eq!(model.model_version(), version);
+    assert_eq!(&**model.model_version(), version);
     assert_eq!(expected.len(), rows.len());
 
     let mismatches: Vec<String> = rows

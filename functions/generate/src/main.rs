@@ -11,9 +11,10 @@ use quote_pipeline::telemetry;
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
+    let sdk = aws_sdk_config().await;
     let app = Arc::new(App {
-        store: PgStore::from_config(&config.database).await?,
-        queue: SqsQueue::new(&aws_sdk_config().await, &config.queue)?,
+        store: PgStore::from_config(&config.database, Some(&sdk)).await?,
+        queue: SqsQueue::new(&sdk, &config.queue)?,
         idempotency_ttl: config.idempotency_ttl,
     });
     lambda_http::run(service_fn(move |request: Request| {

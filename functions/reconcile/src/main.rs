@@ -11,9 +11,10 @@ use reconcile::{App, handle};
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
+    let sdk = aws_sdk_config().await;
     let app = Arc::new(App {
-        store: PgStore::from_config(&config.database).await?,
-        queue: SqsQueue::new(&aws_sdk_config().await, &config.queue)?,
+        store: PgStore::from_config(&config.database, Some(&sdk)).await?,
+        queue: SqsQueue::new(&sdk, &config.queue)?,
         policy: config.reconcile,
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {

@@ -14,7 +14,7 @@ use score::{App, handle};
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
-    let store = PgStore::from_config(&config.database).await?;
+    let store = PgStore::from_config(&config.database, None).await?;
     // A malformed model stops the container here, not with a wrong premium later.
     match &config.scoring {
         ScoringMode::Engine => {
@@ -26,7 +26,7 @@ async fn main() -> Result<(), Error> {
         }
         ScoringMode::Embedded { model_dir } => {
             let model = EmbeddedModel::load(model_dir)?;
-            tracing::info!(model_version = model.model_version(), "model loaded");
+            tracing::info!(model_version = %model.model_version(), "model loaded");
             run(App {
                 store,
                 predictor: model,

@@ -12,15 +12,11 @@ use quote_pipeline::queue::{QuoteMessage, SqsQueue};
 use quote_pipeline::scoring::Predictor;
 use quote_pipeline::store::{PgStore, ReconcilePolicy};
 use quote_pipeline::testing::{
-    Fault, FaultProxy, TestEnv, emulator_sdk_config, http_event, lambda_context, sqs_event,
-    trained_model,
+    Fault, FaultProxy, TestEnv, emulator_sdk_config, engine_url, http_event, lambda_context,
+    sqs_event, trained_model,
 };
 use score::{App, handle};
 use serde_json::json;
-
-fn engine_url() -> String {
-    std::env::var("ML_ENGINE_URL").unwrap_or_else(|_| "http://127.0.0.1:8002".into())
-}
 
 fn score_app(env: &TestEnv, url: &str, timeout_ms: u64) -> App<PgStore, MlEngine> {
     let config = MlEngineConfig {
@@ -33,10 +29,6 @@ fn score_app(env: &TestEnv, url: &str, timeout_ms: u64) -> App<PgStore, MlEngine
         store: env.store.clone(),
         predictor: MlEngine::new(&config).unwrap(),
     }
-}
-
-async fn proxy() -> FaultProxy {
-    FaultProxy::start(&engine_url()).await
 }
 
 async fn generate_with(env: &TestEnv, queue: SqsQueue, count: u32) -> (u16, Vec<String>) {
@@ -147,7 +139,7 @@ async fn queue_unreachable_during_generate_then_reconcile_recovers() {
 async fn engine_down_for_a_while_then_back() {
     let env = setup().await;
     generate(&env, 300, 50).await;
-    let proxy = proxy().await;
+    let proxy = FaultProxy::start(&engine_url()).await;
     proxy.set(Fault::Down);
     let app = score_app(&env, &proxy.url, 300);
     let messages = env.receive(10, 1).await;
@@ -168,7 +160,7 @@ async fn engine_down_for_a_while_then_back() {
 async fn engine_answering_500_or_hanging_for_part_of_the_requests() {
     let env = setup().await;
     generate(&env, 600, 100).await;
-    let proxy = proxy().await;
+    let proxy = FaultProxy::start(&engine_url()).await;
     proxy.set(Fault::Flaky);
     // Retries inside the invocation absorb the faults.
     drain(&env, &score_app(&env, &proxy.url, 400), 1).await;
@@ -184,7 +176,7 @@ async fn engine_answering_500_or_hanging_for_part_of_the_requests() {
 async fn a_score_invocation_killed_mid_batch_comes_back() {
     let env = setup().await;
     generate(&env, 200, 50).await;
-    let proxy = proxy().await;
+    let proxy = FaultProxy::start(&engine_url()).await;
     proxy.set(Fault::Delay(2000));
     let app = score_app(&env, &proxy.url, 5000);
     let messages = env.receive(10, 1).await;
@@ -272,7 +264,7 @@ async fn a_poison_message_ends_in_the_dead_letter_queue_alone() {
 async fn postgres_restarted_in_the_middle_of_scoring() {
     let env = setup().await;
     generate(&env, 400, 50).await;
-    let proxy = proxy().await;
+    let proxy = FaultProxy::start(&engine_url()).await;
     proxy.set(Fault::Delay(1500));
     let app = score_app(&env, &proxy.url, 5000);
     let messages = env.receive(10, 2).await;

@@ -14,15 +14,11 @@ use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::scoring::Predictor;
 use quote_pipeline::store::PgStore;
 use quote_pipeline::testing::{
-    Fault, FaultProxy, TestEnv, http_event, lambda_context, sqs_event, trained_model,
+    Fault, FaultProxy, TestEnv, engine_url, http_event, lambda_context, sqs_event, trained_model,
 };
 use score::{App, handle};
 use serde_json::json;
 use uuid::Uuid;
-
-fn engine_url() -> String {
-    std::env::var("ML_ENGINE_URL").unwrap_or_else(|_| "http://127.0.0.1:8002".into())
-}
 
 fn engine(url: &str, timeout_ms: u64) -> MlEngine {
     MlEngine::new(&MlEngineConfig {
@@ -47,11 +43,6 @@ fn embedded_app(env: &TestEnv) -> App<PgStore, EmbeddedModel> {
         store: env.store.clone(),
         predictor: trained_model(),
     }
-}
-
-/// A proxy in front of the real engine, for injecting faults.
-async fn proxy() -> FaultProxy {
-    FaultProxy::start(&engine_url()).await
 }
 
 /// Creates quotes through the real `generate` handler; returns their ids.
@@ -316,7 +307,7 @@ async fn a_malformed_message_fails_alone() {
 async fn an_engine_that_is_down_or_failing_fails_the_messages_until_it_is_back() {
     let env = TestEnv::new().await;
     create_quotes(&env, 100, 25).await;
-    let proxy = proxy().await;
+    let proxy = FaultProxy::start(&engine_url()).await;
     let app = App {
         store: env.store.clone(),
         predictor: engine(&proxy.url, 500),
@@ -354,7 +345,7 @@ async fn an_engine_that_is_down_or_failing_fails_the_messages_until_it_is_back()
 async fn quotes_the_engine_rejects_end_failed_with_the_reason() {
     let env = TestEnv::new().await;
     let ids = create_quotes(&env, 80, 20).await;
-    let proxy = proxy().await;
+    let proxy = FaultProxy::start(&engine_url()).await;
     proxy.set(Fault::DropFeatureOfEvenIds);
     let app = app(&env, &proxy.url);
     let messages = env.receive(10, 30).await;

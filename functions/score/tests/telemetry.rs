@@ -1,18 +1,19 @@
 //! The real `score` binary under a local stand-in of the Lambda Runtime API: every line it
-//! writes is JSON, its log lines carry the request id, and a handled batch emits its metrics
-//! in CloudWatch Embedded Metric Format.
+//! writes is JSON, its log lines carry the request id, a handled batch emits its metrics in
+//! CloudWatch Embedded Metric Format, and a sampled invocation's spans reach the X-Ray daemon's
+//! address as subsegments of the function's segment.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use quote_pipeline::quote::Quote;
 use quote_pipeline::store::QuoteStore;
-use quote_pipeline::testing::{RuntimeApi, TestEnv, sqs_event};
+use quote_pipeline::testing::{RuntimeApi, TestEnv, engine_url, sqs_event};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
 #[tokio::test]
-async fn log_lines_are_json_with_the_request_id_and_metrics_are_emf() {
+async fn log_lines_are_json_with_the_request_id_metrics_are_emf_and_spans_reach_xray() {
     let env = TestEnv::new().await;
     let params = quote_pipeline::generator::GenerateParams {
         seed: Some(8),
@@ -33,18 +34,25 @@ async fn log_lines_are_json_with_the_request_id_and_metrics_are_emf() {
     let messages = env.receive(10, 30).await;
     assert_eq!(messages.len(), 2);
 
-    let mut runtime =
-        RuntimeApi::start(vec![serde_json::to_value(sqs_event(&messages)).unwrap()]).await;
+    let trace_id = "1-5759e988-bd862e3fe1be46a994272793";
+    let trace_header = format!("Root={trace_id};Parent=53995c3f42cd8ad8;Sampled=1");
+    let mut runtime = RuntimeApi::start(
+        vec![serde_json::to_value(sqs_event(&messages)).unwrap()],
+        &trace_header,
+    )
+    .await;
+    let daemon = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_score"))
         .env("AWS_LAMBDA_RUNTIME_API", &runtime.address)
         .env("AWS_LAMBDA_FUNCTION_NAME", "score-test")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env("DATABASE_URL", &env.database.url)
         .env(
-            "ML_ENGINE_URL",
-            std::env::var("ML_ENGINE_URL").unwrap_or_else(|_| "http://127.0.0.1:8002".into()),
+            "AWS_XRAY_DAEMON_ADDRESS",
+            daemon.local_addr().unwrap().to_string(),
         )
+        .env("DATABASE_URL", &env.database.url)
+        .env("ML_ENGINE_URL", engine_url())
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -107,4 +115,72 @@ async fn log_lines_are_json_with_the_request_id_and_metrics_are_emf() {
     assert_eq!(emf["BatchSize"], 2.0);
     assert!(emf["DatabaseTime"].is_number());
     assert!(emf["MlEngineLatency"].is_number() || emf["MlEngineLatency"].is_array());
+
+    let subsegments = xray_documents(&daemon).await;
+    let handler = subsegments
+        .iter()
+        .find(|d| d["name"] == "## handler")
+        .expect("the invocation's subsegment");
+    assert_eq!(handler["parent_id"], "53995c3f42cd8ad8");
+    assert_eq!(handler["annotations"]["ColdStart"], true);
+    assert_eq!(handler["annotations"]["Service"], "score-test");
+    assert_eq!(
+        handler["metadata"]["default"]["requestId"],
+        answer.request_id.as_str()
+    );
+    let by_id: std::collections::HashMap<&str, &Value> = subsegments
+        .iter()
+        .map(|d| (d["id"].as_str().unwrap(), d))
+        .collect();
+    for doc in &subsegments {
+        assert_eq!(doc["type"], "subsegment");
+        assert_eq!(doc["trace_id"], trace_id);
+        assert!(doc["start_time"].as_f64().unwrap() <= doc["end_time"].as_f64().unwrap());
+        assert!(doc.get("fault").is_none(), "{doc}");
+        let mut ancestor = doc;
+        while ancestor["name"] != "## handler" {
+            ancestor = *by_id
+                .get(ancestor["parent_id"].as_str().unwrap())
+                .unwrap_or_else(|| panic!("{doc} is not under the handler"));
+        }
+    }
+    let operations: Vec<&str> = subsegments
+        .iter()
+        .filter(|d| d["name"] == "PostgreSQL")
+        .map(|d| d["annotations"]["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(operations, ["pending", "record"]);
+    let engine = subsegments
+        .iter()
+        .find(|d| d["name"] == "ml-engine")
+        .expect("the ML engine call's subsegment");
+    assert_eq!(engine["namespace"], "remote");
+    assert_eq!(engine["http"]["response"]["status"], 200);
+    assert!(
+        engine["http"]["request"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/predict")
+    );
+}
+
+/// The X-Ray daemon's side: datagrams of a header line and a segment document, until the
+/// invocation's own subsegment has come.
+async fn xray_documents(daemon: &tokio::net::UdpSocket) -> Vec<Value> {
+    let mut documents: Vec<Value> = Vec::new();
+    let mut buffer = vec![0u8; 65536];
+    while !documents.iter().any(|d| d["name"] == "## handler") {
+        let n = tokio::time::timeout(Duration::from_secs(5), daemon.recv(&mut buffer))
+            .await
+            .expect("subsegments reach the daemon")
+            .unwrap();
+        let datagram = std::str::from_utf8(&buffer[..n]).unwrap();
+        let (header, document) = datagram.split_once('\n').expect("a header line");
+        assert_eq!(
+            serde_json::from_str::<Value>(header).unwrap(),
+            serde_json::json!({"format": "json", "version": 1})
+        );
+        documents.push(serde_json::from_str(document).unwrap());
+    }
+    documents
 }

@@ -8,7 +8,7 @@ use quote_pipeline::store::PgStore;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
-    PgStore::from_config(&config.database)
+    PgStore::from_config(&config.database, None)
         .await?
         .migrate()
         .await?;
