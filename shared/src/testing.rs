@@ -316,10 +316,8 @@ async fn proxy_one(mut client: tokio::net::TcpStream, upstream: String, fault: F
                         .and_then(|id| id.chars().last())
                         .and_then(|c| c.to_digit(16))
                         .is_some_and(|d| d % 2 == 0);
-                    if even {
-                        if let Some(features) = item["features"].as_object_mut() {
-                            features.remove("risk_score");
-                        }
+                    if even && let Some(features) = item["features"].as_object_mut() {
+                        features.remove("risk_score");
                     }
                 }
                 body = serde_json::to_vec(&items).expect("serializable");

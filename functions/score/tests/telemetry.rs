@@ -67,6 +67,8 @@ async fn log_lines_are_json_with_the_request_id_metrics_are_emf_and_spans_reach_
         serde_json::from_str::<Value>(&answer.body).unwrap()["batchItemFailures"],
         serde_json::json!([])
     );
+    // The invocation's own subsegment closes after the answer is posted, before the next poll.
+    let subsegments = xray_documents(&daemon).await;
     child.kill().await.unwrap();
     let mut output = String::new();
     child
@@ -116,7 +118,6 @@ async fn log_lines_are_json_with_the_request_id_metrics_are_emf_and_spans_reach_
     assert!(emf["DatabaseTime"].is_number());
     assert!(emf["MlEngineLatency"].is_number() || emf["MlEngineLatency"].is_array());
 
-    let subsegments = xray_documents(&daemon).await;
     let handler = subsegments
         .iter()
         .find(|d| d["name"] == "## handler")
@@ -160,7 +161,7 @@ async fn log_lines_are_json_with_the_request_id_metrics_are_emf_and_spans_reach_
         engine["http"]["request"]["url"]
             .as_str()
             .unwrap()
-            .ends_with("/predict")
+            .ends_with("/predict/batch")
     );
 }
 
