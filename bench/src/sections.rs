@@ -180,6 +180,7 @@ fn function_env(env: &TestEnv) -> Vec<(String, String)> {
         ("AWS_ACCESS_KEY_ID", "test".into()),
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000".into()),
         ("ML_ENGINE_URL", engine_url()),
         ("RUST_LOG", "warn".into()),
     ]
