@@ -27,6 +27,9 @@ use std::process::ExitCode;
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn main() -> ExitCode {
+    // As the functions' `main` does, so that the init steps timed here are theirs.
+    // SAFETY: the runtime, and with it every other thread, starts after this.
+    unsafe { quote_pipeline::ca_bundle::name_bundle_file() };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -12,11 +12,13 @@
 //! - [`reconcile`]: re-enqueueing or failing quotes left pending.
 //! - [`queue`]: the SQS queue and its message.
 //! - [`config`]: configuration from the environment.
+//! - [`ca_bundle`]: the system's root certificates, read from one file.
 //! - [`telemetry`]: logging and tracing set-up.
 //! - [`xray`]: spans as X-Ray subsegments.
 //! - [`metrics`]: CloudWatch Embedded Metric Format.
 //! - [`training`]: the labelled training set for the model.
 
+pub mod ca_bundle;
 pub mod config;
 pub mod features;
 pub mod generator;

@@ -4,11 +4,17 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use quote_pipeline::config::Config;
 use quote_pipeline::queue::{SqsQueue, aws_sdk_config};
 use quote_pipeline::store::PgStore;
-use quote_pipeline::telemetry;
+use quote_pipeline::{ca_bundle, telemetry};
 use reconcile::{App, handle};
 
+fn main() -> Result<(), Error> {
+    // SAFETY: the runtime, and with it every other thread, starts after this.
+    unsafe { ca_bundle::name_bundle_file() };
+    start()
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn start() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let sdk = aws_sdk_config().await;

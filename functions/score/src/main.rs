@@ -7,11 +7,17 @@ use quote_pipeline::ml_engine::MlEngine;
 use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::scoring::Predictor;
 use quote_pipeline::store::PgStore;
-use quote_pipeline::telemetry;
+use quote_pipeline::{ca_bundle, telemetry};
 use score::{App, handle};
 
+fn main() -> Result<(), Error> {
+    // SAFETY: the runtime, and with it every other thread, starts after this.
+    unsafe { ca_bundle::name_bundle_file() };
+    start()
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn start() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let store = PgStore::from_config(&config.database, None).await?;
