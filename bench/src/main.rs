@@ -27,9 +27,14 @@ use std::process::ExitCode;
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn main() -> ExitCode {
-    // As the functions' `main` does, so that the init steps timed here are theirs.
+    // The init steps timed here are to be the functions': in Lambda's environment, which names
+    // no certificates, their `main` names the bundle file.
     // SAFETY: the runtime, and with it every other thread, starts after this.
-    unsafe { quote_pipeline::ca_bundle::name_bundle_file() };
+    unsafe {
+        std::env::remove_var("SSL_CERT_FILE");
+        std::env::remove_var("SSL_CERT_DIR");
+        quote_pipeline::ca_bundle::name_bundle_file();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
