@@ -104,7 +104,8 @@ impl MlEngine {
                 outcome.reason = Some(error);
                 return outcome;
             }
-            tracing::warn!(attempt, error = %error, "ML engine call failed; retrying");
+            // The call's own span has logged its error.
+            tracing::warn!(attempt, "ML engine call failed; retrying");
             tokio::time::sleep(pause).await;
         }
     }

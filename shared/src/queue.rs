@@ -215,7 +215,12 @@ fn batches(bodies: Vec<String>) -> Vec<Vec<String>> {
 }
 
 impl QuoteQueue for SqsQueue {
-    #[tracing::instrument(name = "sqs.enqueue", skip_all, fields(quotes = ids.len()), err(level = "warn"))]
+    #[tracing::instrument(
+        name = "sqs.enqueue",
+        skip_all,
+        fields(quotes = ids.len(), operation = "SendMessageBatch"),
+        err(level = "warn")
+    )]
     async fn enqueue(&self, ids: &[Uuid]) -> Result<usize, QueueError> {
         let bodies: Vec<String> = ids
             .chunks(self.ids_per_message)

@@ -2,10 +2,13 @@
 //! with active tracing, as the X-Ray SDKs (and so Powertools' Tracer) do.
 //!
 //! The runtime's invocation span carries the trace header Lambda hands each invocation; when it
-//! is sampled, that span becomes the `## handler` subsegment of the function's segment, and
-//! every span inside it a subsegment of its own, sent as one UDP datagram when it closes. Calls
-//! to Postgres, SQS and the ML engine are named for the service they reach, so each is a node
-//! of the service map. An event at WARN or above inside a span marks it as a fault.
+//! is sampled, that span becomes the `## handler` subsegment of the function's segment (it ends
+//! once the answer is posted to the Runtime API, before the next poll lets Lambda freeze the
+//! sandbox), and every span inside it a subsegment of its own, sent as one UDP datagram when it
+//! closes. Calls to Postgres, SQS and the ML engine are named for the service they reach, so
+//! each is a node of the service map. A span whose own result is an error, as
+//! `#[instrument(err)]` reports it, is a fault; the ML engine's HTTP status sets `error`,
+//! `throttle` or `fault` as X-Ray reads them.
 //!
 //! The daemon protocol is a JSON document behind a one-line header; speaking it here costs a
 //! socket and no dependency, where an OpenTelemetry pipeline would need the ADOT collector layer,
@@ -77,6 +80,9 @@ impl Peer {
     }
 }
 
+/// The most characters of an error kept in a subsegment: a document must fit in a datagram.
+const MAX_CAUSE_CHARS: usize = 1024;
+
 /// One sampled span's subsegment while it is open.
 struct Subsegment {
     trace_id: Arc<str>,
@@ -113,7 +119,9 @@ impl Subsegment {
             Peer::Sqs => {
                 doc["name"] = json!("SQS");
                 doc["namespace"] = json!("aws");
-                doc["aws"] = json!({"operation": "SendMessageBatch"});
+                if let Some(operation) = self.fields.get("operation") {
+                    doc["aws"] = json!({"operation": operation});
+                }
             }
             Peer::MlEngine => {
                 doc["name"] = json!("ml-engine");
@@ -124,6 +132,15 @@ impl Subsegment {
                 }
                 if let Some(status) = self.fields.get("status") {
                     http["response"] = json!({"status": status});
+                    match status.as_u64() {
+                        Some(429) => {
+                            doc["throttle"] = json!(true);
+                            doc["error"] = json!(true);
+                        }
+                        Some(400..=499) => doc["error"] = json!(true),
+                        Some(500..) => doc["fault"] = json!(true),
+                        _ => {}
+                    }
                 }
                 doc["http"] = http;
             }
@@ -149,11 +166,11 @@ impl Subsegment {
 
 /// The tracing layer that sends sampled spans to the X-Ray daemon.
 pub struct XrayLayer {
+    /// Connected to the daemon.
     socket: UdpSocket,
-    daemon: SocketAddr,
     service: String,
-    // The first invocation span the process sees; `metrics::cold_start` is taken by the
-    // handler, which runs after this span opens.
+    /// Set until the first invocation span opens. (`metrics::cold_start` cannot serve: the
+    /// handler takes it, after this span has opened.)
     cold: AtomicBool,
 }
 
@@ -183,11 +200,11 @@ impl XrayLayer {
         .parse()
         .expect("a literal address");
         let socket = UdpSocket::bind(local)?;
+        socket.connect(daemon)?;
         // A full socket buffer drops a subsegment rather than stall an invocation.
         socket.set_nonblocking(true)?;
         Ok(XrayLayer {
             socket,
-            daemon,
             service,
             cold: AtomicBool::new(true),
         })
@@ -195,7 +212,7 @@ impl XrayLayer {
 
     fn send(&self, document: &Value) {
         let datagram = format!("{DAEMON_HEADER}{document}");
-        let _ = self.socket.send_to(datagram.as_bytes(), self.daemon);
+        let _ = self.socket.send(datagram.as_bytes());
     }
 }
 
@@ -281,13 +298,15 @@ where
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
+        let mut fields = Fields::default();
+        values.record(&mut fields);
         if let Some(subsegment) = span.extensions_mut().get_mut::<Subsegment>() {
-            let mut fields = Fields(std::mem::take(&mut subsegment.fields));
-            values.record(&mut fields);
-            subsegment.fields = fields.0;
+            subsegment.fields.extend(fields.0);
         }
     }
 
+    /// `#[instrument(err)]` reports a span's failed result as an event of one `error` field and
+    /// no message, inside the span; other warnings (a retried call, say) are the logs' business.
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         if *event.metadata().level() > Level::WARN {
             return;
@@ -295,25 +314,25 @@ where
         let Some(span) = ctx.event_span(event) else {
             return;
         };
+        if span.extensions().get::<Subsegment>().is_none() {
+            return;
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if fields.0.contains_key("message") {
+            return;
+        }
+        let Some(error) = fields.0.remove("error") else {
+            return;
+        };
+        let mut cause = error
+            .as_str()
+            .map_or_else(|| error.to_string(), str::to_owned);
+        if let Some((cut, _)) = cause.char_indices().nth(MAX_CAUSE_CHARS) {
+            cause.truncate(cut);
+        }
         if let Some(subsegment) = span.extensions_mut().get_mut::<Subsegment>() {
-            let mut fields = Fields::default();
-            event.record(&mut fields);
-            let mut message = fields
-                .0
-                .remove("message")
-                .and_then(|m| m.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            if let Some(error) = fields.0.get("error") {
-                let error = error
-                    .as_str()
-                    .map_or_else(|| error.to_string(), str::to_owned);
-                message = if message.is_empty() {
-                    error
-                } else {
-                    format!("{message}: {error}")
-                };
-            }
-            subsegment.faults.push(message);
+            subsegment.faults.push(cause);
         }
     }
 
@@ -388,6 +407,8 @@ mod tests {
         let _in = invoke.enter();
         {
             let _db = tracing::info_span!("postgres.pending", ids = 2).entered();
+            // A warning of its own is not the span's result.
+            tracing::warn!(error = "slow", "a statement took long");
         }
         let engine = tracing::info_span!(
             "ml_engine.predict_batch",
@@ -396,11 +417,13 @@ mod tests {
             status = tracing::field::Empty
         );
         engine.in_scope(|| {
-            tracing::warn!(error = "connection refused", "ML engine call failed");
             tracing::Span::current().record("status", 503);
+            // What `#[instrument(err)]` emits when the call returns an error.
+            tracing::warn!(error = "the engine answered 503");
         });
         drop(engine);
-        let _queue = tracing::info_span!("sqs.enqueue", quotes = 2).entered();
+        let _queue = tracing::info_span!("sqs.enqueue", quotes = 2, operation = "SendMessageBatch")
+            .entered();
     }
 
     #[test]
@@ -446,7 +469,7 @@ mod tests {
             assert_eq!(engine["fault"], true);
             assert_eq!(
                 engine["cause"]["exceptions"][0]["message"],
-                "ML engine call failed: connection refused"
+                "the engine answered 503"
             );
 
             let queue = docs.iter().find(|d| d["name"] == "SQS").unwrap();
@@ -466,6 +489,42 @@ mod tests {
             let _outside = tracing::info_span!("postgres.insert").entered();
         });
         assert!(received(&daemon).is_empty());
+    }
+
+    #[test]
+    fn the_engines_status_sets_error_throttle_or_fault() {
+        let (daemon, layer) = capture();
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let _in = tracing::info_span!(
+                "Lambda runtime invoke",
+                xrayTraceId = format!("Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1").as_str()
+            )
+            .entered();
+            for status in [200u16, 422, 429] {
+                let _call =
+                    tracing::info_span!("ml_engine.predict_batch", status = status).entered();
+            }
+        });
+        let flags: Vec<(Value, Value, Value)> = received(&daemon)
+            .into_iter()
+            .filter(|d| d["name"] == "ml-engine")
+            .map(|d| {
+                (
+                    d["error"].clone(),
+                    d["throttle"].clone(),
+                    d["fault"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                (Value::Null, Value::Null, Value::Null),
+                (json!(true), Value::Null, Value::Null),
+                (json!(true), json!(true), Value::Null),
+            ]
+        );
     }
 
     #[test]
