@@ -278,7 +278,7 @@ fn check_answer(function: &str, body: &str) -> Res<()> {
     }
 }
 
-/// 1. From spawning the release binary to its first request for an event, and to its first
+/// Section 1: from spawning the release binary to its first request for an event, and to its first
 /// answer, `COLD_RUNS` times each, the functions taking turns.
 async fn cold_start(
     root: &Path,
@@ -350,7 +350,7 @@ async fn cold_start(
     let mut json = serde_json::Map::new();
     for (i, variant) in variants.iter().enumerate() {
         report.row(
-            format!("{variant}"),
+            variant.to_string(),
             format!(
                 "first request {} ms (min {}, max {}), first answer {} ms, RSS after one event {} MiB",
                 number(median(&to_ask[i])),
@@ -404,7 +404,7 @@ async fn cold_start(
     Ok(())
 }
 
-/// 5. Peak resident memory of each binary through `MEMORY_EVENTS` heavy events.
+/// Section 5: Peak resident memory of each binary through `MEMORY_EVENTS` heavy events.
 async fn memory(root: &Path, env: &TestEnv, logs: &Path, report: &mut Report) -> Res<()> {
     report.section(format!(
         "5. Peak resident memory (VmHWM) through {MEMORY_EVENTS} heavy events"
@@ -519,7 +519,7 @@ fn record_memory(
     report.budget(format!("peak memory: {variant}"), mib, 25.0, "MiB", true);
 }
 
-/// 2. `generate::handle` in process, as the function's `main` builds it, around store and
+/// Section 2: `generate::handle` in process, as the function's `main` builds it, around store and
 /// queue clients that time their own calls.
 async fn warm_generate(root: &Path, report: &mut Report, plot: &mut Vec<Series>) -> Res<()> {
     report.section("2. Warm POST /quotes/generate-batch through generate::handle (in process)");
@@ -615,7 +615,7 @@ async fn warm_generate(root: &Path, report: &mut Report, plot: &mut Vec<Series>)
     Ok(())
 }
 
-/// 3. `QuoteStore::insert` of 1000 quotes beside psql's `\copy` of 1000 rows of the same
+/// Section 3: `QuoteStore::insert` of 1000 quotes beside psql's `\copy` of 1000 rows of the same
 /// shape, taking turns, each timed by itself (psql's `\timing`).
 async fn postgres_write(report: &mut Report) -> Res<()> {
     report.section(format!(
@@ -728,8 +728,8 @@ async fn psql_copy(database_url: &str, file: &Path) -> Res<f64> {
         .ok_or_else(|| format!("no \\timing line in psql's output: {stdout}").into())
 }
 
-/// 4. Quotes per second from pending to scored through `score::handle`, one container taking
-/// the batches one after the other, for each batch shape and predictor.
+/// Section 4: Quotes per second from pending to scored through `score::handle`, one container
+/// taking the batches one after the other, for each batch shape and predictor.
 async fn scoring(root: &Path, report: &mut Report, plot: &mut Vec<Series>) -> Res<()> {
     report.section(format!("4. Scoring throughput: {SCORED_QUOTES} pending quotes -> scored through score::handle (one container, batches in turn)"));
     let env = TestEnv::new().await;
@@ -872,8 +872,8 @@ async fn throughput<P: Predictor>(
     ))
 }
 
-/// 6. Each function's deployment zip: `scripts/package`'s when there is one, else the x86-64
-/// release binary zipped here.
+/// Section 6: Each function's deployment zip: `scripts/package`'s when there is one, else the
+/// x86-64 release binary zipped here.
 fn zip_sizes(root: &Path, report: &mut Report) -> Res<()> {
     report.section("6. Deployment zip sizes");
     let mut json = serde_json::Map::new();
