@@ -54,14 +54,12 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+    use crate::xray::DaemonStandIn;
 
     #[test]
     fn a_quiet_log_level_keeps_the_request_id_and_the_traces() {
-        let daemon = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        daemon
-            .set_read_timeout(Some(std::time::Duration::from_secs(1)))
-            .unwrap();
-        let xray = XrayLayer::new(daemon.local_addr().unwrap(), "test".into()).unwrap();
+        let daemon = DaemonStandIn::start(std::time::Duration::from_secs(1));
+        let xray = XrayLayer::new(daemon.address(), "test".into()).unwrap();
         let output = Arc::new(Mutex::new(Vec::<u8>::new()));
         let sink = output.clone();
         let writer = move || Sink(sink.clone());
@@ -88,15 +86,11 @@ mod tests {
         assert_eq!(lines[0]["fields"]["message"], "kept");
         assert_eq!(lines[0]["span"]["requestId"], "r1");
 
-        let mut names = Vec::new();
-        let mut buffer = [0u8; 65536];
-        while names.len() < 2 {
-            let n = daemon.recv(&mut buffer).expect("both subsegments");
-            let datagram = std::str::from_utf8(&buffer[..n]).unwrap();
-            let document: Value =
-                serde_json::from_str(datagram.split_once('\n').unwrap().1).unwrap();
-            names.push(document["name"].as_str().unwrap().to_owned());
-        }
+        let names: Vec<Value> = daemon
+            .all()
+            .into_iter()
+            .map(|d| d["name"].clone())
+            .collect();
         assert_eq!(names, ["PostgreSQL", "## handler"]);
     }
 

@@ -370,6 +370,44 @@ impl Visit for Fields {
     }
 }
 
+/// A stand-in for the X-Ray daemon, for tests: a loopback port whose datagrams are read back
+/// as documents, each checked for the daemon's header line.
+#[cfg(any(test, feature = "test-support"))]
+pub struct DaemonStandIn {
+    socket: UdpSocket,
+}
+
+#[cfg(any(test, feature = "test-support"))]
+impl DaemonStandIn {
+    /// Waits up to `patience` for each datagram.
+    pub fn start(patience: std::time::Duration) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a loopback port");
+        socket
+            .set_read_timeout(Some(patience))
+            .expect("a read timeout");
+        DaemonStandIn { socket }
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.socket.local_addr().expect("an address")
+    }
+
+    /// The next document sent, or `None` when none comes in time.
+    pub fn next(&self) -> Option<Value> {
+        let mut buffer = [0u8; 65536];
+        let n = self.socket.recv(&mut buffer).ok()?;
+        let datagram = std::str::from_utf8(&buffer[..n]).expect("a UTF-8 datagram");
+        let (header, document) = datagram.split_once('\n').expect("a header line");
+        assert_eq!(header, DAEMON_HEADER.trim_end());
+        Some(serde_json::from_str(document).expect("a JSON document"))
+    }
+
+    /// Every document sent until none comes in time.
+    pub fn all(&self) -> Vec<Value> {
+        std::iter::from_fn(|| self.next()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,25 +415,10 @@ mod tests {
 
     const ROOT: &str = "1-5759e988-bd862e3fe1be46a994272793";
 
-    fn capture() -> (UdpSocket, XrayLayer) {
-        let daemon = UdpSocket::bind("127.0.0.1:0").unwrap();
-        daemon
-            .set_read_timeout(Some(std::time::Duration::from_millis(200)))
-            .unwrap();
-        let layer = XrayLayer::new(daemon.local_addr().unwrap(), "score-test".into()).unwrap();
+    fn capture() -> (DaemonStandIn, XrayLayer) {
+        let daemon = DaemonStandIn::start(std::time::Duration::from_millis(200));
+        let layer = XrayLayer::new(daemon.address(), "score-test".into()).unwrap();
         (daemon, layer)
-    }
-
-    fn received(daemon: &UdpSocket) -> Vec<Value> {
-        let mut documents = Vec::new();
-        let mut buffer = [0u8; 65536];
-        while let Ok(n) = daemon.recv(&mut buffer) {
-            let text = std::str::from_utf8(&buffer[..n]).unwrap();
-            let (header, body) = text.split_once('\n').unwrap();
-            assert_eq!(header, DAEMON_HEADER.trim_end());
-            documents.push(serde_json::from_str(body).unwrap());
-        }
-        documents
     }
 
     fn invocation(header: &str) {
@@ -436,7 +459,7 @@ mod tests {
             ));
             invocation(&format!("Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1"));
         });
-        let documents = received(&daemon);
+        let documents = daemon.all();
         assert_eq!(documents.len(), 8, "{documents:#?}");
         let (first, second) = documents.split_at(4);
         for (docs, cold) in [(first, true), (second, false)] {
@@ -488,7 +511,7 @@ mod tests {
             invocation("not a trace header");
             let _outside = tracing::info_span!("postgres.insert").entered();
         });
-        assert!(received(&daemon).is_empty());
+        assert!(daemon.all().is_empty());
     }
 
     #[test]
@@ -506,7 +529,8 @@ mod tests {
                     tracing::info_span!("ml_engine.predict_batch", status = status).entered();
             }
         });
-        let flags: Vec<(Value, Value, Value)> = received(&daemon)
+        let flags: Vec<(Value, Value, Value)> = daemon
+            .all()
             .into_iter()
             .filter(|d| d["name"] == "ml-engine")
             .map(|d| {

@@ -9,10 +9,12 @@ use std::time::Duration;
 use quote_pipeline::quote::Quote;
 use quote_pipeline::store::QuoteStore;
 use quote_pipeline::testing::{RuntimeApi, TestEnv, engine_url, sqs_event};
+use quote_pipeline::xray::DaemonStandIn;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
-#[tokio::test]
+// Two workers: the Runtime API stand-in answers while the test waits on the daemon stand-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_lines_are_json_with_the_request_id_metrics_are_emf_and_spans_reach_xray() {
     let env = TestEnv::new().await;
     let params = quote_pipeline::generator::GenerateParams {
@@ -41,16 +43,13 @@ async fn log_lines_are_json_with_the_request_id_metrics_are_emf_and_spans_reach_
         &trace_header,
     )
     .await;
-    let daemon = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let daemon = DaemonStandIn::start(Duration::from_secs(5));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_score"))
         .env("AWS_LAMBDA_RUNTIME_API", &runtime.address)
         .env("AWS_LAMBDA_FUNCTION_NAME", "score-test")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env(
-            "AWS_XRAY_DAEMON_ADDRESS",
-            daemon.local_addr().unwrap().to_string(),
-        )
+        .env("AWS_XRAY_DAEMON_ADDRESS", daemon.address().to_string())
         .env("DATABASE_URL", &env.database.url)
         .env("ML_ENGINE_URL", engine_url())
         .env("RUST_LOG", "info")
@@ -68,7 +67,10 @@ async fn log_lines_are_json_with_the_request_id_metrics_are_emf_and_spans_reach_
         serde_json::json!([])
     );
     // The invocation's own subsegment closes after the answer is posted, before the next poll.
-    let subsegments = xray_documents(&daemon).await;
+    let mut subsegments: Vec<Value> = Vec::new();
+    while !subsegments.iter().any(|d| d["name"] == "## handler") {
+        subsegments.push(daemon.next().expect("subsegments reach the daemon"));
+    }
     child.kill().await.unwrap();
     let mut output = String::new();
     child
@@ -163,25 +165,4 @@ async fn log_lines_are_json_with_the_request_id_metrics_are_emf_and_spans_reach_
             .unwrap()
             .ends_with("/predict/batch")
     );
-}
-
-/// The X-Ray daemon's side: datagrams of a header line and a segment document, until the
-/// invocation's own subsegment has come.
-async fn xray_documents(daemon: &tokio::net::UdpSocket) -> Vec<Value> {
-    let mut documents: Vec<Value> = Vec::new();
-    let mut buffer = vec![0u8; 65536];
-    while !documents.iter().any(|d| d["name"] == "## handler") {
-        let n = tokio::time::timeout(Duration::from_secs(5), daemon.recv(&mut buffer))
-            .await
-            .expect("subsegments reach the daemon")
-            .unwrap();
-        let datagram = std::str::from_utf8(&buffer[..n]).unwrap();
-        let (header, document) = datagram.split_once('\n').expect("a header line");
-        assert_eq!(
-            serde_json::from_str::<Value>(header).unwrap(),
-            serde_json::json!({"format": "json", "version": 1})
-        );
-        documents.push(serde_json::from_str(document).unwrap());
-    }
-    documents
 }
