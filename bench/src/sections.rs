@@ -744,73 +744,63 @@ async fn scoring(root: &Path, report: &mut Report, plot: &mut Vec<Series>) -> Re
         predictor: EmbeddedModel::load(&root.join("ml-engine/model"))?,
     };
     let mut json = serde_json::Map::new();
-    let mut best: f64 = 0.0;
+    let (mut engine_best, mut embedded_best) = (0.0, 0.0_f64);
     for (messages, per_message) in SCORE_BATCHES {
-        let (rate, latencies, database) = throughput(&env, &engine, messages, per_message).await?;
-        let label = format!("engine   {messages:>2} msg x {per_message} ids");
-        report.row(
-            &label,
-            format!("{rate:>6.0} quotes/s  per batch {}", spread(&latencies)),
-        );
-        report.row(
-            "",
-            format!(
-                "of which Postgres (handler's DatabaseTime) p50 {} ms",
-                number(median(&database))
-            ),
-        );
-        json.insert(label.split_whitespace().collect::<Vec<_>>().join(" "), json!({"quotes_per_s": rate, "batch_ms": summary(&latencies), "postgres_ms": summary(&database)}));
-        plot.push(Series {
-            label: format!("score batch {messages}x{per_message}, engine"),
-            samples: latencies,
-        });
-        best = best.max(rate);
-        let (rate, latencies, database) =
-            throughput(&env, &embedded, messages, per_message).await?;
-        let label = format!("embedded {messages:>2} msg x {per_message} ids");
-        report.row(
-            &label,
-            format!("{rate:>6.0} quotes/s  per batch {}", spread(&latencies)),
-        );
-        report.row(
-            "",
-            format!(
-                "of which Postgres (handler's DatabaseTime) p50 {} ms",
-                number(median(&database))
-            ),
-        );
-        json.insert(label.split_whitespace().collect::<Vec<_>>().join(" "), json!({"quotes_per_s": rate, "batch_ms": summary(&latencies), "postgres_ms": summary(&database)}));
-        plot.push(Series {
-            label: format!("score batch {messages}x{per_message}, embedded"),
-            samples: latencies,
-        });
+        let shape = (messages, per_message);
+        let measured = throughput(&env, &engine, messages, per_message).await?;
+        let rate = record_throughput(report, &mut json, plot, "engine", shape, measured);
+        engine_best = rate.max(engine_best);
+        let measured = throughput(&env, &embedded, messages, per_message).await?;
+        let rate = record_throughput(report, &mut json, plot, "embedded", shape, measured);
+        embedded_best = rate.max(embedded_best);
     }
-    let engine_best = best;
-    report.budget(
-        "scoring throughput, engine (best batch shape)",
-        engine_best,
-        10_000.0,
-        "q/s",
-        false,
-    );
-    let embedded_best = json
-        .iter()
-        .filter(|(k, _)| k.starts_with("embedded"))
-        .filter_map(|(_, v)| v["quotes_per_s"].as_f64())
-        .fold(0.0, f64::max);
-    report.budget(
-        "scoring throughput, embedded (best batch shape)",
-        embedded_best,
-        10_000.0,
-        "q/s",
-        false,
-    );
+    for (predictor, best) in [("engine", engine_best), ("embedded", embedded_best)] {
+        report.budget(
+            format!("scoring throughput, {predictor} (best batch shape)"),
+            best,
+            10_000.0,
+            "q/s",
+            false,
+        );
+    }
     json.insert("quotes".into(), json!(SCORED_QUOTES));
     json.insert("ml_engine".into(), json!({"url": engine_url(), "chunk_size": config.ml_engine.chunk_size, "concurrency": config.ml_engine.concurrency}));
     report
         .json
         .insert("scoring_throughput".into(), Value::Object(json));
     Ok(())
+}
+
+/// One predictor's figures for one batch shape (messages, ids per message), in the table, the
+/// JSON and the plot; returns its rate.
+fn record_throughput(
+    report: &mut Report,
+    json: &mut serde_json::Map<String, Value>,
+    plot: &mut Vec<Series>,
+    predictor: &str,
+    (messages, per_message): (usize, usize),
+    (rate, latencies, database): (f64, Vec<f64>, Vec<f64>),
+) -> f64 {
+    report.row(
+        format!("{predictor:<8} {messages:>2} msg x {per_message} ids"),
+        format!("{rate:>6.0} quotes/s  per batch {}", spread(&latencies)),
+    );
+    report.row(
+        "",
+        format!(
+            "of which Postgres (handler's DatabaseTime) p50 {} ms",
+            number(median(&database))
+        ),
+    );
+    json.insert(
+        format!("{predictor} {messages} msg x {per_message} ids"),
+        json!({"quotes_per_s": rate, "batch_ms": summary(&latencies), "postgres_ms": summary(&database)}),
+    );
+    plot.push(Series {
+        label: format!("score batch {messages}x{per_message}, {predictor}"),
+        samples: latencies,
+    });
+    rate
 }
 
 /// Scores `SCORED_QUOTES` new pending quotes; quotes per second and each batch's latency.
