@@ -16,6 +16,11 @@ export AWS_EC2_METADATA_DISABLED=true
 SQS_PORT="${SQS_PORT:-9324}"
 export AWS_ENDPOINT_URL_SQS="${AWS_ENDPOINT_URL_SQS:-http://127.0.0.1:$SQS_PORT}"
 PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+# The functions reach Postgres through PgBouncer, as on AWS through RDS Proxy, as the
+# application role; admin steps (creating databases, migrations) go straight to Postgres.
+PGBOUNCER_PORT="${PGBOUNCER_PORT:-6432}"
+APP_DB_USER=quote_app
+export TEST_POOLER_URL="${TEST_POOLER_URL:-postgres://$APP_DB_USER@127.0.0.1:$PGBOUNCER_PORT/postgres?sslmode=require}"
 
 STARTED_PIDS=()
 
@@ -80,8 +85,60 @@ ensure_database() {
     if [[ -z "$(psql "$PG_ADMIN_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$name'")" ]]; then
         psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $name"
     fi
-    export DATABASE_URL="${PG_ADMIN_URL%/*}/$name"
-    cargo run --quiet --locked -p quote-pipeline --bin migrate
+    DATABASE_URL="${PG_ADMIN_URL%/*}/$name" cargo run --quiet --locked -p quote-pipeline --bin migrate
+    export DATABASE_URL="postgres://$APP_DB_USER@127.0.0.1:$PGBOUNCER_PORT/$name?sslmode=require"
+}
+
+# PgBouncer in transaction pooling mode, as strict as RDS Proxy: no `ignore_startup_parameters`,
+# so a connection that sends `options` (or any parameter PgBouncer does not track) is refused,
+# and named prepared statements do not survive a transaction. TLS is required of clients, as
+# the proxy requires it; the key is Postgres's own snakeoil pair. Short server timeouts, so
+# the many test databases do not hold Postgres's connections, and a down server fails a query
+# in seconds rather than after PgBouncer's two minutes.
+ensure_pgbouncer() {
+    if pg_isready -q -h 127.0.0.1 -p "$PGBOUNCER_PORT"; then return 0; fi
+    if ! command -v pgbouncer >/dev/null && [[ ! -x /usr/sbin/pgbouncer ]]; then
+        log "Installing PgBouncer (Debian's package)"
+        apt-get install -y -qq pgbouncer >/dev/null 2>&1 ||
+            { apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null; }
+    fi
+    local dir="$STATE/pgbouncer"
+    mkdir -p "$dir"
+    printf '"postgres" ""\n"%s" ""\n' "$APP_DB_USER" >"$dir/userlist.txt"
+    cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+* = host=127.0.0.1 port=5432
+
+[users]
+; The owner applies migrations, whose session state (sqlx's bookkeeping statements) pins its
+; proxy connection on AWS: here a session of its own is the same thing.
+postgres = pool_mode=session
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/userlist.txt
+pool_mode = transaction
+ignore_startup_parameters =
+max_client_conn = 1000
+default_pool_size = 20
+client_tls_sslmode = require
+client_tls_cert_file = /etc/ssl/certs/ssl-cert-snakeoil.pem
+client_tls_key_file = /etc/ssl/private/ssl-cert-snakeoil.key
+server_tls_sslmode = prefer
+server_idle_timeout = 10
+server_lifetime = 300
+server_login_retry = 1
+query_wait_timeout = 5
+$( [[ "$(id -u)" == 0 ]] && echo "user = postgres" )
+INI
+    chmod -R a+rX "$dir"
+    log "Starting PgBouncer (transaction pooling) on 127.0.0.1:$PGBOUNCER_PORT"
+    start pgbouncer "$(command -v pgbouncer || echo /usr/sbin/pgbouncer)" "$dir/pgbouncer.ini"
+    for _ in $(seq 60); do pg_isready -q -h 127.0.0.1 -p "$PGBOUNCER_PORT" && return 0; sleep 0.5; done
+    log "PgBouncer did not start; its log:"; tail -n 40 "$STATE/pgbouncer.log" >&2; return 1
 }
 
 ensure_sqs() {

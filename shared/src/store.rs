@@ -159,6 +159,7 @@ impl StuckQuotes {
             "UPDATE quotes SET enqueue_attempts = enqueue_attempts + 1, last_enqueued_at = now() \
              WHERE id = ANY($1)",
         )
+        .persistent(false)
         .bind(&self.ids)
         .execute(&mut *self.tx)
         .await?;
@@ -220,8 +221,17 @@ fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
         .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
 }
 
-/// A statement stuck on a lock or a sick server fails in time for a clean answer.
-const STATEMENT_TIMEOUT: &str = "5s";
+/// What every connection sends, made for a transaction pooler (RDS Proxy on AWS, PgBouncer
+/// locally). The startup packet carries only what poolers track (user, database, `DateStyle`,
+/// `client_encoding`, `TimeZone`): no `options` (RDS Proxy refuses the connection: "Feature not
+/// supported: RDS Proxy currently doesn't support command-line options") and no
+/// `extra_float_digits`, which PgBouncer does not track (values come back in binary anyway).
+/// The statement timeout is the application role's default instead, set by a migration.
+/// Unnamed statements only: a named prepared statement is session state, which pins an RDS
+/// Proxy connection and does not survive a transaction in PgBouncer's pool.
+pub fn for_pooler(options: PgConnectOptions) -> PgConnectOptions {
+    options.extra_float_digits(None).statement_cache_capacity(0)
+}
 
 /// A token is re-signed this long after the last, well inside its 15 minutes.
 const TOKEN_REFRESH: Duration = Duration::from_secs(600);
@@ -231,7 +241,7 @@ impl PgStore {
     /// database outage at start-up is a per-request 503, not a crashed container.
     pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self, StoreError> {
         let options: PgConnectOptions = config.url.parse().map_err(StoreError::Other)?;
-        let options = options.options([("statement_timeout", STATEMENT_TIMEOUT)]);
+        let options = for_pooler(options);
         Ok(PgStore {
             pool: pool_options(config).connect_lazy_with(options),
             iam: None,
@@ -262,15 +272,15 @@ impl PgStore {
                 "no AWS credentials to sign IAM tokens with".into(),
             ))
         })?;
-        // TLS is required by the proxy; unnamed statements keep it from pinning connections.
-        let options = PgConnectOptions::new()
-            .host(&database.host)
-            .port(database.port)
-            .database(&database.name)
-            .username(&database.user)
-            .ssl_mode(PgSslMode::VerifyFull)
-            .statement_cache_capacity(0)
-            .options([("statement_timeout", STATEMENT_TIMEOUT)]);
+        // The proxy requires TLS; its certificate is checked against the host name.
+        let options = for_pooler(
+            PgConnectOptions::new()
+                .host(&database.host)
+                .port(database.port)
+                .database(&database.name)
+                .username(&database.user)
+                .ssl_mode(PgSslMode::VerifyFull),
+        );
         let signer = IamSigner {
             database: database.clone(),
             credentials,
@@ -320,9 +330,18 @@ impl PgStore {
         Ok(&self.pool)
     }
 
+    /// A transaction on a pooled connection. Every statement runs inside one, even alone:
+    /// sqlx sends a statement's `Parse` and its `Bind`/`Execute` in two round trips, each ending
+    /// in `Sync`, and a transaction pooler may hand the second to another server connection
+    /// unless a transaction holds it.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+        Ok(self.ready().await?.begin().await?)
+    }
+
     /// Fails the quotes that stayed pending through `max_attempts` enqueues, the last one at
     /// least `min_age` ago; at most `limit` of them. Returns how many.
     pub async fn fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
         let failed = sqlx::query(
             "UPDATE quotes SET status = 'failed', \
                  failure_reason = format('not scored after %s enqueue attempts', enqueue_attempts) \
@@ -332,24 +351,27 @@ impl PgStore {
                      AND last_enqueued_at < now() - make_interval(secs => $2) \
                  ORDER BY last_enqueued_at LIMIT $3 FOR UPDATE SKIP LOCKED)",
         )
+        .persistent(false)
         .bind(policy.max_attempts)
         .bind(policy.min_age.as_secs_f64())
         .bind(policy.limit)
-        .execute(self.ready().await?)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(failed.rows_affected())
     }
 
     /// Locks the pending quotes due for another enqueue (at most `limit`, oldest first), and
     /// skips those another run holds, so two runs never send the same quote.
     pub async fn claim_stuck(&self, policy: &ReconcilePolicy) -> Result<StuckQuotes, StoreError> {
-        let mut tx = self.ready().await?.begin().await?;
+        let mut tx = self.begin().await?;
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM quotes \
              WHERE status = 'pending_ml' AND enqueue_attempts < $1 \
                  AND last_enqueued_at < now() - make_interval(secs => $2) \
              ORDER BY last_enqueued_at LIMIT $3 FOR UPDATE SKIP LOCKED",
         )
+        .persistent(false)
         .bind(policy.max_attempts)
         .bind(policy.min_age.as_secs_f64())
         .bind(policy.limit)
@@ -431,6 +453,7 @@ async fn insert_quotes<'e>(
              $11::int[]) AS u(id, user_id, coverage_type, coverage_level, estimated_amount, \
              user_age, annual_revenue, num_employees, founded_at, created_at, enqueue_attempts)",
     )
+    .persistent(false)
     .bind(ids)
     .bind(owners)
     .bind(types)
@@ -454,14 +477,16 @@ impl QuoteStore for PgStore {
         quotes: &[Quote],
         idempotency: Option<&IdempotencyRecord>,
     ) -> Result<Inserted, StoreError> {
+        let mut tx = self.begin().await?;
         let Some(record) = idempotency else {
-            insert_quotes(self.ready().await?, quotes).await?;
+            insert_quotes(&mut *tx, quotes).await?;
+            tx.commit().await?;
             return Ok(Inserted::New);
         };
-        let mut tx = self.ready().await?.begin().await?;
         sqlx::query(
             "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND expires_at < now()",
         )
+        .persistent(false)
         .bind(&record.owner)
         .bind(&record.key)
         .execute(&mut *tx)
@@ -474,6 +499,7 @@ impl QuoteStore for PgStore {
              VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) \
              ON CONFLICT (user_id, key) DO NOTHING",
         )
+        .persistent(false)
         .bind(&record.owner)
         .bind(&record.key)
         .bind(record.request_hash.as_slice())
@@ -488,6 +514,7 @@ impl QuoteStore for PgStore {
                 "SELECT request_hash, status_code, response_body FROM idempotency_keys \
                  WHERE user_id = $1 AND key = $2",
             )
+            .persistent(false)
             .bind(&record.owner)
             .bind(&record.key)
             .fetch_one(&mut *tx)
@@ -512,7 +539,13 @@ impl QuoteStore for PgStore {
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
         query.push(COLUMNS).push(" FROM quotes WHERE id = ");
         query.push_bind(id).push(" AND user_id = ").push_bind(owner);
-        let row = query.build().fetch_optional(self.ready().await?).await?;
+        let mut tx = self.begin().await?;
+        let row = query
+            .build()
+            .persistent(false)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(row.as_ref().map(quote_from_row).transpose()?)
     }
 
@@ -542,7 +575,9 @@ impl QuoteStore for PgStore {
         query
             .push(" ORDER BY created_at DESC, id DESC LIMIT ")
             .push_bind(limit + 1);
-        let rows = query.build().fetch_all(self.ready().await?).await?;
+        let mut tx = self.begin().await?;
+        let rows = query.build().persistent(false).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
         let mut quotes = rows
             .iter()
             .map(quote_from_row)
@@ -566,7 +601,9 @@ impl QuoteStore for PgStore {
             .push(COLUMNS)
             .push(" FROM quotes WHERE status = 'pending_ml' AND id = ANY(");
         query.push_bind(ids).push(")");
-        let rows = query.build().fetch_all(self.ready().await?).await?;
+        let mut tx = self.begin().await?;
+        let rows = query.build().persistent(false).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
         Ok(rows
             .iter()
             .map(quote_from_row)
@@ -602,6 +639,7 @@ impl QuoteStore for PgStore {
                 }
             }
         }
+        let mut tx = self.begin().await?;
         let (scored, failed): (i64, i64) = sqlx::query_as(
             "WITH outcome AS ( \
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::float8[], \
@@ -618,14 +656,16 @@ impl QuoteStore for PgStore {
              SELECT count(*) FILTER (WHERE status = 'scored'), \
                     count(*) FILTER (WHERE status = 'failed') FROM updated",
         )
+        .persistent(false)
         .bind(ids)
         .bind(statuses)
         .bind(premiums)
         .bind(confidences)
         .bind(versions)
         .bind(reasons)
-        .fetch_one(self.ready().await?)
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok((scored as u64, failed as u64))
     }
 }

@@ -2,7 +2,10 @@
 //! local Postgres and SQS emulator, so tests run in parallel without seeing each other.
 //!
 //! `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) names a database
-//! to create the test databases from; `AWS_ENDPOINT_URL_SQS` (default
+//! to create the test databases from, directly as their owner; `TEST_POOLER_URL` (default
+//! `postgres://quote_app@127.0.0.1:6432/postgres?sslmode=require`) the PgBouncer in front of
+//! Postgres, in transaction mode, and the application role that the code under test connects
+//! as, as it does through RDS Proxy on AWS; `AWS_ENDPOINT_URL_SQS` (default
 //! `http://127.0.0.1:9324`) the emulator.
 
 use aws_config::{BehaviorVersion, Region};
@@ -20,6 +23,19 @@ use crate::store::PgStore;
 pub fn admin_database_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The URL of database `name` through the pooler, as `user` (the application role
+/// `quote_app`, or the owner `postgres` for what the deploy's migrations do).
+pub fn pooler_url(name: &str, user: &str) -> String {
+    let base = std::env::var("TEST_POOLER_URL")
+        .unwrap_or_else(|_| "postgres://quote_app@127.0.0.1:6432/postgres?sslmode=require".into());
+    let (_, rest) = base
+        .split_once('@')
+        .expect("TEST_POOLER_URL is postgres://user@host:port/database?query");
+    let (host, rest) = rest.split_once('/').unwrap_or((rest, ""));
+    let query = rest.split_once('?').map_or("", |(_, q)| q);
+    format!("postgres://{user}@{host}/{name}?{query}")
 }
 
 pub fn sqs_endpoint() -> String {
@@ -48,8 +64,11 @@ pub fn trained_model() -> crate::model::EmbeddedModel {
 }
 
 pub struct TestEnv {
+    /// The test database through the pooler, as the application role: what a function gets.
     pub database: DatabaseConfig,
+    /// The owner's direct pool, for a test's own set-up and checks.
     pub pool: PgPool,
+    /// The store the functions use, through the pooler as the application role.
     pub store: PgStore,
     pub sqs: Client,
     pub queue_url: String,
@@ -78,19 +97,23 @@ impl TestEnv {
         let (base, _) = admin
             .rsplit_once('/')
             .expect("a database URL ends with its name");
+        // The owner's direct pool: migrations, and the tests' own set-up and checks.
+        let pool = PgPoolOptions::new()
+            .max_connections(5)
+            .connect(&format!("{base}/{name}"))
+            .await
+            .expect("connect");
+        PgStore::from_pool(pool.clone())
+            .migrate()
+            .await
+            .expect("migrations apply");
         let database = DatabaseConfig {
-            url: format!("{base}/{name}"),
+            url: pooler_url(&name, "quote_app"),
             iam: None,
             max_connections: 5,
             acquire_timeout_ms: 3000,
         };
-        let pool = PgPoolOptions::new()
-            .max_connections(5)
-            .connect(&database.url)
-            .await
-            .expect("connect");
-        let store = PgStore::from_pool(pool.clone());
-        store.migrate().await.expect("migrations apply");
+        let store = PgStore::connect_lazy(&database).expect("a valid pooler URL");
 
         let sdk = emulator_sdk_config(&sqs_endpoint()).await;
         let sqs = Client::new(&sdk);
@@ -475,7 +498,8 @@ impl TestEnv {
              CREATE FUNCTION record_status_change() RETURNS trigger LANGUAGE plpgsql AS $$ \
                  BEGIN INSERT INTO status_changes VALUES (NEW.id, NEW.status); RETURN NEW; END $$; \
              CREATE TRIGGER status_changes AFTER UPDATE OF status ON quotes FOR EACH ROW \
-                 WHEN (NEW.status IS DISTINCT FROM OLD.status) EXECUTE FUNCTION record_status_change();",
+                 WHEN (NEW.status IS DISTINCT FROM OLD.status) EXECUTE FUNCTION record_status_change(); \
+             GRANT INSERT ON status_changes TO quote_app;",
         )
         .execute(&self.pool)
         .await

@@ -1,0 +1,144 @@
+//! The database as the deployed functions meet it: through a transaction pooler (RDS Proxy on
+//! AWS, PgBouncer here, as strict about startup parameters), as the application role.
+//!
+//! Every integration test's store already goes this way; these tests pin down why that
+//! matters: the pooler refuses what RDS Proxy refuses, so a connection option that creeps back
+//! fails here, and the role's own settings and rights are what the migrations say.
+
+use std::time::{Duration, Instant};
+
+use quote_pipeline::generator::{GenerateParams, generate};
+use quote_pipeline::quote::Quote;
+use quote_pipeline::store::{ListFilter, PgStore, QuoteStore, StoreError, for_pooler};
+use quote_pipeline::testing::TestEnv;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+
+fn quotes(n: u32) -> Vec<Quote> {
+    generate(&GenerateParams::new(n))
+        .into_iter()
+        .map(|input| Quote::new_pending("ann", input, chrono::Utc::now()))
+        .collect()
+}
+
+fn pooler_options(env: &TestEnv) -> PgConnectOptions {
+    env.database.url.parse().expect("a valid pooler URL")
+}
+
+#[tokio::test]
+async fn the_stores_connections_pass_a_pooler_as_strict_as_rds_proxy() {
+    let env = TestEnv::new().await;
+    env.store
+        .insert(&quotes(3), None)
+        .await
+        .expect("an insert through the pooler");
+    let mut conn = for_pooler(pooler_options(&env))
+        .connect()
+        .await
+        .expect("the store's options are accepted");
+    let user: String = sqlx::query_scalar("SELECT current_user")
+        .persistent(false)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(user, "quote_app");
+}
+
+#[tokio::test]
+async fn the_pooler_refuses_startup_options_as_rds_proxy_does() {
+    let env = TestEnv::new().await;
+    for options in [
+        for_pooler(pooler_options(&env)).options([("statement_timeout", "5s")]),
+        // sqlx's default: it sends extra_float_digits, which the pooler does not track.
+        pooler_options(&env),
+    ] {
+        let refused = options.connect().await.expect_err("the pooler refuses it");
+        assert!(
+            refused
+                .to_string()
+                .contains("unsupported startup parameter"),
+            "{refused}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_application_role_has_a_statement_timeout_without_sending_one() {
+    let env = TestEnv::new().await;
+    let mut tx = env.store.pool().begin().await.unwrap();
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .persistent(false)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(timeout, "5s");
+
+    // A statement stuck behind another transaction's lock fails in time, as a 503 would.
+    let mut owner = env.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE quotes IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *owner)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let stuck = env.store.insert(&quotes(1), None).await;
+    assert!(
+        matches!(stuck, Err(StoreError::Unavailable(_))),
+        "{stuck:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
+    owner.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_application_role_cannot_create_or_drop_tables() {
+    let env = TestEnv::new().await;
+    let mut conn = for_pooler(pooler_options(&env)).connect().await.unwrap();
+    for ddl in [
+        "CREATE TABLE mischief (id int)",
+        "DROP TABLE quotes",
+        "ALTER TABLE quotes ADD COLUMN mischief int",
+        "TRUNCATE quotes",
+        "SELECT count(*) FROM _sqlx_migrations",
+    ] {
+        let denied = sqlx::query(ddl)
+            .persistent(false)
+            .execute(&mut conn)
+            .await
+            .expect_err("the application role may not");
+        let code = denied
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.into_owned());
+        // Insufficient privilege, or "must be owner": both 42501.
+        assert_eq!(code.as_deref(), Some("42501"), "{ddl}: {denied}");
+    }
+    conn.close().await.unwrap();
+}
+
+/// Many clients sharing the pooler's server connections, as Lambda containers share the
+/// proxy's: a named prepared statement left on a server connection, or a statement whose
+/// `Parse` and `Execute` land on two of them, fails here.
+#[tokio::test]
+async fn the_store_leaves_no_session_state_on_shared_server_connections() {
+    let env = TestEnv::new().await;
+    let stores: Vec<PgStore> = (0..4)
+        .map(|_| PgStore::connect_lazy(&env.database).unwrap())
+        .collect();
+    let rounds = stores.iter().flat_map(|store| {
+        (0..20).map(move |round| async move {
+            let batch = quotes(5);
+            store.insert(&batch, None).await?;
+            store.get("ann", batch[0].id).await?;
+            store.pending(&[batch[0].id, batch[1].id]).await?;
+            let filter = ListFilter {
+                limit: 10 + round,
+                ..ListFilter::default()
+            };
+            store.list("ann", &filter).await
+        })
+    });
+    for result in futures::future::join_all(rounds).await {
+        result.expect("every statement runs whole on one server connection");
+    }
+}
