@@ -219,6 +219,12 @@ fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
+        // Closed by us before RDS Proxy closes them: it drops a client connection idle for
+        // its IdleClientTimeout (the template's 30 minutes) and any connection after 24 hours.
+        // One closed while the container was frozen fails the ping before its next use and
+        // is replaced.
+        .idle_timeout(Duration::from_secs(600))
+        .max_lifetime(Duration::from_secs(1800))
 }
 
 /// What every connection sends, made for a transaction pooler (RDS Proxy on AWS, PgBouncer
