@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use quote_pipeline::testing::{RuntimeAnswer, RuntimeApi, UNSAMPLED_TRACE};
 use serde_json::Value;
+use testkit::{RuntimeAnswer, RuntimeApi, UNSAMPLED_TRACE};
 
 use crate::Res;
 

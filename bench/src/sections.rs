@@ -15,8 +15,8 @@ use quote_pipeline::queue::{QuoteMessage, SqsQueue, aws_sdk_config};
 use quote_pipeline::quote::Quote;
 use quote_pipeline::scoring::Predictor;
 use quote_pipeline::store::{PgStore, QuoteStore};
-use quote_pipeline::testing::{TestEnv, lambda_context, sqs_endpoint};
 use serde_json::{Value, json};
+use testkit::{TestEnv, lambda_context, sqs_endpoint};
 use uuid::Uuid;
 
 use crate::Res;

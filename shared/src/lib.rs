@@ -33,7 +33,5 @@ pub mod reconcile;
 pub mod scoring;
 pub mod store;
 pub mod telemetry;
-#[cfg(feature = "test-support")]
-pub mod testing;
 pub mod training;
 pub mod xray;

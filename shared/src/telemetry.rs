@@ -54,7 +54,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::xray::DaemonStandIn;
+    use testkit::DaemonStandIn;
 
     #[test]
     fn a_quiet_log_level_keeps_the_request_id_and_the_traces() {

@@ -31,7 +31,8 @@ use tracing_subscriber::registry::LookupSpan;
 /// The span `lambda_runtime` opens around each invocation, and its field holding the header.
 const INVOCATION_SPAN: &str = "Lambda runtime invoke";
 const TRACE_HEADER_FIELD: &str = "xrayTraceId";
-const DAEMON_HEADER: &str = "{\"format\":\"json\",\"version\":1}\n";
+/// The line before each document sent to the daemon.
+pub const DAEMON_HEADER: &str = "{\"format\":\"json\",\"version\":1}\n";
 
 /// The `Root`, `Parent` and `Sampled` parts of an `X-Amzn-Trace-Id` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -370,47 +371,10 @@ impl Visit for Fields {
     }
 }
 
-/// A stand-in for the X-Ray daemon, for tests: a loopback port whose datagrams are read back
-/// as documents, each checked for the daemon's header line.
-#[cfg(any(test, feature = "test-support"))]
-pub struct DaemonStandIn {
-    socket: UdpSocket,
-}
-
-#[cfg(any(test, feature = "test-support"))]
-impl DaemonStandIn {
-    /// Waits up to `patience` for each datagram.
-    pub fn start(patience: std::time::Duration) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a loopback port");
-        socket
-            .set_read_timeout(Some(patience))
-            .expect("a read timeout");
-        DaemonStandIn { socket }
-    }
-
-    pub fn address(&self) -> SocketAddr {
-        self.socket.local_addr().expect("an address")
-    }
-
-    /// The next document sent, or `None` when none comes in time.
-    pub fn next(&self) -> Option<Value> {
-        let mut buffer = [0u8; 65536];
-        let n = self.socket.recv(&mut buffer).ok()?;
-        let datagram = std::str::from_utf8(&buffer[..n]).expect("a UTF-8 datagram");
-        let (header, document) = datagram.split_once('\n').expect("a header line");
-        assert_eq!(header, DAEMON_HEADER.trim_end());
-        Some(serde_json::from_str(document).expect("a JSON document"))
-    }
-
-    /// Every document sent until none comes in time.
-    pub fn all(&self) -> Vec<Value> {
-        std::iter::from_fn(|| self.next()).collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use testkit::DaemonStandIn;
     use tracing_subscriber::layer::SubscriberExt;
 
     const ROOT: &str = "1-5759e988-bd862e3fe1be46a994272793";

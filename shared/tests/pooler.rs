@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use quote_pipeline::generator::{GenerateParams, generate};
 use quote_pipeline::quote::Quote;
 use quote_pipeline::store::{ListFilter, PgStore, QuoteStore, StoreError, for_pooler};
-use quote_pipeline::testing::TestEnv;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
+use testkit::TestEnv;
 
 fn quotes(n: u32) -> Vec<Quote> {
     generate(&GenerateParams::new(n))

@@ -8,8 +8,8 @@ use lambda_http::{Body, Request, Response};
 use quote_pipeline::config::QueueConfig;
 use quote_pipeline::queue::SqsQueue;
 use quote_pipeline::store::PgStore;
-use quote_pipeline::testing::TestEnv;
 use serde_json::{Value, json};
+use testkit::TestEnv;
 use uuid::Uuid;
 
 const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
@@ -32,8 +32,7 @@ fn request(
     content_type: Option<&str>,
     body: &str,
 ) -> Request {
-    let event =
-        quote_pipeline::testing::http_event(method, path_and_query, user, content_type, body);
+    let event = testkit::http_event(method, path_and_query, user, content_type, body);
     lambda_http::request::from_str(&event).expect("a valid API Gateway v2 event")
 }
 
@@ -495,7 +494,7 @@ async fn bad_input_is_a_4xx_naming_the_fault_and_writes_nothing() {
 async fn queue_unreachable_answers_503_and_keeps_the_quotes_pending() {
     let env = TestEnv::new().await;
     // A port nothing listens on: the SQS client's calls are refused.
-    let dead = quote_pipeline::testing::emulator_sdk_config("http://127.0.0.1:9").await;
+    let dead = testkit::emulator_sdk_config("http://127.0.0.1:9").await;
     let app = App {
         store: env.store.clone(),
         queue: SqsQueue::new(

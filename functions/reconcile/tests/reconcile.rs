@@ -7,8 +7,8 @@ use lambda_runtime::LambdaEvent;
 use quote_pipeline::queue::SqsQueue;
 use quote_pipeline::quote::Quote;
 use quote_pipeline::store::{QuoteStore, ReconcilePolicy};
-use quote_pipeline::testing::{TestEnv, lambda_context};
 use reconcile::{App, handle};
+use testkit::{TestEnv, lambda_context};
 use uuid::Uuid;
 
 fn policy(max_attempts: i32, limit: i64) -> ReconcilePolicy {
@@ -167,7 +167,7 @@ async fn two_runs_at_once_never_send_a_quote_twice() {
 async fn a_queue_outage_leaves_the_attempt_uncounted() {
     let env = TestEnv::new().await;
     stranded(&env, 10).await;
-    let dead = quote_pipeline::testing::emulator_sdk_config("http://127.0.0.1:9").await;
+    let dead = testkit::emulator_sdk_config("http://127.0.0.1:9").await;
     let config = quote_pipeline::config::QueueConfig {
         url: Some(env.queue_url.clone()),
         ids_per_message: 100,
@@ -193,7 +193,7 @@ async fn a_queue_outage_leaves_the_attempt_uncounted() {
 async fn nothing_to_do_makes_no_queue_call() {
     let env = TestEnv::new().await;
     // A queue nothing answers: a sweep with nothing to send must not need it.
-    let dead = quote_pipeline::testing::emulator_sdk_config("http://127.0.0.1:9").await;
+    let dead = testkit::emulator_sdk_config("http://127.0.0.1:9").await;
     let config = quote_pipeline::config::QueueConfig {
         url: Some(env.queue_url.clone()),
         ids_per_message: 100,

@@ -11,12 +11,12 @@ use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::queue::{QuoteMessage, SqsQueue};
 use quote_pipeline::scoring::Predictor;
 use quote_pipeline::store::{PgStore, ReconcilePolicy};
-use quote_pipeline::testing::{
+use score::{App, handle};
+use serde_json::json;
+use testkit::{
     Fault, FaultProxy, TestEnv, emulator_sdk_config, engine_url, http_event, lambda_context,
     sqs_event, trained_model,
 };
-use score::{App, handle};
-use serde_json::json;
 
 fn score_app(env: &TestEnv, url: &str, timeout_ms: u64) -> App<PgStore, MlEngine> {
     let config = MlEngineConfig {

@@ -13,11 +13,11 @@ use quote_pipeline::ml_engine::MlEngine;
 use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::scoring::Predictor;
 use quote_pipeline::store::PgStore;
-use quote_pipeline::testing::{
-    Fault, FaultProxy, TestEnv, engine_url, http_event, lambda_context, sqs_event, trained_model,
-};
 use score::{App, handle};
 use serde_json::json;
+use testkit::{
+    Fault, FaultProxy, TestEnv, engine_url, http_event, lambda_context, sqs_event, trained_model,
+};
 use uuid::Uuid;
 
 fn engine(url: &str, timeout_ms: u64) -> MlEngine {

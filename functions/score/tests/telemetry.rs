@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use quote_pipeline::quote::Quote;
 use quote_pipeline::store::QuoteStore;
-use quote_pipeline::testing::{RuntimeApi, TestEnv, engine_url, sqs_event};
-use quote_pipeline::xray::DaemonStandIn;
 use serde_json::Value;
+use testkit::{DaemonStandIn, RuntimeApi, TestEnv, engine_url, sqs_event};
 use tokio::io::AsyncReadExt;
 
 // Two workers: the Runtime API stand-in answers while the test waits on the daemon stand-in.

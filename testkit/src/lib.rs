@@ -1,0 +1,28 @@
+//! The test kit: what the workspace's tests and the benchmark need around the code under test,
+//! kept out of the library so that no function ships it.
+//!
+//! Only a dev-dependency of the library and the functions (and a dependency of `bench`, a
+//! development tool that is never deployed): `cargo tree -e normal -p generate` lists no
+//! `testkit`.
+//!
+//! - [`env`]: a database and a queue of its own per test, on the real local services.
+//! - [`events`]: SQS, API Gateway and invocation-context events, as Lambda builds them.
+//! - [`fault_proxy`]: faults injected in front of the real ML engine.
+//! - [`runtime_api`]: the Lambda Runtime API, for running a real function binary.
+//! - [`xray_daemon`]: the X-Ray daemon, to read back the traces sent to it.
+
+pub mod env;
+pub mod events;
+pub mod fault_proxy;
+mod http1;
+pub mod runtime_api;
+pub mod xray_daemon;
+
+pub use env::{
+    TestEnv, admin_database_url, emulator_sdk_config, engine_url, pooler_url, sqs_endpoint,
+    trained_model,
+};
+pub use events::{http_event, lambda_context, sqs_event};
+pub use fault_proxy::{Fault, FaultProxy};
+pub use runtime_api::{RuntimeAnswer, RuntimeApi, UNSAMPLED_TRACE};
+pub use xray_daemon::DaemonStandIn;
