@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use crate::queue::{QueueError, QuoteQueue};
-use crate::store::{PgStore, ReconcilePolicy, StoreError};
+use crate::store::{ReconcilePolicy, ReconcileStore, StoreError, StuckQuotes};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct ReconcileReport {
@@ -27,16 +27,16 @@ pub enum ReconcileError {
     Queue(#[from] QueueError),
 }
 
-pub async fn reconcile<Q: QuoteQueue>(
-    store: &PgStore,
+pub async fn reconcile<S: ReconcileStore, Q: QuoteQueue>(
+    store: &S,
     queue: &Q,
     policy: &ReconcilePolicy,
 ) -> Result<ReconcileReport, ReconcileError> {
     let failed = store.fail_exhausted(policy).await?;
     let stuck = store.claim_stuck(policy).await?;
-    let reenqueued = stuck.ids.len() as u64;
+    let reenqueued = stuck.ids().len() as u64;
     if reenqueued > 0 {
-        queue.enqueue(&stuck.ids).await?;
+        queue.enqueue(stuck.ids()).await?;
         stuck.enqueued().await?;
     }
     Ok(ReconcileReport { failed, reenqueued })

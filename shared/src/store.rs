@@ -145,16 +145,43 @@ pub struct ReconcilePolicy {
     pub limit: i64,
 }
 
-/// Pending quotes locked for re-enqueueing; dropping this without [`StuckQuotes::enqueued`]
-/// releases them untouched.
-pub struct StuckQuotes {
-    tx: sqlx::Transaction<'static, Postgres>,
-    pub ids: Vec<Uuid>,
+/// What reconcile needs of the store: a port, so the sweep runs on Postgres or on a fake.
+pub trait ReconcileStore: Send + Sync {
+    type Stuck: StuckQuotes;
+    /// Fails the quotes that stayed pending through `max_attempts` enqueues, the last one at
+    /// least `min_age` ago; at most `limit` of them. Returns how many.
+    fn fail_exhausted(
+        &self,
+        policy: &ReconcilePolicy,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Locks the pending quotes due for another enqueue (at most `limit`, oldest first), and
+    /// skips those another run holds, so two runs never send the same quote.
+    fn claim_stuck(
+        &self,
+        policy: &ReconcilePolicy,
+    ) -> impl Future<Output = Result<Self::Stuck, StoreError>> + Send;
 }
 
-impl StuckQuotes {
+/// Pending quotes locked for re-enqueueing; dropping them without [`StuckQuotes::enqueued`]
+/// releases them untouched.
+pub trait StuckQuotes: Send {
+    fn ids(&self) -> &[Uuid];
     /// Counts the enqueue and releases the quotes.
-    pub async fn enqueued(mut self) -> Result<(), StoreError> {
+    fn enqueued(self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The quotes [`PgStore::claim_stuck`] locked, in the transaction that holds the locks.
+pub struct PgStuckQuotes {
+    tx: sqlx::Transaction<'static, Postgres>,
+    ids: Vec<Uuid>,
+}
+
+impl StuckQuotes for PgStuckQuotes {
+    fn ids(&self) -> &[Uuid] {
+        &self.ids
+    }
+
+    async fn enqueued(mut self) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE quotes SET enqueue_attempts = enqueue_attempts + 1, last_enqueued_at = now() \
              WHERE id = ANY($1)",
@@ -344,9 +371,21 @@ impl PgStore {
         Ok(self.ready().await?.begin().await?)
     }
 
-    /// Fails the quotes that stayed pending through `max_attempts` enqueues, the last one at
-    /// least `min_age` ago; at most `limit` of them. Returns how many.
-    pub async fn fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<u64, StoreError> {
+    /// Applies the migrations in `migrations/`, the schema's single history.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        let pool = self.ready().await.map_err(|e| {
+            sqlx::migrate::MigrateError::Execute(match e {
+                StoreError::Unavailable(e) | StoreError::Other(e) => e,
+            })
+        })?;
+        sqlx::migrate!("../migrations").run(pool).await
+    }
+}
+
+impl ReconcileStore for PgStore {
+    type Stuck = PgStuckQuotes;
+
+    async fn fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<u64, StoreError> {
         let mut tx = self.begin().await?;
         let failed = sqlx::query(
             "UPDATE quotes SET status = 'failed', \
@@ -367,9 +406,7 @@ impl PgStore {
         Ok(failed.rows_affected())
     }
 
-    /// Locks the pending quotes due for another enqueue (at most `limit`, oldest first), and
-    /// skips those another run holds, so two runs never send the same quote.
-    pub async fn claim_stuck(&self, policy: &ReconcilePolicy) -> Result<StuckQuotes, StoreError> {
+    async fn claim_stuck(&self, policy: &ReconcilePolicy) -> Result<PgStuckQuotes, StoreError> {
         let mut tx = self.begin().await?;
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM quotes \
@@ -383,17 +420,7 @@ impl PgStore {
         .bind(policy.limit)
         .fetch_all(&mut *tx)
         .await?;
-        Ok(StuckQuotes { tx, ids })
-    }
-
-    /// Applies the migrations in `migrations/`, the schema's single history.
-    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        let pool = self.ready().await.map_err(|e| {
-            sqlx::migrate::MigrateError::Execute(match e {
-                StoreError::Unavailable(e) | StoreError::Other(e) => e,
-            })
-        })?;
-        sqlx::migrate!("../migrations").run(pool).await
+        Ok(PgStuckQuotes { tx, ids })
     }
 }
 

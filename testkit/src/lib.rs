@@ -5,14 +5,18 @@
 //! development tool that is never deployed): `cargo tree -e normal -p generate` lists no
 //! `testkit`.
 //!
+//! - [`api`]: requests to `generate` and its answers.
 //! - [`env`]: a database and a queue of its own per test, on the real local services.
 //! - [`events`]: SQS, API Gateway and invocation-context events, as Lambda builds them.
+//! - [`fakes`]: in-memory stand-ins for the ports, for tests that need no real service.
 //! - [`fault_proxy`]: faults injected in front of the real ML engine.
 //! - [`runtime_api`]: the Lambda Runtime API, for running a real function binary.
 //! - [`xray_daemon`]: the X-Ray daemon, to read back the traces sent to it.
 
+pub mod api;
 pub mod env;
 pub mod events;
+pub mod fakes;
 pub mod fault_proxy;
 mod http1;
 pub mod runtime_api;
@@ -23,6 +27,7 @@ pub use env::{
     trained_model,
 };
 pub use events::{http_event, lambda_context, sqs_event};
+pub use fakes::{MemoryQueue, MemoryStore};
 pub use fault_proxy::{Fault, FaultProxy};
 pub use runtime_api::{RuntimeAnswer, RuntimeApi, UNSAMPLED_TRACE};
 pub use xray_daemon::DaemonStandIn;

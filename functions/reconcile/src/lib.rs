@@ -5,19 +5,19 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use quote_pipeline::metrics::{self, Metrics};
 use quote_pipeline::queue::QuoteQueue;
 use quote_pipeline::reconcile::{ReconcileReport, reconcile};
-use quote_pipeline::store::{PgStore, ReconcilePolicy};
+use quote_pipeline::store::{ReconcilePolicy, ReconcileStore};
 
 /// The function's clients and policy, built once per container.
-pub struct App<Q> {
-    pub store: PgStore,
+pub struct App<S, Q> {
+    pub store: S,
     pub queue: Q,
     pub policy: ReconcilePolicy,
 }
 
 /// Runs one sweep. The scheduled event's content does not matter; a failed sweep is an
 /// invocation error, so it shows in the function's error metric, and the next run retries.
-pub async fn handle<Q: QuoteQueue>(
-    app: &App<Q>,
+pub async fn handle<S: ReconcileStore, Q: QuoteQueue>(
+    app: &App<S, Q>,
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<ReconcileReport, Diagnostic> {
     let cold_start = metrics::cold_start();

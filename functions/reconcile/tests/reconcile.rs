@@ -6,7 +6,7 @@ use std::time::Duration;
 use lambda_runtime::LambdaEvent;
 use quote_pipeline::queue::SqsQueue;
 use quote_pipeline::quote::Quote;
-use quote_pipeline::store::{QuoteStore, ReconcilePolicy};
+use quote_pipeline::store::{PgStore, QuoteStore, ReconcilePolicy};
 use reconcile::{App, handle};
 use testkit::{TestEnv, lambda_context};
 use uuid::Uuid;
@@ -19,7 +19,7 @@ fn policy(max_attempts: i32, limit: i64) -> ReconcilePolicy {
     }
 }
 
-fn app(env: &TestEnv, policy: ReconcilePolicy) -> App<SqsQueue> {
+fn app(env: &TestEnv, policy: ReconcilePolicy) -> App<PgStore, SqsQueue> {
     App {
         store: env.store.clone(),
         queue: env.queue(100),
@@ -42,7 +42,7 @@ async fn stranded(env: &TestEnv, n: u32) -> Vec<Uuid> {
     quotes.iter().map(|q| q.id).collect()
 }
 
-async fn run(app: &App<SqsQueue>) -> serde_json::Value {
+async fn run(app: &App<PgStore, SqsQueue>) -> serde_json::Value {
     let report = handle(
         app,
         LambdaEvent::new(
