@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use quote_pipeline::import::{MAX_ROWS, parse_csv};
+use quote_domain::import::{MAX_ROWS, parse_csv};
 
 fuzz_target!(|data: &[u8]| {
     let today = chrono::Utc::now().date_naive();

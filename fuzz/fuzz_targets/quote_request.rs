@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use quote_pipeline::features::features;
-use quote_pipeline::generator::{GenerateParams, generate};
-use quote_pipeline::quote::validate_json;
+use quote_domain::features::features;
+use quote_domain::generator::{GenerateParams, generate};
+use quote_domain::quote::validate_json;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(serde_json::Value::Object(body)) = serde_json::from_slice(data) else {

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use quote_pipeline::queue::{MAX_IDS_PER_MESSAGE, QuoteMessage};
+use quote_domain::message::{MAX_IDS_PER_MESSAGE, QuoteMessage};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(body) = std::str::from_utf8(data) else {

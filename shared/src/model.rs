@@ -20,12 +20,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
+use quote_domain::features::{FEATURE_NAMES, Features};
+use quote_domain::pricing::{Predicted, Prediction, Predictor};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-use crate::features::{FEATURE_NAMES, Features};
+use uuid::Uuid;
 
 /// The engine's post-processing reads three quantiles: 10%, 50% and 90%.
 const OUTPUTS: usize = 3;
@@ -634,6 +636,28 @@ fn base_score(value: &Value) -> Result<Vec<f32>, String> {
         return Err(format!("base_score {value} is not finite"));
     }
     Ok(scores)
+}
+
+/// The model evaluated in process: no call can fail, so every quote is priced.
+impl Predictor for EmbeddedModel {
+    async fn predict(&self, quotes: &[(Uuid, Features)], _deadline: Instant) -> Predicted {
+        let predictions = quotes
+            .iter()
+            .map(|(quote_id, features)| {
+                let (premium, confidence) = EmbeddedModel::predict(self, features);
+                Prediction {
+                    quote_id: *quote_id,
+                    premium: premium.into(),
+                    confidence: confidence.into(),
+                    model_version: Arc::clone(self.model_version()),
+                }
+            })
+            .collect();
+        Predicted {
+            predictions,
+            ..Predicted::default()
+        }
+    }
 }
 
 #[cfg(test)]

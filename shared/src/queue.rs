@@ -1,25 +1,23 @@
-//! The SQS queue of quote ids waiting to be scored, and the message that carries them.
+//! The SQS queue of quote ids waiting to be scored: the adapter of the `QuoteQueue` port,
+//! sending the messages of `quote_domain::message`.
 //!
 //! Ids travel in chunks (`QUEUE_IDS_PER_MESSAGE` per message) through `SendMessageBatch`: at
 //! most ten entries and [`MAX_BATCH_BYTES`] per call, calls in flight together. SQS answers 200
 //! even when some entries fail, so each answer's failures are retried by themselves, and an
 //! entry that still fails is an error the caller sees.
 
-use std::future::Future;
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use futures::{StreamExt, TryStreamExt, stream};
 use rand::RngExt;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::{ConfigError, QueueConfig};
+pub use quote_domain::message::{MAX_IDS_PER_MESSAGE, MESSAGE_VERSION, MessageError, QuoteMessage};
+pub use quote_domain::ports::{QueueError, QuoteQueue};
 
-pub const MESSAGE_VERSION: u8 = 1;
-/// The most ids one message may carry.
-pub const MAX_IDS_PER_MESSAGE: usize = 1000;
 /// SQS's limit on the entries of one `SendMessageBatch`.
 const MAX_BATCH_ENTRIES: usize = 10;
 /// SQS's limit on the summed bodies of one `SendMessageBatch`.
@@ -31,63 +29,6 @@ const SEND_ATTEMPTS: u32 = 4;
 /// row locks.
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(6);
 const CALLS_IN_FLIGHT: usize = 8;
-
-/// The body of a queue message: a versioned chunk of quote ids.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QuoteMessage {
-    pub v: u8,
-    pub quote_ids: Vec<Uuid>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MessageError {
-    #[error("message body is not a quote message: {0}")]
-    Malformed(String),
-    #[error("message version {0} is not supported (expected {MESSAGE_VERSION})")]
-    Version(u8),
-    #[error("message carries {0} quote ids (expected 1 to {MAX_IDS_PER_MESSAGE})")]
-    Count(usize),
-}
-
-impl QuoteMessage {
-    pub fn new(quote_ids: Vec<Uuid>) -> Self {
-        QuoteMessage {
-            v: MESSAGE_VERSION,
-            quote_ids,
-        }
-    }
-
-    pub fn parse(body: &str) -> Result<Self, MessageError> {
-        let message: QuoteMessage =
-            serde_json::from_str(body).map_err(|e| MessageError::Malformed(e.to_string()))?;
-        if message.v != MESSAGE_VERSION {
-            return Err(MessageError::Version(message.v));
-        }
-        if message.quote_ids.is_empty() || message.quote_ids.len() > MAX_IDS_PER_MESSAGE {
-            return Err(MessageError::Count(message.quote_ids.len()));
-        }
-        Ok(message)
-    }
-
-    pub fn to_body(&self) -> String {
-        serde_json::to_string(self).expect("a message always serializes")
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("could not enqueue {failed} of {total} messages: {reason}")]
-pub struct QueueError {
-    pub failed: usize,
-    pub total: usize,
-    pub reason: String,
-}
-
-/// The queue the functions need: a port, so the domain does not depend on SQS itself.
-pub trait QuoteQueue: Send + Sync {
-    /// Puts every id on the queue; returns how many messages carried them.
-    fn enqueue(&self, ids: &[Uuid]) -> impl Future<Output = Result<usize, QueueError>> + Send;
-}
 
 #[derive(Clone)]
 pub struct SqsQueue {
@@ -258,25 +199,5 @@ mod tests {
         let big = vec!["x".repeat(100 * 1024); 5];
         let sizes: Vec<usize> = batches(big).iter().map(Vec::len).collect();
         assert_eq!(sizes, [2, 2, 1]);
-    }
-
-    #[test]
-    fn messages_parse_strictly() {
-        let ids = vec![Uuid::now_v7(), Uuid::now_v7()];
-        let body = QuoteMessage::new(ids.clone()).to_body();
-        assert_eq!(QuoteMessage::parse(&body).unwrap().quote_ids, ids);
-        assert!(matches!(
-            QuoteMessage::parse("not json"),
-            Err(MessageError::Malformed(_))
-        ));
-        assert_eq!(
-            QuoteMessage::parse(r#"{"v":2,"quote_ids":["0190b5d2-0000-7000-8000-000000000000"]}"#),
-            Err(MessageError::Version(2))
-        );
-        assert_eq!(
-            QuoteMessage::parse(r#"{"v":1,"quote_ids":[]}"#),
-            Err(MessageError::Count(0))
-        );
-        assert!(QuoteMessage::parse(r#"{"v":1,"quote_ids":["nope"]}"#).is_err());
     }
 }

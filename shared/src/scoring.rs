@@ -7,82 +7,14 @@
 //! predictor could not reach is left pending and reported, so its message comes back.
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::features::{Features, features};
-use crate::model::EmbeddedModel;
-use crate::store::{Outcome, QuoteStore, StoreError};
-
-/// One priced quote.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Prediction {
-    pub quote_id: Uuid,
-    pub premium: f64,
-    pub confidence: f64,
-    pub model_version: Arc<str>,
-}
-
-/// What a predictor made of a set of quotes: each quote in exactly one list.
-#[derive(Debug, Default)]
-pub struct Predicted {
-    pub predictions: Vec<Prediction>,
-    /// Quotes the model refuses, with the reason: retrying would not help.
-    pub rejected: Vec<(Uuid, String)>,
-    /// Quotes not priced this time, for a passing reason (in `reason`).
-    pub unavailable: Vec<Uuid>,
-    pub reason: Option<String>,
-    /// How long each call to the model took, and how many failed.
-    pub call_times: Vec<Duration>,
-    pub call_errors: u32,
-}
-
-impl Predicted {
-    pub fn merge(&mut self, other: Predicted) {
-        self.predictions.extend(other.predictions);
-        self.rejected.extend(other.rejected);
-        self.unavailable.extend(other.unavailable);
-        self.reason = self.reason.take().or(other.reason);
-        self.call_times.extend(other.call_times);
-        self.call_errors += other.call_errors;
-    }
-}
-
-/// The model behind the score step: a port, so the step does not depend on how it is served.
-pub trait Predictor: Send + Sync {
-    /// Prices `quotes`, giving up on what it cannot price by `deadline`.
-    fn predict(
-        &self,
-        quotes: &[(Uuid, Features)],
-        deadline: Instant,
-    ) -> impl Future<Output = Predicted> + Send;
-}
-
-/// The model evaluated in process: no call can fail, so every quote is priced.
-impl Predictor for EmbeddedModel {
-    async fn predict(&self, quotes: &[(Uuid, Features)], _deadline: Instant) -> Predicted {
-        let predictions = quotes
-            .iter()
-            .map(|(quote_id, features)| {
-                let (premium, confidence) = EmbeddedModel::predict(self, features);
-                Prediction {
-                    quote_id: *quote_id,
-                    premium: premium.into(),
-                    confidence: confidence.into(),
-                    model_version: Arc::clone(self.model_version()),
-                }
-            })
-            .collect();
-        Predicted {
-            predictions,
-            ..Predicted::default()
-        }
-    }
-}
+use quote_domain::features::{Features, features};
+use quote_domain::ports::{QuoteStore, StoreError};
+pub use quote_domain::pricing::{Outcome, Predicted, Prediction, Predictor};
 
 /// What one scoring pass did.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -4,7 +4,6 @@
 //! and scored through one `UPDATE ... FROM UNNEST` that only touches quotes still pending, so a
 //! message delivered twice changes nothing the second time.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -17,29 +16,40 @@ use uuid::Uuid;
 
 use crate::config::DatabaseConfig;
 use crate::iam_auth::{IamDatabase, auth_token};
-use crate::quote::{CoverageType, Quote, QuoteInput, QuoteStatus};
-use crate::scoring::Prediction;
+pub use quote_domain::ports::{
+    Cursor, IdempotencyRecord, Inserted, ListFilter, MAX_PAGE_SIZE, Page, QuoteStore,
+    ReconcilePolicy, ReconcileStore, StoreError, StuckQuotes,
+};
+pub use quote_domain::pricing::Outcome;
+use quote_domain::quote::{Quote, QuoteInput, QuoteStatus};
 
-/// The largest page a list may ask for.
-pub const MAX_PAGE_SIZE: i64 = 100;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Postgres could not be reached, or did not answer in time: worth retrying later.
-    #[error("the database is unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
-    #[error("database error: {0}")]
-    Other(#[source] sqlx::Error),
+/// What this adapter's work fails with, told apart as a [`StoreError`] at the port: whether
+/// Postgres is worth retrying is a Postgres detail, decided here and nowhere else.
+#[derive(Debug)]
+enum PgError {
+    Sql(sqlx::Error),
+    /// No IAM token could be signed (credentials or signing failed): a passing fault.
+    Token(String),
 }
 
-impl From<sqlx::Error> for StoreError {
+impl From<sqlx::Error> for PgError {
     fn from(e: sqlx::Error) -> Self {
+        PgError::Sql(e)
+    }
+}
+
+impl From<PgError> for StoreError {
+    fn from(e: PgError) -> Self {
+        let e = match e {
+            PgError::Token(reason) => return StoreError::Unavailable(reason.into()),
+            PgError::Sql(e) => e,
+        };
         match e {
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.into()),
             sqlx::Error::Database(ref db)
                 if db.code().is_some_and(|c| {
                     ["08", "28", "40", "53", "57"]
@@ -50,124 +60,11 @@ impl From<sqlx::Error> for StoreError {
                 // Connection exceptions (08), a rejected or expired IAM token (28), deadlocks and
                 // serialization failures (40), too many connections (53) and operator
                 // intervention such as a shutdown or a statement timeout (57) all pass.
-                StoreError::Unavailable(e)
+                StoreError::Unavailable(e.into())
             }
-            other => StoreError::Other(other),
+            other => StoreError::Other(other.into()),
         }
     }
-}
-
-/// Which of an owner's quotes to list, and from where.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ListFilter {
-    pub status: Option<QuoteStatus>,
-    pub coverage_type: Option<CoverageType>,
-    /// Resume after this position (exclusive), newest first.
-    pub after: Option<Cursor>,
-    pub limit: i64,
-}
-
-/// A position in an owner's quotes, newest first: the last quote of the previous page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    pub created_at: DateTime<Utc>,
-    pub id: Uuid,
-}
-
-impl Cursor {
-    /// An opaque token: microseconds since the epoch and the id.
-    pub fn encode(&self) -> String {
-        format!(
-            "{}.{}",
-            self.created_at.timestamp_micros(),
-            self.id.simple()
-        )
-    }
-
-    pub fn decode(token: &str) -> Option<Cursor> {
-        let (micros, id) = token.split_once('.')?;
-        // Cursors come from real creation times: nothing before 1970 (nor before Postgres's
-        // earliest timestamp, which a forged one could ask for).
-        let micros: i64 = micros.parse().ok().filter(|m| *m >= 0)?;
-        Some(Cursor {
-            created_at: DateTime::from_timestamp_micros(micros)?,
-            id: Uuid::try_parse(id).ok()?,
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page {
-    pub quotes: Vec<Quote>,
-    pub next: Option<Cursor>,
-}
-
-/// The store the functions need: a port, so the domain does not depend on Postgres itself.
-pub trait QuoteStore: Send + Sync {
-    /// Writes a batch of new quotes in one statement; all or nothing. With an idempotency
-    /// record, the key is claimed in the same transaction, and a key already claimed writes
-    /// nothing and answers what its first request was answered.
-    fn insert(
-        &self,
-        quotes: &[Quote],
-        idempotency: Option<&IdempotencyRecord>,
-    ) -> impl Future<Output = Result<Inserted, StoreError>> + Send;
-    /// One quote, if it exists and belongs to `owner`.
-    fn get(
-        &self,
-        owner: &str,
-        id: Uuid,
-    ) -> impl Future<Output = Result<Option<Quote>, StoreError>> + Send;
-    /// One page of `owner`'s quotes, newest first.
-    fn list(
-        &self,
-        owner: &str,
-        filter: &ListFilter,
-    ) -> impl Future<Output = Result<Page, StoreError>> + Send;
-    /// The quotes among `ids` that are still `pending_ml`, in one query.
-    fn pending(&self, ids: &[Uuid]) -> impl Future<Output = Result<Vec<Quote>, StoreError>> + Send;
-    /// Writes every outcome in one statement, to quotes still `pending_ml` only; returns how
-    /// many quotes became scored and failed.
-    fn record(
-        &self,
-        outcomes: &[Outcome],
-    ) -> impl Future<Output = Result<(u64, u64), StoreError>> + Send;
-}
-
-/// When a pending quote counts as stuck, and when reconcile gives up on it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReconcilePolicy {
-    /// Time since the last enqueue after which a pending quote is sent again.
-    pub min_age: Duration,
-    /// Enqueues after which a quote still pending is failed.
-    pub max_attempts: i32,
-    /// The most quotes one run touches.
-    pub limit: i64,
-}
-
-/// What reconcile needs of the store: a port, so the sweep runs on Postgres or on a fake.
-pub trait ReconcileStore: Send + Sync {
-    type Stuck: StuckQuotes;
-    /// Fails the quotes that stayed pending through `max_attempts` enqueues, the last one at
-    /// least `min_age` ago; at most `limit` of them. Returns how many.
-    fn fail_exhausted(
-        &self,
-        policy: &ReconcilePolicy,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// Locks the pending quotes due for another enqueue (at most `limit`, oldest first), and
-    /// skips those another run holds, so two runs never send the same quote.
-    fn claim_stuck(
-        &self,
-        policy: &ReconcilePolicy,
-    ) -> impl Future<Output = Result<Self::Stuck, StoreError>> + Send;
-}
-
-/// Pending quotes locked for re-enqueueing; dropping them without [`StuckQuotes::enqueued`]
-/// releases them untouched.
-pub trait StuckQuotes: Send {
-    fn ids(&self) -> &[Uuid];
-    /// Counts the enqueue and releases the quotes.
-    fn enqueued(self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The quotes [`PgStore::claim_stuck`] locked, in the transaction that holds the locks.
@@ -181,7 +78,13 @@ impl StuckQuotes for PgStuckQuotes {
         &self.ids
     }
 
-    async fn enqueued(mut self) -> Result<(), StoreError> {
+    async fn enqueued(self) -> Result<(), StoreError> {
+        Ok(self.count_enqueue().await?)
+    }
+}
+
+impl PgStuckQuotes {
+    async fn count_enqueue(mut self) -> Result<(), PgError> {
         sqlx::query(
             "UPDATE quotes SET enqueue_attempts = enqueue_attempts + 1, last_enqueued_at = now() \
              WHERE id = ANY($1)",
@@ -193,37 +96,6 @@ impl StuckQuotes for PgStuckQuotes {
         self.tx.commit().await?;
         Ok(())
     }
-}
-
-/// A write request's idempotency key, and the answer to keep for its repeats.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IdempotencyRecord {
-    pub owner: String,
-    pub key: String,
-    /// A digest of the request: a repeat must be the same request.
-    pub request_hash: [u8; 32],
-    pub status_code: u16,
-    pub response_body: String,
-    pub ttl: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Inserted {
-    New,
-    /// The key was used before by the same request: this was its answer.
-    Replay {
-        status_code: u16,
-        response_body: String,
-    },
-    /// The key was used before by a different request.
-    KeyReused,
-}
-
-/// What the score step decided for one quote.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    Scored(Prediction),
-    Failed { id: Uuid, reason: String },
 }
 
 #[derive(Clone)]
@@ -273,7 +145,10 @@ impl PgStore {
     /// Builds the pool without connecting: a cold start does not wait on Postgres, and a
     /// database outage at start-up is a per-request 503, not a crashed container.
     pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self, StoreError> {
-        let options: PgConnectOptions = config.url.parse().map_err(StoreError::Other)?;
+        let options: PgConnectOptions = config
+            .url
+            .parse()
+            .map_err(|e: sqlx::Error| StoreError::Other(e.into()))?;
         let options = for_pooler(options);
         Ok(PgStore {
             pool: pool_options(config).connect_lazy_with(options),
@@ -301,9 +176,7 @@ impl PgStore {
             }
         };
         let credentials = sdk.credentials_provider().ok_or_else(|| {
-            StoreError::Other(sqlx::Error::Configuration(
-                "no AWS credentials to sign IAM tokens with".into(),
-            ))
+            StoreError::Other("no AWS credentials to sign IAM tokens with".into())
         })?;
         // The proxy requires TLS; its certificate is checked against the host name.
         let options = for_pooler(
@@ -337,7 +210,7 @@ impl PgStore {
     }
 
     /// The pool, its IAM token re-signed first if it is due.
-    async fn ready(&self) -> Result<&PgPool, StoreError> {
+    async fn ready(&self) -> Result<&PgPool, PgError> {
         let Some(signer) = &self.iam else {
             return Ok(&self.pool);
         };
@@ -347,15 +220,13 @@ impl PgStore {
             .expect("no poisoned lock")
             .is_none_or(|at| at.elapsed().map_or(true, |age| age > TOKEN_REFRESH));
         if due {
-            let unavailable =
-                |e: String| StoreError::Unavailable(sqlx::Error::Configuration(e.into()));
             let credentials = signer
                 .credentials
                 .provide_credentials()
                 .await
-                .map_err(|e| unavailable(e.to_string()))?;
+                .map_err(|e| PgError::Token(e.to_string()))?;
             let token = auth_token(&signer.database, &credentials, SystemTime::now())
-                .map_err(|e| unavailable(e.to_string()))?;
+                .map_err(|e| PgError::Token(e.to_string()))?;
             self.pool
                 .set_connect_options(signer.options.clone().password(&token));
             *signer.signed_at.lock().expect("no poisoned lock") = Some(SystemTime::now());
@@ -367,7 +238,7 @@ impl PgStore {
     /// sqlx sends a statement's `Parse` and its `Bind`/`Execute` in two round trips, each ending
     /// in `Sync`, and a transaction pooler may hand the second to another server connection
     /// unless a transaction holds it.
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, PgError> {
         Ok(self.ready().await?.begin().await?)
     }
 
@@ -375,17 +246,17 @@ impl PgStore {
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         let pool = self.ready().await.map_err(|e| {
             sqlx::migrate::MigrateError::Execute(match e {
-                StoreError::Unavailable(e) | StoreError::Other(e) => e,
+                PgError::Sql(e) => e,
+                PgError::Token(reason) => sqlx::Error::Configuration(reason.into()),
             })
         })?;
         sqlx::migrate!("../migrations").run(pool).await
     }
 }
 
-impl ReconcileStore for PgStore {
-    type Stuck = PgStuckQuotes;
-
-    async fn fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<u64, StoreError> {
+/// The sweep's statements, failing with [`PgError`]; the port's impl below classifies it.
+impl PgStore {
+    async fn pg_fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<u64, PgError> {
         let mut tx = self.begin().await?;
         let failed = sqlx::query(
             "UPDATE quotes SET status = 'failed', \
@@ -406,7 +277,7 @@ impl ReconcileStore for PgStore {
         Ok(failed.rows_affected())
     }
 
-    async fn claim_stuck(&self, policy: &ReconcilePolicy) -> Result<PgStuckQuotes, StoreError> {
+    async fn pg_claim_stuck(&self, policy: &ReconcilePolicy) -> Result<PgStuckQuotes, PgError> {
         let mut tx = self.begin().await?;
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM quotes \
@@ -464,7 +335,7 @@ pub(crate) fn quote_from_row(row: &PgRow) -> sqlx::Result<Quote> {
 async fn insert_quotes<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     quotes: &[Quote],
-) -> Result<(), StoreError> {
+) -> Result<(), PgError> {
     let column = |f: fn(&Quote) -> String| quotes.iter().map(f).collect::<Vec<_>>();
     let ids: Vec<Uuid> = quotes.iter().map(|q| q.id).collect();
     let owners = column(|q| q.user_id.clone());
@@ -503,13 +374,14 @@ async fn insert_quotes<'e>(
     Ok(())
 }
 
-impl QuoteStore for PgStore {
-    #[tracing::instrument(name = "postgres.insert", skip_all, fields(quotes = quotes.len()), err(level = "warn"))]
-    async fn insert(
+/// The statements behind [`QuoteStore`], failing with [`PgError`]; the port's impl below
+/// classifies it.
+impl PgStore {
+    async fn pg_insert(
         &self,
         quotes: &[Quote],
         idempotency: Option<&IdempotencyRecord>,
-    ) -> Result<Inserted, StoreError> {
+    ) -> Result<Inserted, PgError> {
         let mut tx = self.begin().await?;
         let Some(record) = idempotency else {
             insert_quotes(&mut *tx, quotes).await?;
@@ -567,8 +439,7 @@ impl QuoteStore for PgStore {
         Ok(Inserted::New)
     }
 
-    #[tracing::instrument(name = "postgres.get", skip_all, err(level = "warn"))]
-    async fn get(&self, owner: &str, id: Uuid) -> Result<Option<Quote>, StoreError> {
+    async fn pg_get(&self, owner: &str, id: Uuid) -> Result<Option<Quote>, PgError> {
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
         query.push(COLUMNS).push(" FROM quotes WHERE id = ");
         query.push_bind(id).push(" AND user_id = ").push_bind(owner);
@@ -582,8 +453,7 @@ impl QuoteStore for PgStore {
         Ok(row.as_ref().map(quote_from_row).transpose()?)
     }
 
-    #[tracing::instrument(name = "postgres.list", skip_all, err(level = "warn"))]
-    async fn list(&self, owner: &str, filter: &ListFilter) -> Result<Page, StoreError> {
+    async fn pg_list(&self, owner: &str, filter: &ListFilter) -> Result<Page, PgError> {
         let limit = filter.limit.clamp(1, MAX_PAGE_SIZE);
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
         query
@@ -627,8 +497,7 @@ impl QuoteStore for PgStore {
         Ok(Page { quotes, next })
     }
 
-    #[tracing::instrument(name = "postgres.pending", skip_all, fields(ids = ids.len()), err(level = "warn"))]
-    async fn pending(&self, ids: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
+    async fn pg_pending(&self, ids: &[Uuid]) -> Result<Vec<Quote>, PgError> {
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
         query
             .push(COLUMNS)
@@ -643,8 +512,7 @@ impl QuoteStore for PgStore {
             .collect::<sqlx::Result<Vec<_>>>()?)
     }
 
-    #[tracing::instrument(name = "postgres.record", skip_all, fields(outcomes = outcomes.len()), err(level = "warn"))]
-    async fn record(&self, outcomes: &[Outcome]) -> Result<(u64, u64), StoreError> {
+    async fn pg_record(&self, outcomes: &[Outcome]) -> Result<(u64, u64), PgError> {
         if outcomes.is_empty() {
             return Ok((0, 0));
         }
@@ -703,27 +571,45 @@ impl QuoteStore for PgStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl QuoteStore for PgStore {
+    #[tracing::instrument(name = "postgres.insert", skip_all, fields(quotes = quotes.len()), err(level = "warn"))]
+    async fn insert(
+        &self,
+        quotes: &[Quote],
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<Inserted, StoreError> {
+        Ok(self.pg_insert(quotes, idempotency).await?)
+    }
 
-    #[test]
-    fn cursor_round_trips_and_rejects_garbage() {
-        let cursor = Cursor {
-            created_at: DateTime::from_timestamp_micros(1_780_000_000_123_456).unwrap(),
-            id: Uuid::now_v7(),
-        };
-        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
-        for bad in [
-            "",
-            "x",
-            "1.",
-            ".abc",
-            "12.not-a-uuid",
-            "99999999999999999999.0",
-            "-250000000000000000.0190b5d200007000800000000000000",
-        ] {
-            assert_eq!(Cursor::decode(bad), None, "{bad}");
-        }
+    #[tracing::instrument(name = "postgres.get", skip_all, err(level = "warn"))]
+    async fn get(&self, owner: &str, id: Uuid) -> Result<Option<Quote>, StoreError> {
+        Ok(self.pg_get(owner, id).await?)
+    }
+
+    #[tracing::instrument(name = "postgres.list", skip_all, err(level = "warn"))]
+    async fn list(&self, owner: &str, filter: &ListFilter) -> Result<Page, StoreError> {
+        Ok(self.pg_list(owner, filter).await?)
+    }
+
+    #[tracing::instrument(name = "postgres.pending", skip_all, fields(ids = ids.len()), err(level = "warn"))]
+    async fn pending(&self, ids: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
+        Ok(self.pg_pending(ids).await?)
+    }
+
+    #[tracing::instrument(name = "postgres.record", skip_all, fields(outcomes = outcomes.len()), err(level = "warn"))]
+    async fn record(&self, outcomes: &[Outcome]) -> Result<(u64, u64), StoreError> {
+        Ok(self.pg_record(outcomes).await?)
+    }
+}
+
+impl ReconcileStore for PgStore {
+    type Stuck = PgStuckQuotes;
+
+    async fn fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<u64, StoreError> {
+        Ok(self.pg_fail_exhausted(policy).await?)
+    }
+
+    async fn claim_stuck(&self, policy: &ReconcilePolicy) -> Result<PgStuckQuotes, StoreError> {
+        Ok(self.pg_claim_stuck(policy).await?)
     }
 }

@@ -1,0 +1,77 @@
+//! The message that carries quote ids from `generate` (and reconcile) to `score`: a versioned
+//! chunk of ids, parsed strictly, since a body the score step cannot read fails its message alone.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub const MESSAGE_VERSION: u8 = 1;
+/// The most ids one message may carry.
+pub const MAX_IDS_PER_MESSAGE: usize = 1000;
+
+/// The body of a queue message: a versioned chunk of quote ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteMessage {
+    pub v: u8,
+    pub quote_ids: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("message body is not a quote message: {0}")]
+    Malformed(String),
+    #[error("message version {0} is not supported (expected {MESSAGE_VERSION})")]
+    Version(u8),
+    #[error("message carries {0} quote ids (expected 1 to {MAX_IDS_PER_MESSAGE})")]
+    Count(usize),
+}
+
+impl QuoteMessage {
+    pub fn new(quote_ids: Vec<Uuid>) -> Self {
+        QuoteMessage {
+            v: MESSAGE_VERSION,
+            quote_ids,
+        }
+    }
+
+    pub fn parse(body: &str) -> Result<Self, MessageError> {
+        let message: QuoteMessage =
+            serde_json::from_str(body).map_err(|e| MessageError::Malformed(e.to_string()))?;
+        if message.v != MESSAGE_VERSION {
+            return Err(MessageError::Version(message.v));
+        }
+        if message.quote_ids.is_empty() || message.quote_ids.len() > MAX_IDS_PER_MESSAGE {
+            return Err(MessageError::Count(message.quote_ids.len()));
+        }
+        Ok(message)
+    }
+
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).expect("a message always serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_parse_strictly() {
+        let ids = vec![Uuid::now_v7(), Uuid::now_v7()];
+        let body = QuoteMessage::new(ids.clone()).to_body();
+        assert_eq!(QuoteMessage::parse(&body).unwrap().quote_ids, ids);
+        assert!(matches!(
+            QuoteMessage::parse("not json"),
+            Err(MessageError::Malformed(_))
+        ));
+        assert_eq!(
+            QuoteMessage::parse(r#"{"v":2,"quote_ids":["0190b5d2-0000-7000-8000-000000000000"]}"#),
+            Err(MessageError::Version(2))
+        );
+        assert_eq!(
+            QuoteMessage::parse(r#"{"v":1,"quote_ids":[]}"#),
+            Err(MessageError::Count(0))
+        );
+        assert!(QuoteMessage::parse(r#"{"v":1,"quote_ids":["nope"]}"#).is_err());
+    }
+}

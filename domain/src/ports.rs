@@ -1,0 +1,204 @@
+//! The ports: what the pipeline steps need of the store and the queue, as traits the adapters
+//! (Postgres and SQS in `quote_pipeline`, in-memory fakes in `testkit`) implement, with errors
+//! that name what a caller can act on (retry later, or not) and keep the adapter's own error
+//! only as a source.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::pricing::Outcome;
+use crate::quote::{CoverageType, Quote, QuoteStatus};
+
+/// The largest page a list may ask for.
+pub const MAX_PAGE_SIZE: i64 = 100;
+
+/// An adapter's own error, kept as the source of a port's error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached, or did not answer in time: worth retrying later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    #[error("database error: {0}")]
+    Other(#[source] BoxError),
+}
+
+/// Which of an owner's quotes to list, and from where.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListFilter {
+    pub status: Option<QuoteStatus>,
+    pub coverage_type: Option<CoverageType>,
+    /// Resume after this position (exclusive), newest first.
+    pub after: Option<Cursor>,
+    pub limit: i64,
+}
+
+/// A position in an owner's quotes, newest first: the last quote of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// An opaque token: microseconds since the epoch and the id.
+    pub fn encode(&self) -> String {
+        format!(
+            "{}.{}",
+            self.created_at.timestamp_micros(),
+            self.id.simple()
+        )
+    }
+
+    pub fn decode(token: &str) -> Option<Cursor> {
+        let (micros, id) = token.split_once('.')?;
+        // Cursors come from real creation times: nothing before 1970 (nor before Postgres's
+        // earliest timestamp, which a forged one could ask for).
+        let micros: i64 = micros.parse().ok().filter(|m| *m >= 0)?;
+        Some(Cursor {
+            created_at: DateTime::from_timestamp_micros(micros)?,
+            id: Uuid::try_parse(id).ok()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub quotes: Vec<Quote>,
+    pub next: Option<Cursor>,
+}
+
+/// The store the functions need: a port, so the domain does not depend on Postgres itself.
+pub trait QuoteStore: Send + Sync {
+    /// Writes a batch of new quotes in one statement; all or nothing. With an idempotency
+    /// record, the key is claimed in the same transaction, and a key already claimed writes
+    /// nothing and answers what its first request was answered.
+    fn insert(
+        &self,
+        quotes: &[Quote],
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> impl Future<Output = Result<Inserted, StoreError>> + Send;
+    /// One quote, if it exists and belongs to `owner`.
+    fn get(
+        &self,
+        owner: &str,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<Quote>, StoreError>> + Send;
+    /// One page of `owner`'s quotes, newest first.
+    fn list(
+        &self,
+        owner: &str,
+        filter: &ListFilter,
+    ) -> impl Future<Output = Result<Page, StoreError>> + Send;
+    /// The quotes among `ids` that are still `pending_ml`, in one query.
+    fn pending(&self, ids: &[Uuid]) -> impl Future<Output = Result<Vec<Quote>, StoreError>> + Send;
+    /// Writes every outcome in one statement, to quotes still `pending_ml` only; returns how
+    /// many quotes became scored and failed.
+    fn record(
+        &self,
+        outcomes: &[Outcome],
+    ) -> impl Future<Output = Result<(u64, u64), StoreError>> + Send;
+}
+
+/// When a pending quote counts as stuck, and when reconcile gives up on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconcilePolicy {
+    /// Time since the last enqueue after which a pending quote is sent again.
+    pub min_age: Duration,
+    /// Enqueues after which a quote still pending is failed.
+    pub max_attempts: i32,
+    /// The most quotes one run touches.
+    pub limit: i64,
+}
+
+/// What reconcile needs of the store: a port, so the sweep runs on Postgres or on a fake.
+pub trait ReconcileStore: Send + Sync {
+    type Stuck: StuckQuotes;
+    /// Fails the quotes that stayed pending through `max_attempts` enqueues, the last one at
+    /// least `min_age` ago; at most `limit` of them. Returns how many.
+    fn fail_exhausted(
+        &self,
+        policy: &ReconcilePolicy,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Locks the pending quotes due for another enqueue (at most `limit`, oldest first), and
+    /// skips those another run holds, so two runs never send the same quote.
+    fn claim_stuck(
+        &self,
+        policy: &ReconcilePolicy,
+    ) -> impl Future<Output = Result<Self::Stuck, StoreError>> + Send;
+}
+
+/// Pending quotes locked for re-enqueueing; dropping them without [`StuckQuotes::enqueued`]
+/// releases them untouched.
+pub trait StuckQuotes: Send {
+    fn ids(&self) -> &[Uuid];
+    /// Counts the enqueue and releases the quotes.
+    fn enqueued(self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A write request's idempotency key, and the answer to keep for its repeats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyRecord {
+    pub owner: String,
+    pub key: String,
+    /// A digest of the request: a repeat must be the same request.
+    pub request_hash: [u8; 32],
+    pub status_code: u16,
+    pub response_body: String,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inserted {
+    New,
+    /// The key was used before by the same request: this was its answer.
+    Replay {
+        status_code: u16,
+        response_body: String,
+    },
+    /// The key was used before by a different request.
+    KeyReused,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not enqueue {failed} of {total} messages: {reason}")]
+pub struct QueueError {
+    pub failed: usize,
+    pub total: usize,
+    pub reason: String,
+}
+
+/// The queue the functions need: a port, so the domain does not depend on SQS itself.
+pub trait QuoteQueue: Send + Sync {
+    /// Puts every id on the queue; returns how many messages carried them.
+    fn enqueue(&self, ids: &[Uuid]) -> impl Future<Output = Result<usize, QueueError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_garbage() {
+        let cursor = Cursor {
+            created_at: DateTime::from_timestamp_micros(1_780_000_000_123_456).unwrap(),
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        for bad in [
+            "",
+            "x",
+            "1.",
+            ".abc",
+            "12.not-a-uuid",
+            "99999999999999999999.0",
+            "-250000000000000000.0190b5d200007000800000000000000",
+        ] {
+            assert_eq!(Cursor::decode(bad), None, "{bad}");
+        }
+    }
+}
