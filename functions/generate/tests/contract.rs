@@ -256,10 +256,10 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     {
         if let Some(p) = line.strip_prefix("  /") {
             path = Some(format!("/{}", p.trim_end_matches(':')));
-        } else if let Some(m) = line.strip_prefix("    ").and_then(|l| l.strip_suffix(':')) {
-            if ["get", "post", "put", "patch", "delete"].contains(&m) {
-                documented.push((m.to_uppercase(), path.clone().unwrap()));
-            }
+        } else if let Some(m) = line.strip_prefix("    ").and_then(|l| l.strip_suffix(':'))
+            && ["get", "post", "put", "patch", "delete"].contains(&m)
+        {
+            documented.push((m.to_uppercase(), path.clone().unwrap()));
         }
     }
     assert_eq!(documented.len(), 5, "{documented:?}");

@@ -15,6 +15,7 @@ use quote_pipeline::scoring::Predictor;
 use quote_pipeline::store::PgStore;
 use score::{App, handle};
 use serde_json::json;
+use sqlx::Row as _;
 use testkit::{
     Fault, FaultProxy, TestEnv, engine_url, http_event, lambda_context, sqs_event, trained_model,
 };
@@ -97,14 +98,39 @@ type Row = (
     Option<String>,
 );
 
+/// A quote's facts, then its premium, confidence and model version.
+type PricedFacts = (
+    String,
+    String,
+    i64,
+    i32,
+    i64,
+    i32,
+    chrono::NaiveDate,
+    f64,
+    f64,
+    String,
+);
+
 async fn rows(env: &TestEnv) -> HashMap<Uuid, Row> {
-    let rows: Vec<(Uuid, String, Option<f64>, Option<f64>, Option<String>, Option<chrono::DateTime<chrono::Utc>>, Option<String>)> =
-        sqlx::query_as("SELECT id, status, premium, confidence, model_version, scored_at, failure_reason FROM quotes")
-            .fetch_all(&env.pool)
-            .await
-            .unwrap();
-    rows.into_iter()
-        .map(|(id, s, p, c, v, t, r)| (id, (s, p, c, v, t, r)))
+    let rows = sqlx::query(
+        "SELECT id, status, premium, confidence, model_version, scored_at, failure_reason FROM quotes",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    rows.iter()
+        .map(|r| {
+            let row = (
+                r.get("status"),
+                r.get("premium"),
+                r.get("confidence"),
+                r.get("model_version"),
+                r.get("scored_at"),
+                r.get("failure_reason"),
+            );
+            (r.get("id"), row)
+        })
         .collect()
 }
 
@@ -225,18 +251,7 @@ async fn embedded_scoring_gives_the_engines_premiums() {
     let env = TestEnv::new().await;
     a_batch_of_1000_ends_scored(&env, &embedded_app(&env)).await;
     // Same seed, so the same quotes under other ids: match them by their facts.
-    let priced = async |env: &TestEnv| -> Vec<(
-        String,
-        String,
-        i64,
-        i32,
-        i64,
-        i32,
-        chrono::NaiveDate,
-        f64,
-        f64,
-        String,
-    )> {
+    let priced = async |env: &TestEnv| -> Vec<PricedFacts> {
         sqlx::query_as(
             "SELECT coverage_type, coverage_level, estimated_amount, user_age, annual_revenue, num_employees, \
                     founded_at, premium, confidence, model_version FROM quotes \
@@ -364,8 +379,7 @@ async fn quotes_the_engine_rejects_end_failed_with_the_reason() {
             .unwrap()
             .to_digit(16)
             .unwrap()
-            % 2
-            == 0
+            .is_multiple_of(2)
     };
     assert!(ids.iter().any(even) && !ids.iter().all(even));
     for id in &ids {
