@@ -386,15 +386,22 @@ impl PgStore {
         Ok(StuckQuotes { tx, ids })
     }
 
-    /// Applies the migrations in `migrations/`, the schema's single history.
+    /// Applies the migrations in `migrations/` directly, as their owner (a direct connection:
+    /// sqlx's advisory lock around the run is session state).
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         let pool = self.ready().await.map_err(|e| {
             sqlx::migrate::MigrateError::Execute(match e {
                 StoreError::Unavailable(e) | StoreError::Other(e) => e,
             })
         })?;
-        sqlx::migrate!("../migrations").run(pool).await
+        migrations().run(pool).await
     }
+}
+
+/// The migrations in `migrations/`, embedded: the schema's single history, and the set a
+/// deploy applies is the set its code was built with (`build.rs` rebuilds when one is added).
+pub fn migrations() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("../migrations")
 }
 
 const COLUMNS: &str = "id, user_id, coverage_type, coverage_level, estimated_amount, user_age, \

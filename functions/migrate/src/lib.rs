@@ -57,12 +57,6 @@ const ANSWER_MARGIN: Duration = Duration::from_secs(10);
 const ANSWER_ATTEMPTS: u32 = 5;
 const ANSWER_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The migrations in `migrations/`, embedded in the binary: the set a deploy applies is the set
-/// its code was built with (`build.rs` rebuilds the function when one is added).
-pub fn embedded_migrator() -> Migrator {
-    sqlx::migrate!("../../migrations")
-}
-
 /// What the function needs for every event, built once per container.
 pub struct App {
     /// The owner's connection, or why the configuration could not be read.
@@ -468,7 +462,7 @@ mod tests {
 
     #[test]
     fn the_embedded_migrations_are_the_folders() {
-        let migrator = embedded_migrator();
+        let migrator = quote_pipeline::store::migrations();
         let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations"))
             .unwrap()
             .filter(|e| {

@@ -1,9 +1,10 @@
 use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use migrate::{App, embedded_migrator, handle};
+use migrate::{App, handle};
 use quote_pipeline::config::Config;
 use quote_pipeline::queue::aws_sdk_config;
+use quote_pipeline::store::migrations;
 use quote_pipeline::{ca_bundle, telemetry};
 
 fn main() -> Result<(), Error> {
@@ -24,7 +25,7 @@ async fn start() -> Result<(), Error> {
         Ok(db) if db.iam.is_some() => Some(aws_sdk_config().await),
         _ => None,
     };
-    let app = Arc::new(App::new(database, sdk, embedded_migrator()));
+    let app = Arc::new(App::new(database, sdk, migrations()));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let app = Arc::clone(&app);
         async move { handle(&app, event).await }
