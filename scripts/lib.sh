@@ -85,7 +85,7 @@ ensure_database() {
     if [[ -z "$(psql "$PG_ADMIN_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$name'")" ]]; then
         psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $name"
     fi
-    DATABASE_URL="${PG_ADMIN_URL%/*}/$name" cargo run --quiet --locked -p quote-pipeline --bin migrate
+    DATABASE_URL="${PG_ADMIN_URL%/*}/$name" cargo run --quiet --locked -p quote-pipeline --bin apply-migrations
     export DATABASE_URL="postgres://$APP_DB_USER@127.0.0.1:$PGBOUNCER_PORT/$name?sslmode=require"
 }
 

@@ -371,3 +371,135 @@ def test_alarms_cover_the_dead_letter_queue_queue_age_and_every_function():
 def test_outputs_name_the_api_and_both_queues():
     outputs = TEMPLATE["Outputs"]
     assert {"ApiUrl", "QuotesQueueUrl", "QuotesDeadLetterQueueUrl"} <= outputs.keys()
+
+
+# ------------------------------------------------------------------------------ schema and roles
+
+MIGRATIONS = ROOT / "migrations"
+
+
+def sub_text(value) -> str:
+    """The text of a `!Sub` (either form), or of a plain string."""
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        arg = value["Fn::Sub"]
+        return arg[0] if isinstance(arg, list) else arg
+    return value if isinstance(value, str) else ""
+
+
+def connect_users(function: dict) -> list[str]:
+    """The database users a function's role may sign IAM tokens for (rds-db:connect)."""
+    users = []
+    for policy in function["Properties"].get("Policies", []):
+        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            actions = statement.get("Action")
+            actions = actions if isinstance(actions, list) else [actions]
+            if "rds-db:connect" in actions:
+                users.append(sub_text(statement["Resource"]).rsplit("/", 1)[-1])
+    return users
+
+
+def master_user():
+    """The created instance's master user (a `!Ref` to a parameter): the schema's owner."""
+    (db,) = resources_of("AWS::RDS::DBInstance").values()
+    return db["Properties"]["MasterUsername"]
+
+
+def migration_roles() -> set[str]:
+    """The roles the migrations create."""
+    text = "\n".join(p.read_text() for p in sorted(MIGRATIONS.glob("*.sql")))
+    return set(re.findall(r"CREATE ROLE (\w+)", text))
+
+
+def schema_resources() -> dict[str, dict]:
+    return {
+        name: r
+        for name, r in RESOURCES.items()
+        if r["Type"] == "AWS::CloudFormation::CustomResource" or r["Type"].startswith("Custom::")
+    }
+
+
+def migrate_function_name() -> str:
+    return next(n for n, f in FUNCTIONS.items() if f is function_by_binary("migrate"))
+
+
+def test_the_schema_is_applied_by_the_migrate_function_on_every_deploy():
+    (resource,) = schema_resources().values()
+    props = resource["Properties"]
+    migrate = migrate_function_name()
+    token = props["ServiceToken"]
+    # The function's own ARN: CloudFormation refuses a ServiceToken that changes.
+    assert token == {"Fn::GetAtt": [migrate, "Arn"]}, token
+    # A property that changes with the function's code (which embeds the migrations), so a
+    # deploy with new migrations updates the resource and runs them.
+    assert FUNCTIONS[migrate]["Properties"].get("AutoPublishAlias")
+    assert {"Ref": f"{migrate}.Version"} in props.values(), props
+
+
+def test_the_schema_is_applied_after_the_proxy_can_reach_the_database():
+    (resource,) = schema_resources().values()
+    depends = resource.get("DependsOn", [])
+    depends = depends if isinstance(depends, list) else [depends]
+    (target_group,) = resources_of("AWS::RDS::DBProxyTargetGroup")
+    assert target_group in depends, "the custom resource must wait for the proxy's target"
+    # The network paths function -> proxy -> database are open before it connects.
+    for name in ("DatabaseFromProxyIngress", "ProxyFromFunctionsIngress", "FunctionToProxyEgress"):
+        assert name in RESOURCES and name in depends, name
+
+
+def test_the_migrate_function_connects_as_the_owner_and_has_time_for_a_migration():
+    function = FUNCTIONS[migrate_function_name()]
+    assert env(function)["DB_USER"] == master_user()
+    assert connect_users(function) == ["${DatabaseUser}"]
+    assert master_user() == {"Ref": "DatabaseUser"}
+    assert prop(function, "Timeout") >= 120
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_no_application_function_uses_the_master_user(name):
+    if name == migrate_function_name():
+        return
+    function = FUNCTIONS[name]
+    user = env(function)["DB_USER"]
+    assert user != master_user(), f"{name} connects as the master user"
+    assert isinstance(user, str) and user in migration_roles(), (
+        f"{name} connects as {user!r}, which no migration creates ({sorted(migration_roles())})"
+    )
+    assert connect_users(function) == [user], f"{name} may sign tokens for {connect_users(function)}"
+
+
+def test_the_proxy_logs_in_as_the_application_role_with_iam_and_as_the_owner_with_its_secret():
+    (proxy,) = resources_of("AWS::RDS::DBProxy").values()
+    props = proxy["Properties"]
+    assert props["DefaultAuthScheme"] == "IAM_AUTH"
+    assert [a["AuthScheme"] for a in props["Auth"]] == ["SECRETS"]
+    for db in resources_of("AWS::RDS::DBInstance").values():
+        assert db["Properties"]["EnableIAMDatabaseAuthentication"] is True
+    role = RESOURCES[ref_name(props["RoleArn"])]
+    statements = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    users = {
+        sub_text(s["Resource"]).rsplit("/", 1)[-1]
+        for s in statements
+        if s["Action"] == "rds-db:connect"
+    }
+    app_users = {env(f)["DB_USER"] for n, f in FUNCTIONS.items() if n != migrate_function_name()}
+    assert users == app_users, f"the proxy may log in as {users}, the functions use {app_users}"
+    # An existing instance's resource id is required to name it.
+    assert "ExistingDbResourceId" in PARAMETERS
+    rules = str(TEMPLATE.get("Rules", {}))
+    assert "ExistingDbResourceId" in rules
+
+
+def test_the_application_role_joins_rds_iam_in_a_migration():
+    text = "\n".join(p.read_text() for p in sorted(MIGRATIONS.glob("*.sql")))
+    for user in {env(f)["DB_USER"] for n, f in FUNCTIONS.items() if n != migrate_function_name()}:
+        assert re.search(rf"GRANT rds_iam TO {user}\b", text), f"no migration grants rds_iam to {user}"
+
+
+def test_the_proxys_borrow_timeout_is_set_and_under_every_function_timeout():
+    (target_group,) = resources_of("AWS::RDS::DBProxyTargetGroup").values()
+    pool = target_group["Properties"].get("ConnectionPoolConfigurationInfo", {})
+    borrow = pool.get("ConnectionBorrowTimeout")
+    assert borrow is not None, "set ConnectionBorrowTimeout explicitly (the default is 120 s)"
+    for name, function in FUNCTIONS.items():
+        timeout = prop(function, "Timeout")
+        assert highest(borrow) < timeout, f"borrow timeout {borrow} s >= {name} timeout {timeout} s"

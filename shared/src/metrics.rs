@@ -26,6 +26,73 @@ impl Unit {
     }
 }
 
+/// A metric counted per invocation. The names are a contract: the template's alarms and
+/// dashboard chart them, so each is written here once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// `generate`: quotes written.
+    QuotesCreated,
+    /// `generate`: quotes put on the queue.
+    QuotesEnqueued,
+    /// `score`: messages in the invocation's batch.
+    BatchSize,
+    /// `score`: quotes priced.
+    QuotesScored,
+    /// `score` and `reconcile`: quotes that became `failed`.
+    QuotesFailed,
+    /// `score`: engine calls that failed (each retry counts).
+    MlEngineErrors,
+    /// `reconcile`: stuck quotes sent to the queue again.
+    QuotesReenqueued,
+}
+
+/// A duration measured per invocation, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Time {
+    /// Time spent in Postgres statements.
+    DatabaseTime,
+    /// `generate`: time spent sending to SQS.
+    QueueTime,
+    /// `score`: each engine call.
+    MlEngineLatency,
+}
+
+impl Count {
+    pub const ALL: [Count; 7] = [
+        Count::QuotesCreated,
+        Count::QuotesEnqueued,
+        Count::BatchSize,
+        Count::QuotesScored,
+        Count::QuotesFailed,
+        Count::MlEngineErrors,
+        Count::QuotesReenqueued,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Count::QuotesCreated => "QuotesCreated",
+            Count::QuotesEnqueued => "QuotesEnqueued",
+            Count::BatchSize => "BatchSize",
+            Count::QuotesScored => "QuotesScored",
+            Count::QuotesFailed => "QuotesFailed",
+            Count::MlEngineErrors => "MlEngineErrors",
+            Count::QuotesReenqueued => "QuotesReenqueued",
+        }
+    }
+}
+
+impl Time {
+    pub const ALL: [Time; 3] = [Time::DatabaseTime, Time::QueueTime, Time::MlEngineLatency];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Time::DatabaseTime => "DatabaseTime",
+            Time::QueueTime => "QueueTime",
+            Time::MlEngineLatency => "MlEngineLatency",
+        }
+    }
+}
+
 /// The metrics of one invocation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metrics {
@@ -60,14 +127,17 @@ impl Metrics {
         self.values.is_empty()
     }
 
-    pub fn count(&mut self, name: &'static str, n: u64) -> &mut Self {
-        self.values.push((name, Unit::Count, n as f64));
+    pub fn count(&mut self, metric: Count, n: u64) -> &mut Self {
+        self.values.push((metric.name(), Unit::Count, n as f64));
         self
     }
 
-    pub fn time(&mut self, name: &'static str, elapsed: Duration) -> &mut Self {
-        self.values
-            .push((name, Unit::Milliseconds, elapsed.as_secs_f64() * 1000.0));
+    pub fn time(&mut self, metric: Time, elapsed: Duration) -> &mut Self {
+        self.values.push((
+            metric.name(),
+            Unit::Milliseconds,
+            elapsed.as_secs_f64() * 1000.0,
+        ));
         self
     }
 
@@ -122,6 +192,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_metric_the_functions_emit_is_charted_or_alarmed_in_the_template() {
+        let template = include_str!("../../template.yaml");
+        let names = Count::ALL
+            .iter()
+            .map(|c| c.name())
+            .chain(Time::ALL.iter().map(|t| t.name()));
+        for name in names {
+            assert!(
+                template.contains(&format!("\"{name}\""))
+                    || template.contains(&format!(": {name}\n")),
+                "{name} is emitted but the template neither charts nor alarms on it"
+            );
+        }
+    }
+
+    #[test]
     fn documents_follow_the_embedded_metric_format() {
         let mut metrics = Metrics {
             namespace: "QuotePipeline".into(),
@@ -130,9 +216,9 @@ mod tests {
             properties: Map::new(),
         };
         metrics
-            .count("QuotesScored", 10)
-            .time("MlEngineLatency", Duration::from_millis(12))
-            .time("MlEngineLatency", Duration::from_millis(8))
+            .count(Count::QuotesScored, 10)
+            .time(Time::MlEngineLatency, Duration::from_millis(12))
+            .time(Time::MlEngineLatency, Duration::from_millis(8))
             .property("requestId", "r-1");
         let emf = metrics.to_emf(1_795_770_000_000);
         assert_eq!(emf["FunctionName"], "score");

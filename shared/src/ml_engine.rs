@@ -31,22 +31,43 @@ pub struct MlEngine {
     timeout: Duration,
 }
 
+/// Why the engine's client cannot be built.
 #[derive(Debug, thiserror::Error)]
-#[error("ML engine client: {0}")]
-pub struct MlEngineError(String);
+pub enum MlEngineError {
+    #[error("ML engine client: ML_ENGINE_URL is required")]
+    MissingUrl,
+    #[error("ML engine client: {0}")]
+    Http(#[source] reqwest::Error),
+}
+
+/// Why one call to the engine priced nothing.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("request failed: {0}")]
+    Request(#[source] reqwest::Error),
+    #[error("reading the answer failed: {0}")]
+    ReadAnswer(#[source] reqwest::Error),
+    #[error("the answer is not a prediction list: {0}")]
+    NotPredictions(#[source] serde_json::Error),
+    #[error("422 naming no quote of the request: {body}")]
+    RejectionNamingNoQuote { body: String },
+    #[error("{status}: {body}")]
+    Status { status: StatusCode, body: String },
+    #[error("{answers} answers for {quotes} quotes")]
+    WrongCount { answers: usize, quotes: usize },
+    #[error("an answer out of order or out of range for quote {0}")]
+    BadAnswer(Uuid),
+}
 
 impl MlEngine {
     pub fn new(config: &MlEngineConfig) -> Result<Self, MlEngineError> {
-        let base = config
-            .url
-            .as_deref()
-            .ok_or_else(|| MlEngineError("ML_ENGINE_URL is required".into()))?;
+        let base = config.url.as_deref().ok_or(MlEngineError::MissingUrl)?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .build()
-            .map_err(|e| MlEngineError(e.to_string()))?;
+            .map_err(MlEngineError::Http)?;
         Ok(MlEngine {
             http,
             predict_url: format!("{}/predict/batch", base.trim_end_matches('/')),
@@ -101,7 +122,7 @@ impl MlEngine {
             if Instant::now() + pause + MIN_ATTEMPT >= deadline {
                 tracing::warn!(attempt, error = %error, quotes = items.len(), "ML engine unavailable; giving up for this invocation");
                 outcome.unavailable.extend(items.iter().map(|i| i.quote_id));
-                outcome.reason = Some(error);
+                outcome.reason = Some(error.to_string());
                 return outcome;
             }
             // The call's own span has logged its error.
@@ -116,7 +137,7 @@ impl MlEngine {
         fields(quotes = items.len(), url = %self.predict_url, status = tracing::field::Empty),
         err(level = "warn")
     )]
-    async fn call(&self, items: &[Item<'_>], deadline: Instant) -> Result<Answer, String> {
+    async fn call(&self, items: &[Item<'_>], deadline: Instant) -> Result<Answer, CallError> {
         let timeout = self
             .timeout
             .min(deadline.saturating_duration_since(Instant::now()));
@@ -127,22 +148,22 @@ impl MlEngine {
             .json(items)
             .send()
             .await
-            .map_err(|e| format!("request failed: {e}"))?;
+            .map_err(CallError::Request)?;
         let status = response.status();
         tracing::Span::current().record("status", status.as_u16());
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| format!("reading the answer failed: {e}"))?;
+        let bytes = response.bytes().await.map_err(CallError::ReadAnswer)?;
         match status {
             StatusCode::OK => {
-                let answers: Vec<Answered> = serde_json::from_slice(&bytes)
-                    .map_err(|e| format!("the answer is not a prediction list: {e}"))?;
+                let answers: Vec<Answered> =
+                    serde_json::from_slice(&bytes).map_err(CallError::NotPredictions)?;
                 check_answers(items, answers).map(Answer::Priced)
             }
             StatusCode::UNPROCESSABLE_ENTITY => {
-                let body: Rejection = serde_json::from_slice(&bytes)
-                    .map_err(|_| format!("422: {}", String::from_utf8_lossy(&bytes)))?;
+                let naming_no_quote = || CallError::RejectionNamingNoQuote {
+                    body: String::from_utf8_lossy(&bytes).into_owned(),
+                };
+                let body: Rejection =
+                    serde_json::from_slice(&bytes).map_err(|_| naming_no_quote())?;
                 let sent: HashSet<Uuid> = items.iter().map(|i| i.quote_id).collect();
                 let invalid: Vec<(Uuid, String)> = body
                     .invalid
@@ -161,18 +182,15 @@ impl MlEngine {
                     })
                     .collect();
                 if invalid.is_empty() {
-                    Err(format!(
-                        "422 naming no quote of the request: {}",
-                        String::from_utf8_lossy(&bytes)
-                    ))
+                    Err(naming_no_quote())
                 } else {
                     Ok(Answer::Rejected(invalid))
                 }
             }
-            other => Err(format!(
-                "{other}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-            )),
+            status => Err(CallError::Status {
+                status,
+                body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+            }),
         }
     }
 }
@@ -200,13 +218,12 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
 }
 
-fn check_answers(items: &[Item<'_>], answers: Vec<Answered>) -> Result<Vec<Prediction>, String> {
+fn check_answers(items: &[Item<'_>], answers: Vec<Answered>) -> Result<Vec<Prediction>, CallError> {
     if answers.len() != items.len() {
-        return Err(format!(
-            "{} answers for {} quotes",
-            answers.len(),
-            items.len()
-        ));
+        return Err(CallError::WrongCount {
+            answers: answers.len(),
+            quotes: items.len(),
+        });
     }
     items
         .iter()
@@ -225,10 +242,7 @@ fn check_answers(items: &[Item<'_>], answers: Vec<Answered>) -> Result<Vec<Predi
                     model_version: a.model_version.into(),
                 })
             } else {
-                Err(format!(
-                    "an answer out of order or out of range for quote {}",
-                    item.quote_id
-                ))
+                Err(CallError::BadAnswer(item.quote_id))
             }
         })
         .collect()

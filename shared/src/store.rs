@@ -242,7 +242,8 @@ impl PgStore {
         Ok(self.ready().await?.begin().await?)
     }
 
-    /// Applies the migrations in `migrations/`, the schema's single history.
+    /// Applies the migrations in `migrations/` directly, as their owner (a direct connection:
+    /// sqlx's advisory lock around the run is session state).
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         let pool = self.ready().await.map_err(|e| {
             sqlx::migrate::MigrateError::Execute(match e {
@@ -250,7 +251,7 @@ impl PgStore {
                 PgError::Token(reason) => sqlx::Error::Configuration(reason.into()),
             })
         })?;
-        sqlx::migrate!("../migrations").run(pool).await
+        migrations().run(pool).await
     }
 }
 
@@ -293,6 +294,12 @@ impl PgStore {
         .await?;
         Ok(PgStuckQuotes { tx, ids })
     }
+}
+
+/// The migrations in `migrations/`, embedded: the schema's single history, and the set a
+/// deploy applies is the set its code was built with (`build.rs` rebuilds when one is added).
+pub fn migrations() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("../migrations")
 }
 
 const COLUMNS: &str = "id, user_id, coverage_type, coverage_level, estimated_amount, user_age, \

@@ -14,7 +14,7 @@ use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use quote_pipeline::generator::{self, GenerateParams};
 use quote_pipeline::import;
-use quote_pipeline::metrics::{self, Metrics};
+use quote_pipeline::metrics::{self, Count, Metrics, Time};
 use quote_pipeline::queue::QuoteQueue;
 use quote_pipeline::quote::{self, Quote, QuoteInput, QuoteStatus};
 use quote_pipeline::store::{Cursor, IdempotencyRecord, Inserted, ListFilter, QuoteStore};
@@ -238,7 +238,7 @@ async fn create<S: QuoteStore, Q: QuoteQueue>(
     });
     let started = Instant::now();
     let inserted = app.store.insert(&quotes, record.as_ref()).await;
-    write.metrics.time("DatabaseTime", started.elapsed());
+    write.metrics.time(Time::DatabaseTime, started.elapsed());
     match inserted.map_err(ApiError::store)? {
         Inserted::New => {}
         Inserted::Replay {
@@ -261,10 +261,10 @@ async fn create<S: QuoteStore, Q: QuoteQueue>(
             ));
         }
     }
-    write.metrics.count("QuotesCreated", ids.len() as u64);
+    write.metrics.count(Count::QuotesCreated, ids.len() as u64);
     let started = Instant::now();
     let enqueued = app.queue.enqueue(&ids).await;
-    write.metrics.time("QueueTime", started.elapsed());
+    write.metrics.time(Time::QueueTime, started.elapsed());
     if let Err(e) = enqueued {
         tracing::error!(error = %e, quotes = ids.len(), "enqueue failed after the write");
         let mut error = ApiError::new(
@@ -276,7 +276,7 @@ async fn create<S: QuoteStore, Q: QuoteQueue>(
         error.ids = Some(ids);
         return Err(error);
     }
-    write.metrics.count("QuotesEnqueued", ids.len() as u64);
+    write.metrics.count(Count::QuotesEnqueued, ids.len() as u64);
     tracing::info!(quotes = ids.len(), "quotes created");
     Ok(json_text(StatusCode::ACCEPTED, accepted))
 }

@@ -2,7 +2,7 @@
 //! queue and fails those it has given up on (see `quote_pipeline::reconcile`).
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
-use quote_pipeline::metrics::{self, Metrics};
+use quote_pipeline::metrics::{self, Count, Metrics};
 use quote_pipeline::queue::QuoteQueue;
 use quote_pipeline::reconcile::{ReconcileReport, reconcile};
 use quote_pipeline::store::{ReconcilePolicy, ReconcileStore};
@@ -31,8 +31,8 @@ pub async fn handle<S: ReconcileStore, Q: QuoteQueue>(
             );
             let mut metrics = Metrics::for_function("reconcile");
             metrics
-                .count("QuotesReenqueued", report.reenqueued)
-                .count("QuotesFailed", report.failed)
+                .count(Count::QuotesReenqueued, report.reenqueued)
+                .count(Count::QuotesFailed, report.failed)
                 .property("requestId", event.context.request_id.as_str())
                 .property("coldStart", cold_start);
             metrics.flush();

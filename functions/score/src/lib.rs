@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
-use quote_pipeline::metrics::{self, Metrics};
+use quote_pipeline::metrics::{self, Count, Metrics, Time};
 use quote_pipeline::queue::QuoteMessage;
 use quote_pipeline::scoring::{self, Predictor};
 use quote_pipeline::store::QuoteStore;
@@ -47,7 +47,7 @@ pub async fn process<S: QuoteStore, P: Predictor>(
     metrics
         .property("requestId", event.context.request_id.as_str())
         .property("coldStart", cold_start);
-    metrics.count("BatchSize", event.payload.records.len() as u64);
+    metrics.count(Count::BatchSize, event.payload.records.len() as u64);
     let deadline = deadline_of(&event.context);
     tracing::debug!(
         budget_ms = deadline
@@ -80,12 +80,12 @@ pub async fn process<S: QuoteStore, P: Predictor>(
     match scoring::score(&app.store, &app.predictor, &ids, deadline).await {
         Ok(report) => {
             metrics
-                .count("QuotesScored", report.scored)
-                .count("QuotesFailed", report.failed)
-                .count("MlEngineErrors", report.call_errors.into())
-                .time("DatabaseTime", report.database_time);
+                .count(Count::QuotesScored, report.scored)
+                .count(Count::QuotesFailed, report.failed)
+                .count(Count::MlEngineErrors, report.call_errors.into())
+                .time(Time::DatabaseTime, report.database_time);
             for call in report.call_times.iter().take(MAX_LATENCY_VALUES) {
-                metrics.time("MlEngineLatency", *call);
+                metrics.time(Time::MlEngineLatency, *call);
             }
             tracing::info!(
                 cold_start,

@@ -257,13 +257,18 @@ async fn a_poison_message_ends_in_the_dead_letter_queue_alone() {
     }
 }
 
-/// Postgres itself restarted while a batch is being scored. This test restarts the real local
-/// cluster, so it runs alone: `cargo test -- --ignored` in the test command.
+/// Postgres itself restarted while a batch is being scored, behind PgBouncer, as a database
+/// fails over behind RDS Proxy: the pooler stays up and its server connections die. This test
+/// restarts the real local cluster, so it runs alone: `cargo test -- --ignored` in the test
+/// command.
 #[tokio::test]
 #[ignore = "restarts the local Postgres; run alone with --ignored"]
 async fn postgres_restarted_in_the_middle_of_scoring() {
     let env = setup().await;
     generate(&env, 400, 50).await;
+    // Flushed now, so the restart's shutdown checkpoint is short and the server is back
+    // within pg_ctl's wait.
+    sqlx::query("CHECKPOINT").execute(&env.pool).await.unwrap();
     let proxy = FaultProxy::start(&engine_url()).await;
     proxy.set(Fault::Delay(1500));
     let app = score_app(&env, &proxy.url, 5000);

@@ -17,6 +17,13 @@
 //! with rayon and zstd) that converts XGBoost models into its own representation written for
 //! XGBoost's 3.4 schema, so its bit parity with the engine's 3.2 would still have to be proven
 //! here, for what takes a few hundred lines.
+//!
+//! In three parts: this module loads and evaluates; `xgboost_json` reads XGBoost's JSON and
+//! flattens its trees, refusing what it cannot follow exactly; `compiled` writes and reads the
+//! flat form that a cold start loads.
+
+mod compiled;
+mod xgboost_json;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,13 +32,17 @@ use std::time::Instant;
 use quote_domain::features::{FEATURE_NAMES, Features};
 use quote_domain::pricing::{Predicted, Prediction, Predictor};
 use serde::Deserialize;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+pub use compiled::COMPILED_FILE;
+use compiled::parse_compiled;
+use xgboost_json::{XgbModel, flatten};
+
 /// The engine's post-processing reads three quantiles: 10%, 50% and 90%.
 const OUTPUTS: usize = 3;
-const SUPPORTED_OBJECTIVES: [&str; 2] = ["reg:quantileerror", "reg:squarederror"];
+/// Deeper trees than any this pipeline trains mean a damaged file.
+const MAX_DEPTH: u32 = 64;
 /// Trees walked side by side: their walks are independent, so their memory loads overlap.
 const LANES: usize = 16;
 
@@ -80,14 +91,6 @@ struct Node {
     default_left: bool,
 }
 
-/// The compiled model (`model-compile` writes it beside `model.json`): the flat nodes as they
-/// are in memory, so a cold start reads them in about a millisecond rather than parsing 2 MB
-/// of JSON. It carries the version of the `model.json` it was compiled from.
-pub const COMPILED_FILE: &str = "model.bin";
-const MAGIC: &[u8; 8] = b"QPXGB\x01\0\0";
-/// Deeper trees than any this pipeline trains mean a damaged file.
-const MAX_DEPTH: u32 = 64;
-
 impl EmbeddedModel {
     /// Reads the model in `model_dir`: `model.bin` if it is there, else `model.json`; either
     /// must be the model `metadata.json` names.
@@ -120,31 +123,6 @@ impl EmbeddedModel {
 
     /// The compiled form of this model (little-endian): magic, version, base margin, depth,
     /// trees as (root, output), nodes as (value, left, right, feature, default_left).
-    pub fn to_compiled(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.trees.len() * 8 + self.nodes.len() * 16);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(self.version.len() as u32).to_le_bytes());
-        out.extend_from_slice(self.version.as_bytes());
-        for m in self.base_margin {
-            out.extend_from_slice(&m.to_le_bytes());
-        }
-        out.extend_from_slice(&self.depth.to_le_bytes());
-        out.extend_from_slice(&(self.trees.len() as u32).to_le_bytes());
-        for tree in &self.trees {
-            out.extend_from_slice(&tree.root.to_le_bytes());
-            out.extend_from_slice(&(tree.output as u32).to_le_bytes());
-        }
-        out.extend_from_slice(&(self.nodes.len() as u32).to_le_bytes());
-        for node in &self.nodes {
-            out.extend_from_slice(&node.value.to_le_bytes());
-            out.extend_from_slice(&node.children[0].to_le_bytes());
-            out.extend_from_slice(&node.children[1].to_le_bytes());
-            out.extend_from_slice(&node.feature.to_le_bytes());
-            out.extend_from_slice(&[u8::from(node.default_left), 0]);
-        }
-        out
-    }
-
     fn from_compiled(compiled: &[u8], metadata_json: &[u8]) -> Result<EmbeddedModel, ModelError> {
         let metadata = read_metadata(metadata_json)?;
         let model = parse_compiled(compiled).map_err(|problem| ModelError::Invalid {
@@ -249,103 +227,6 @@ fn read_metadata(metadata_json: &[u8]) -> Result<Metadata, ModelError> {
     Ok(metadata)
 }
 
-/// Reads a compiled model, checking what `flatten` checks of a JSON one: every tree's nodes
-/// contiguous, children after their parent and inside their tree, every path a leaf (a node
-/// leading to itself) within the depth.
-fn parse_compiled(bytes: &[u8]) -> Result<EmbeddedModel, String> {
-    let mut at = 0usize;
-    let mut take = |n: usize| -> Result<&[u8], String> {
-        let part = bytes.get(at..at + n).ok_or("the file is truncated")?;
-        at += n;
-        Ok(part)
-    };
-    if take(MAGIC.len())? != MAGIC {
-        return Err("not a compiled model (wrong magic bytes)".into());
-    }
-    let u32_at = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("four bytes"));
-    let version_len = u32_at(take(4)?) as usize;
-    let version =
-        String::from_utf8(take(version_len)?.to_vec()).map_err(|_| "the version is not UTF-8")?;
-    let mut base_margin = [0f32; OUTPUTS];
-    for m in &mut base_margin {
-        *m = f32::from_le_bytes(take(4)?.try_into().expect("four bytes"));
-    }
-    let depth = u32_at(take(4)?);
-    if depth > MAX_DEPTH || base_margin.iter().any(|m| !m.is_finite()) {
-        return Err(format!(
-            "depth {depth} or base margin {base_margin:?} out of range"
-        ));
-    }
-    let tree_count = u32_at(take(4)?) as usize;
-    let mut trees = Vec::with_capacity(tree_count.min(bytes.len() / 8));
-    for _ in 0..tree_count {
-        let root = u32_at(take(4)?);
-        let output = u32_at(take(4)?) as usize;
-        trees.push(Tree { root, output });
-    }
-    let node_count = u32_at(take(4)?) as usize;
-    let mut nodes = Vec::with_capacity(node_count.min(bytes.len() / 16));
-    for _ in 0..node_count {
-        let b = take(16)?;
-        let field = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("four bytes"));
-        nodes.push(Node {
-            value: f32::from_bits(field(0)),
-            children: [field(4), field(8)],
-            feature: u16::from_le_bytes([b[12], b[13]]),
-            default_left: match b[14] {
-                0 => false,
-                1 => true,
-                d => return Err(format!("default_left is {d}")),
-            },
-        });
-    }
-    if at != bytes.len() {
-        return Err(format!("{} bytes after the last node", bytes.len() - at));
-    }
-    for (t, tree) in trees.iter().enumerate() {
-        let start = tree.root as usize;
-        let end = trees
-            .get(t + 1)
-            .map_or(node_count, |next| next.root as usize);
-        if tree.output >= OUTPUTS || start >= end || end > node_count || (t == 0 && start != 0) {
-            return Err(format!(
-                "tree {t}: root {start} or output {} out of range",
-                tree.output
-            ));
-        }
-        let mut depths = vec![0u32; end - start];
-        for i in start..end {
-            let node = &nodes[i];
-            if !node.value.is_finite() {
-                return Err(format!("node {i}: value {} is not finite", node.value));
-            }
-            if node.children == [i as u32; 2] {
-                continue;
-            }
-            for child in node.children {
-                let child = child as usize;
-                if child <= i || child >= end || usize::from(node.feature) >= FEATURE_NAMES.len() {
-                    return Err(format!(
-                        "node {i}: child {child} or feature {} out of range",
-                        node.feature
-                    ));
-                }
-                depths[child - start] = depths[i - start] + 1;
-            }
-        }
-        if depths.iter().any(|&d| d > depth) {
-            return Err(format!("tree {t} is deeper than the stated depth {depth}"));
-        }
-    }
-    Ok(EmbeddedModel {
-        version: version.into(),
-        base_margin,
-        depth,
-        trees,
-        nodes,
-    })
-}
-
 /// `model_core.postprocess`, step by step in f32.
 fn postprocess(mut q: [f32; OUTPUTS]) -> (f32, f32) {
     // Only the order of -0.0 and +0.0 can differ from np.sort, and it changes no result.
@@ -373,271 +254,6 @@ struct Metadata {
     feature_names: Vec<String>,
 }
 
-#[derive(Deserialize)]
-struct XgbModel {
-    learner: Learner,
-}
-
-#[derive(Deserialize)]
-struct Learner {
-    #[serde(default)]
-    feature_names: Vec<String>,
-    gradient_booster: GradientBooster,
-    learner_model_param: LearnerModelParam,
-    objective: Objective,
-}
-
-/// Tagged so that `dart` or `gblinear` fail by name, before their other fields are read.
-#[derive(Deserialize)]
-#[serde(tag = "name")]
-enum GradientBooster {
-    #[serde(rename = "gbtree")]
-    GbTree { model: GbTreeModel },
-}
-
-#[derive(Deserialize)]
-struct GbTreeModel {
-    trees: Vec<XgbTree>,
-    tree_info: Vec<usize>,
-}
-
-/// XGBoost writes these parameters as strings.
-#[derive(Deserialize)]
-struct LearnerModelParam {
-    base_score: Value,
-    num_class: String,
-    num_feature: String,
-    num_target: String,
-}
-
-#[derive(Deserialize)]
-struct Objective {
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct XgbTree {
-    id: usize,
-    left_children: Vec<i64>,
-    right_children: Vec<i64>,
-    split_indices: Vec<u64>,
-    split_conditions: Vec<f64>,
-    default_left: Vec<u8>,
-    split_type: Vec<u8>,
-    #[serde(default)]
-    categories_nodes: Vec<i64>,
-    tree_param: TreeParam,
-}
-
-#[derive(Deserialize)]
-struct TreeParam {
-    num_nodes: String,
-    size_leaf_vector: String,
-}
-
-/// Checks everything prediction relies on, so that a model it cannot follow exactly fails
-/// here, by name, rather than answering a wrong number later.
-fn flatten(learner: Learner, version: String) -> Result<EmbeddedModel, String> {
-    let objective = learner.objective.name;
-    if !SUPPORTED_OBJECTIVES.contains(&objective.as_str()) {
-        return Err(format!(
-            "objective {objective:?} is not supported; only {SUPPORTED_OBJECTIVES:?}"
-        ));
-    }
-    let param = learner.learner_model_param;
-    let count = |name: &str, text: &str| {
-        text.parse::<usize>()
-            .map_err(|_| format!("{name} {text:?} is not a whole number"))
-    };
-    if count("num_class", &param.num_class)? > 1 {
-        return Err(format!(
-            "num_class is {}: multi-class models are not supported",
-            param.num_class
-        ));
-    }
-    let outputs = count("num_target", &param.num_target)?;
-    if outputs != OUTPUTS {
-        return Err(format!(
-            "the model has {outputs} outputs; the engine's post-processing needs {OUTPUTS} (q10, q50, q90)"
-        ));
-    }
-    let num_feature = count("num_feature", &param.num_feature)?;
-    if num_feature != FEATURE_NAMES.len() {
-        return Err(format!(
-            "num_feature is {num_feature} but metadata.json names {} features",
-            FEATURE_NAMES.len()
-        ));
-    }
-    if !learner.feature_names.is_empty() && learner.feature_names != FEATURE_NAMES {
-        return Err(format!(
-            "feature_names {:?} differ from metadata.json's",
-            learner.feature_names
-        ));
-    }
-    // The inverse link of both objectives is the identity: base_score is the base margin.
-    let base_margin: [f32; OUTPUTS] =
-        base_score(&param.base_score)?
-            .try_into()
-            .map_err(|v: Vec<f32>| {
-                format!("base_score has {} values for {OUTPUTS} outputs", v.len())
-            })?;
-
-    let GradientBooster::GbTree { model } = learner.gradient_booster;
-    if model.tree_info.len() != model.trees.len() {
-        return Err(format!(
-            "tree_info has {} entries for {} trees",
-            model.tree_info.len(),
-            model.trees.len()
-        ));
-    }
-    let mut trees = Vec::with_capacity(model.trees.len());
-    let mut nodes = Vec::new();
-    let mut depth = 0;
-    for (t, (tree, &output)) in model.trees.iter().zip(&model.tree_info).enumerate() {
-        // XGBoost places each tree by its id, and adds them up in that order.
-        if tree.id != t {
-            return Err(format!("tree {t} has id {}", tree.id));
-        }
-        if output >= OUTPUTS {
-            return Err(format!(
-                "tree_info[{t}] is {output}, not an output below {OUTPUTS}"
-            ));
-        }
-        let root = u32::try_from(nodes.len()).map_err(|_| "too many nodes".to_string())?;
-        let tree_depth = flatten_tree(tree, root, &mut nodes)
-            .map_err(|problem| format!("tree {t}: {problem}"))?;
-        depth = depth.max(tree_depth);
-        trees.push(Tree { root, output });
-    }
-    Ok(EmbeddedModel {
-        version: version.into(),
-        base_margin,
-        depth,
-        trees,
-        nodes,
-    })
-}
-
-/// Appends the tree's nodes, its root at `root`, and answers its depth.
-fn flatten_tree(tree: &XgbTree, root: u32, nodes: &mut Vec<Node>) -> Result<u32, String> {
-    // "0" is how XGBoost before 2.0 wrote a scalar leaf.
-    if !matches!(tree.tree_param.size_leaf_vector.as_str(), "0" | "1") {
-        return Err(format!(
-            "size_leaf_vector is {}: vector leaves (multi_strategy multi_output_tree) are not supported",
-            tree.tree_param.size_leaf_vector
-        ));
-    }
-    if !tree.categories_nodes.is_empty() || tree.split_type.iter().any(|&t| t != 0) {
-        return Err("categorical splits are not supported".into());
-    }
-    let n: usize = tree
-        .tree_param
-        .num_nodes
-        .parse()
-        .map_err(|_| "num_nodes is not a whole number")?;
-    let lengths = [
-        tree.left_children.len(),
-        tree.right_children.len(),
-        tree.split_indices.len(),
-        tree.split_conditions.len(),
-        tree.default_left.len(),
-        tree.split_type.len(),
-    ];
-    if n == 0 || lengths.iter().any(|&len| len != n) {
-        return Err(format!(
-            "num_nodes is {n} but the node arrays have lengths {lengths:?}"
-        ));
-    }
-    let mut depth = vec![0; n];
-    for i in 0..n {
-        // XGBoost writes an f32 as its shortest decimal, whose nearest f64 rounds back to it.
-        let value = tree.split_conditions[i] as f32;
-        if !value.is_finite() {
-            return Err(format!(
-                "node {i}: split_conditions value {:?} is not a finite f32",
-                tree.split_conditions[i]
-            ));
-        }
-        let node = match (tree.left_children[i], tree.right_children[i]) {
-            (-1, -1) => Node {
-                value,
-                children: [root + i as u32; 2],
-                feature: 0,
-                default_left: false,
-            },
-            (left, right) => {
-                // Children after their parent also rule out cycles.
-                let child = |c: i64| match usize::try_from(c) {
-                    Ok(c) if c > i && c < n => Ok(root + c as u32),
-                    _ => Err(format!(
-                        "node {i}: child {c} is not a node after it (of {n})"
-                    )),
-                };
-                let feature = match u16::try_from(tree.split_indices[i]) {
-                    Ok(f) if usize::from(f) < FEATURE_NAMES.len() => f,
-                    _ => {
-                        return Err(format!(
-                            "node {i}: split index {} is not a feature",
-                            tree.split_indices[i]
-                        ));
-                    }
-                };
-                let default_left = match tree.default_left[i] {
-                    0 => false,
-                    1 => true,
-                    d => return Err(format!("node {i}: default_left is {d}")),
-                };
-                let children = [child(left)?, child(right)?];
-                for c in [left, right] {
-                    depth[c as usize] = depth[i] + 1;
-                }
-                Node {
-                    value,
-                    children,
-                    feature,
-                    default_left,
-                }
-            }
-        };
-        nodes.push(node);
-    }
-    Ok(depth.into_iter().max().unwrap_or(0))
-}
-
-/// `base_score`: a string such as "[1.2E3,1.5E3,1.9E3]" (XGBoost 3) or an array of numbers.
-fn base_score(value: &Value) -> Result<Vec<f32>, String> {
-    let scores: Vec<f32> = match value {
-        Value::String(text) => text
-            .trim()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .split(',')
-            .map(|s| {
-                s.trim()
-                    .parse::<f32>()
-                    .map_err(|_| format!("base_score {text:?} is not a list of numbers"))
-            })
-            .collect::<Result<_, _>>()?,
-        Value::Array(items) => items
-            .iter()
-            .map(|v| {
-                v.as_f64()
-                    .map(|f| f as f32)
-                    .ok_or(format!("base_score {value} is not a list of numbers"))
-            })
-            .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(format!(
-                "base_score {value} is neither a string nor an array"
-            ));
-        }
-    };
-    if scores.iter().any(|s| !s.is_finite()) {
-        return Err(format!("base_score {value} is not finite"));
-    }
-    Ok(scores)
-}
-
 /// The model evaluated in process: no call can fail, so every quote is priced.
 impl Predictor for EmbeddedModel {
     async fn predict(&self, quotes: &[(Uuid, Features)], _deadline: Instant) -> Predicted {
@@ -663,6 +279,7 @@ impl Predictor for EmbeddedModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     /// Three outputs, base scores 10, 20, 30. Tree 0 (output 0): user_age < 40, missing
     /// left, leaves -1.5 and 2.5. Tree 1 (output 1): risk_score < 0.5, missing right, leaves 1
