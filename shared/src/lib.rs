@@ -19,6 +19,7 @@
 
 pub mod ca_bundle;
 pub mod config;
+pub mod create;
 pub mod iam_auth;
 pub mod metrics;
 pub mod ml_engine;

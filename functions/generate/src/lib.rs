@@ -7,17 +7,18 @@
 pub mod error;
 pub mod identity;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
+use quote_pipeline::create::{self, Answer, CreateError, Created, Creation, Idempotency};
 use quote_pipeline::generator::{self, GenerateParams};
 use quote_pipeline::import;
 use quote_pipeline::metrics::{self, Count, Metrics, Time};
 use quote_pipeline::queue::QuoteQueue;
 use quote_pipeline::quote::{self, Quote, QuoteInput, QuoteStatus};
-use quote_pipeline::store::{Cursor, IdempotencyRecord, Inserted, ListFilter, QuoteStore};
+use quote_pipeline::store::{Cursor, ListFilter, QuoteStore};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -207,78 +208,83 @@ fn request_hash(request: &Request) -> [u8; 32] {
     hash.finalize().into()
 }
 
-/// Writes the quotes in one statement, then enqueues their ids. A queue failure after the
-/// write is a 503 that names the saved ids: they stay `pending_ml`, to be enqueued again
-/// later, so the client must not send them twice. With an idempotency key, a repeat of the
-/// same request answers the first 202 (same ids) and writes nothing.
+/// Creates the quotes through the pipeline's create step and maps its outcome: 202 with the
+/// new ids; a replay's kept answer, marked `Idempotent-Replayed`; a 422 for a reused key; a
+/// 503 for the database, or a 503 naming the saved ids when they could not be queued.
 async fn create<S: QuoteStore, Q: QuoteQueue>(
     app: &App<S, Q>,
     write: Write<'_>,
     inputs: Vec<QuoteInput>,
 ) -> Result<Response<Body>, ApiError> {
-    let now = Utc::now();
-    let quotes: Vec<Quote> = inputs
-        .into_iter()
-        .map(|input| Quote::new_pending(write.owner, input, now))
-        .collect();
-    let ids: Vec<Uuid> = quotes.iter().map(|q| q.id).collect();
-    let accepted = serde_json::to_string(&Accepted {
-        ids: ids.clone(),
-        count: ids.len(),
-        status: QuoteStatus::PendingMl,
-    })
-    .expect("an answer always serializes");
-    let record = write.key.map(|key| IdempotencyRecord {
-        owner: write.owner.to_owned(),
+    let idempotency = write.key.map(|key| Idempotency {
         key,
         request_hash: request_hash(write.request),
-        status_code: StatusCode::ACCEPTED.as_u16(),
-        response_body: accepted.clone(),
         ttl: app.idempotency_ttl,
     });
-    let started = Instant::now();
-    let inserted = app.store.insert(&quotes, record.as_ref()).await;
-    write.metrics.time(Time::DatabaseTime, started.elapsed());
-    match inserted.map_err(ApiError::store)? {
-        Inserted::New => {}
-        Inserted::Replay {
-            status_code,
-            response_body,
-        } => {
-            let status = StatusCode::from_u16(status_code).unwrap_or(StatusCode::ACCEPTED);
-            let mut response = json_text(status, response_body);
+    let Creation { outcome, report } = create::create(
+        &app.store,
+        &app.queue,
+        write.owner,
+        inputs,
+        idempotency,
+        accepted,
+    )
+    .await;
+    write.metrics.time(Time::DatabaseTime, report.database_time);
+    if let Some(n) = report.created {
+        write.metrics.count(Count::QuotesCreated, n as u64);
+    }
+    if let Some(elapsed) = report.queue_time {
+        write.metrics.time(Time::QueueTime, elapsed);
+    }
+    if let Some(n) = report.enqueued {
+        write.metrics.count(Count::QuotesEnqueued, n as u64);
+    }
+    match outcome {
+        Ok(Created::New { answer, .. }) => Ok(kept_answer(answer)),
+        Ok(Created::Replayed(answer)) => {
+            let mut response = kept_answer(answer);
             response.headers_mut().insert(
                 "idempotent-replayed",
                 "true".parse().expect("a valid header"),
             );
-            return Ok(response);
+            Ok(response)
         }
-        Inserted::KeyReused => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different request; use a new key",
-            ));
+        Err(CreateError::KeyReused) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request; use a new key",
+        )),
+        Err(CreateError::Store(e)) => Err(ApiError::store(e)),
+        Err(CreateError::NotQueued { ids, .. }) => {
+            let mut error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_unavailable",
+                "the quotes were saved as pending_ml but could not be queued for scoring; \
+                 they will be queued again later, so do not send them again",
+            );
+            error.ids = Some(ids);
+            Err(error)
         }
     }
-    write.metrics.count(Count::QuotesCreated, ids.len() as u64);
-    let started = Instant::now();
-    let enqueued = app.queue.enqueue(&ids).await;
-    write.metrics.time(Time::QueueTime, started.elapsed());
-    if let Err(e) = enqueued {
-        tracing::error!(error = %e, quotes = ids.len(), "enqueue failed after the write");
-        let mut error = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "queue_unavailable",
-            "the quotes were saved as pending_ml but could not be queued for scoring; \
-             they will be queued again later, so do not send them again",
-        );
-        error.ids = Some(ids);
-        return Err(error);
+}
+
+/// The 202 for new quotes, also kept for the idempotency key's repeats.
+fn accepted(ids: &[Uuid]) -> Answer {
+    Answer {
+        status_code: StatusCode::ACCEPTED.as_u16(),
+        body: serde_json::to_string(&Accepted {
+            ids: ids.to_vec(),
+            count: ids.len(),
+            status: QuoteStatus::PendingMl,
+        })
+        .expect("an answer always serializes"),
     }
-    write.metrics.count(Count::QuotesEnqueued, ids.len() as u64);
-    tracing::info!(quotes = ids.len(), "quotes created");
-    Ok(json_text(StatusCode::ACCEPTED, accepted))
+}
+
+fn kept_answer(answer: Answer) -> Response<Body> {
+    let status = StatusCode::from_u16(answer.status_code).unwrap_or(StatusCode::ACCEPTED);
+    json_text(status, answer.body)
 }
 
 async fn list<S: QuoteStore, Q: QuoteQueue>(

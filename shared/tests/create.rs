@@ -1,0 +1,175 @@
+//! The create step on in-memory fakes of the store and the queue: each of its outcomes, and
+//! what it measures for the function's metrics. What the SQL does with a key (races, expiry)
+//! is tested against Postgres in `functions/generate/tests/api.rs`.
+
+use std::time::Duration;
+
+use quote_pipeline::create::{Answer, CreateError, Created, Creation, Idempotency, create};
+use quote_pipeline::generator::{GenerateParams, generate};
+use quote_pipeline::ports::{
+    IdempotencyRecord, Inserted, ListFilter, Page, QueueError, QuoteQueue, QuoteStore, StoreError,
+};
+use quote_pipeline::pricing::Outcome;
+use quote_pipeline::quote::{Quote, QuoteInput, QuoteStatus};
+use testkit::{MemoryQueue, MemoryStore};
+use uuid::Uuid;
+
+fn inputs(n: u32) -> Vec<QuoteInput> {
+    generate(&GenerateParams::new(n))
+}
+
+fn key(name: &str, request: u8) -> Option<Idempotency> {
+    Some(Idempotency {
+        key: name.into(),
+        request_hash: [request; 32],
+        ttl: Duration::from_secs(60),
+    })
+}
+
+/// The answer a caller would give: the ids, so a replay can be told apart.
+fn answer(ids: &[Uuid]) -> Answer {
+    Answer {
+        status_code: 202,
+        body: format!("{ids:?}"),
+    }
+}
+
+/// A queue that refuses every send.
+struct DownQueue;
+
+impl QuoteQueue for DownQueue {
+    async fn enqueue(&self, ids: &[Uuid]) -> Result<usize, QueueError> {
+        Err(QueueError {
+            failed: 1,
+            total: 1,
+            reason: format!("the queue is down ({} ids)", ids.len()),
+        })
+    }
+}
+
+/// A store that cannot be reached.
+struct DownStore;
+
+fn unavailable() -> StoreError {
+    StoreError::Unavailable("connection refused".into())
+}
+
+impl QuoteStore for DownStore {
+    async fn insert(
+        &self,
+        _: &[Quote],
+        _: Option<&IdempotencyRecord>,
+    ) -> Result<Inserted, StoreError> {
+        Err(unavailable())
+    }
+    async fn get(&self, _: &str, _: Uuid) -> Result<Option<Quote>, StoreError> {
+        Err(unavailable())
+    }
+    async fn list(&self, _: &str, _: &ListFilter) -> Result<Page, StoreError> {
+        Err(unavailable())
+    }
+    async fn pending(&self, _: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
+        Err(unavailable())
+    }
+    async fn record(&self, _: &[Outcome]) -> Result<(u64, u64), StoreError> {
+        Err(unavailable())
+    }
+}
+
+#[tokio::test]
+async fn new_quotes_are_saved_pending_and_queued_once() {
+    let (store, queue) = (MemoryStore::default(), MemoryQueue::new(2));
+    let Creation { outcome, report } = create(&store, &queue, "ann", inputs(5), None, answer).await;
+    let Ok(Created::New { ids, answer: given }) = outcome else {
+        panic!("not new: {outcome:?}");
+    };
+    assert_eq!(ids.len(), 5);
+    assert_eq!(given, answer(&ids));
+    let saved = store.quotes();
+    assert_eq!(saved.iter().map(|q| q.id).collect::<Vec<_>>(), ids);
+    assert!(
+        saved
+            .iter()
+            .all(|q| q.user_id == "ann" && q.status == QuoteStatus::PendingMl)
+    );
+    assert_eq!(queue.queued_ids(), ids);
+    assert_eq!(
+        (report.created, report.enqueued, report.queue_time.is_some()),
+        (Some(5), Some(5), true)
+    );
+}
+
+#[tokio::test]
+async fn a_repeat_with_the_same_key_replays_the_first_answer_and_writes_nothing() {
+    let (store, queue) = (MemoryStore::default(), MemoryQueue::new(100));
+    let first = create(&store, &queue, "ann", inputs(3), key("k", 1), answer).await;
+    let Ok(Created::New { ids, answer: given }) = first.outcome else {
+        panic!("not new: {:?}", first.outcome);
+    };
+    let again = create(&store, &queue, "ann", inputs(3), key("k", 1), answer).await;
+    assert_eq!(again.outcome.unwrap(), Created::Replayed(given));
+    assert_eq!(store.quotes().len(), 3);
+    assert_eq!(queue.queued_ids(), ids, "the repeat queues nothing");
+    assert_eq!(
+        (again.report.created, again.report.queue_time),
+        (None, None)
+    );
+}
+
+#[tokio::test]
+async fn a_key_reused_with_another_request_writes_nothing() {
+    let (store, queue) = (MemoryStore::default(), MemoryQueue::new(100));
+    create(&store, &queue, "ann", inputs(2), key("k", 1), answer)
+        .await
+        .outcome
+        .unwrap();
+    let other = create(&store, &queue, "ann", inputs(4), key("k", 2), answer).await;
+    assert!(
+        matches!(other.outcome, Err(CreateError::KeyReused)),
+        "{:?}",
+        other.outcome
+    );
+    assert_eq!(store.quotes().len(), 2);
+    assert_eq!(queue.queued_ids().len(), 2);
+    let someone_else = create(&store, &queue, "bo", inputs(4), key("k", 2), answer).await;
+    assert!(
+        matches!(someone_else.outcome, Ok(Created::New { .. })),
+        "keys are per owner"
+    );
+}
+
+#[tokio::test]
+async fn queue_down_after_the_write_names_the_saved_quotes_left_pending() {
+    let store = MemoryStore::default();
+    let Creation { outcome, report } =
+        create(&store, &DownQueue, "ann", inputs(3), None, answer).await;
+    let Err(CreateError::NotQueued { ids, .. }) = outcome else {
+        panic!("not saved-but-not-queued: {outcome:?}");
+    };
+    let saved = store.quotes();
+    assert_eq!(saved.iter().map(|q| q.id).collect::<Vec<_>>(), ids);
+    assert!(
+        saved.iter().all(|q| q.status == QuoteStatus::PendingMl),
+        "saved as pending_ml, for reconcile to queue again"
+    );
+    assert_eq!(
+        (report.created, report.queue_time.is_some(), report.enqueued),
+        (Some(3), true, None)
+    );
+}
+
+#[tokio::test]
+async fn database_down_writes_and_queues_nothing() {
+    let queue = MemoryQueue::new(100);
+    let Creation { outcome, report } =
+        create(&DownStore, &queue, "ann", inputs(3), key("k", 1), answer).await;
+    assert!(
+        matches!(outcome, Err(CreateError::Store(StoreError::Unavailable(_)))),
+        "{outcome:?}"
+    );
+    assert!(queue.queued_ids().is_empty());
+    assert_eq!(
+        (report.created, report.queue_time, report.enqueued),
+        (None, None, None)
+    );
+}
