@@ -7,7 +7,7 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::Utc;
 use generate::App as GenerateApp;
 use lambda_runtime::LambdaEvent;
-use quote_pipeline::config::Config;
+use quote_pipeline::config::{FromEnv, GenerateConfig, MlEngineConfig, ScoreConfig, ScoringMode};
 use quote_pipeline::generator::{GenerateParams, generate};
 use quote_pipeline::ml_engine::MlEngine;
 use quote_pipeline::model::EmbeddedModel;
@@ -124,11 +124,11 @@ async fn init_costs(root: &Path) -> Res<Vec<(&'static str, f64)>> {
     quote_pipeline::telemetry::init();
     costs.push(("telemetry::init", ms(t.elapsed())));
     let t = Instant::now();
-    let config = function_config(
+    let config = GenerateConfig::from_lookup(function_vars(
         "postgres://bench@127.0.0.1:5432/bench",
-        Some("http://127.0.0.1:9324/q"),
-    )?;
-    costs.push(("Config::from_env", ms(t.elapsed())));
+        "http://127.0.0.1:9324/q",
+    ))?;
+    costs.push(("GenerateConfig::from_env", ms(t.elapsed())));
     let t = Instant::now();
     let _store = PgStore::connect_lazy(&config.database)?;
     costs.push(("PgStore::connect_lazy", ms(t.elapsed())));
@@ -136,10 +136,10 @@ async fn init_costs(root: &Path) -> Res<Vec<(&'static str, f64)>> {
     let sdk = aws_sdk_config().await;
     costs.push(("aws_sdk_config().await", ms(t.elapsed())));
     let t = Instant::now();
-    let _queue = SqsQueue::new(&sdk, &config.queue)?;
+    let _queue = SqsQueue::new(&sdk, &config.queue);
     costs.push(("SqsQueue::new", ms(t.elapsed())));
     let t = Instant::now();
-    let _engine = MlEngine::new(&config.ml_engine)?;
+    let _engine = MlEngine::new(&engine_config(&config.database.url)?)?;
     costs.push(("MlEngine::new (reqwest)", ms(t.elapsed())));
     let t = Instant::now();
     let _model = EmbeddedModel::load(&root.join("ml-engine/model"))?;
@@ -154,15 +154,24 @@ async fn init_costs(root: &Path) -> Res<Vec<(&'static str, f64)>> {
     Ok(costs)
 }
 
-/// The configuration a function reads with only these variables set (defaults otherwise).
-fn function_config(database_url: &str, queue_url: Option<&str>) -> Res<Config> {
-    let engine = engine_url();
-    Ok(Config::from_lookup(|name| match name {
-        "DATABASE_URL" => Some(database_url.to_owned()),
-        "QUOTES_QUEUE_URL" => queue_url.map(str::to_owned),
+/// The variables a function reads, with only these set (defaults otherwise).
+fn function_vars(database_url: &str, queue_url: &str) -> impl Fn(&str) -> Option<String> {
+    let (database_url, queue_url, engine) =
+        (database_url.to_owned(), queue_url.to_owned(), engine_url());
+    move |name| match name {
+        "DATABASE_URL" => Some(database_url.clone()),
+        "QUOTES_QUEUE_URL" => Some(queue_url.clone()),
         "ML_ENGINE_URL" => Some(engine.clone()),
         _ => None,
-    })?)
+    }
+}
+
+/// The engine client's configuration `score` reads, with defaults.
+fn engine_config(database_url: &str) -> Res<MlEngineConfig> {
+    match ScoreConfig::from_lookup(function_vars(database_url, ""))?.scoring {
+        ScoringMode::Engine(engine) => Ok(engine),
+        ScoringMode::Embedded { .. } => Err("ML_ENGINE_URL set, yet embedded mode".into()),
+    }
 }
 
 fn engine_url() -> String {
@@ -532,7 +541,7 @@ async fn warm_generate(root: &Path, report: &mut Report, plot: &mut Vec<Series>)
         "QuoteStore::insert / QuoteQueue::enqueue (timing wrappers round the real clients)",
     );
     let env = TestEnv::new().await;
-    let config = function_config(&env.database.url, Some(&env.queue_url))?;
+    let config = GenerateConfig::from_lookup(function_vars(&env.database.url, &env.queue_url))?;
     let (pg, sqs) = (Clock::default(), Clock::default());
     let app = GenerateApp {
         store: Timed {
@@ -540,7 +549,7 @@ async fn warm_generate(root: &Path, report: &mut Report, plot: &mut Vec<Series>)
             clock: pg.clone(),
         },
         queue: Timed {
-            inner: SqsQueue::new(&aws_sdk_config().await, &config.queue)?,
+            inner: SqsQueue::new(&aws_sdk_config().await, &config.queue),
             clock: sqs.clone(),
         },
         idempotency_ttl: config.idempotency_ttl,
@@ -622,7 +631,7 @@ async fn postgres_write(report: &mut Report) -> Res<()> {
         "3. Postgres write of 1000 quotes (median of {COPY_REPEATS}, taking turns)"
     ));
     let env = TestEnv::new().await;
-    let store = PgStore::connect_lazy(&function_config(&env.database.url, None)?.database)?;
+    let store = PgStore::connect_lazy(&env.database)?;
     insert_pending(&store, 2000, "bench-warm-up").await?;
     let dir = std::env::temp_dir().join(format!("quote-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -733,11 +742,11 @@ async fn psql_copy(database_url: &str, file: &Path) -> Res<f64> {
 async fn scoring(root: &Path, report: &mut Report, plot: &mut Vec<Series>) -> Res<()> {
     report.section(format!("4. Scoring throughput: {SCORED_QUOTES} pending quotes -> scored through score::handle (one container, batches in turn)"));
     let env = TestEnv::new().await;
-    let config = function_config(&env.database.url, None)?;
-    let store = PgStore::connect_lazy(&config.database)?;
+    let engine_config = engine_config(&env.database.url)?;
+    let store = PgStore::connect_lazy(&env.database)?;
     let engine = score::App {
         store: store.clone(),
-        predictor: MlEngine::new(&config.ml_engine)?,
+        predictor: MlEngine::new(&engine_config)?,
     };
     let embedded = score::App {
         store,
@@ -764,7 +773,7 @@ async fn scoring(root: &Path, report: &mut Report, plot: &mut Vec<Series>) -> Re
         );
     }
     json.insert("quotes".into(), json!(SCORED_QUOTES));
-    json.insert("ml_engine".into(), json!({"url": engine_url(), "chunk_size": config.ml_engine.chunk_size, "concurrency": config.ml_engine.concurrency}));
+    json.insert("ml_engine".into(), json!({"url": engine_url(), "chunk_size": engine_config.chunk_size, "concurrency": engine_config.concurrency}));
     report
         .json
         .insert("scoring_throughput".into(), Value::Object(json));

@@ -1,24 +1,24 @@
-//! Configuration: one typed struct, read once per container from the environment.
+//! Configuration: one struct per function, read once per container from the environment. A
+//! variable a function needs and does not have, or one out of its range, stops the container
+//! at start-up with an error that names it, rather than failing a request later.
 //!
-//! | variable | meaning | default |
-//! |---|---|---|
-//! | `DATABASE_URL` | Postgres connection string | required, unless `DB_IAM_AUTH=true` |
-//! | `DB_IAM_AUTH` | `true`: connect to RDS Proxy over TLS with IAM tokens, from `DB_HOST`, `DB_PORT` (5432), `DB_NAME`, `DB_USER` | `false` |
-//! | `DB_MAX_CONNECTIONS` | pool size per container | 5 |
-//! | `DB_ACQUIRE_TIMEOUT_MS` | wait for a connection before answering 503 | 3000 |
-//! | `QUOTES_QUEUE_URL` | the quotes queue (`generate`) | none |
-//! | `QUEUE_IDS_PER_MESSAGE` | quote ids per SQS message, 1..=1000 | 100 |
-//! | `ML_ENGINE_URL` | base URL of the ML engine (`score` only) | none |
-//! | `SCORING_MODE` | `engine` (call the ML engine) or `embedded` (evaluate the model in process) | `engine` where `ML_ENGINE_URL` is set, else `embedded` |
-//! | `MODEL_DIR` | the model's directory in embedded mode | `model/` beside the executable |
-//! | `ML_CHUNK_SIZE` | quotes per engine request | 250 |
-//! | `ML_CONCURRENCY` | engine requests in flight per invocation | 4 |
-//! | `ML_TIMEOUT_MS` | one engine request's timeout | 5000 |
-//! | `RECONCILE_MIN_AGE_SECS` | time since a pending quote's last enqueue before reconcile sends it again | 300 |
-//! | `RECONCILE_MAX_ATTEMPTS` | enqueues after which reconcile fails a quote still pending | 5 |
-//! | `RECONCILE_BATCH_SIZE` | the most quotes one reconcile run touches | 1000 |
-//! | `IDEMPOTENCY_TTL_SECS` | how long an `Idempotency-Key`'s answer is kept | 86400 |
-//! | `AWS_REGION`, `AWS_ENDPOINT_URL_SQS` | the standard AWS SDK settings | SDK's |
+//! | variable | read by | meaning | default |
+//! |---|---|---|---|
+//! | `DATABASE_URL` | all | Postgres connection string | required, unless `DB_IAM_AUTH=true` |
+//! | `DB_IAM_AUTH` | all | `true`: connect to RDS Proxy over TLS with IAM tokens, from `DB_HOST`, `DB_PORT` (5432), `DB_NAME`, `DB_USER` | `false` |
+//! | `DB_MAX_CONNECTIONS` | all | pool size per container | 5 |
+//! | `DB_ACQUIRE_TIMEOUT_MS` | all | wait for a connection before answering 503 | 3000 |
+//! | `QUOTES_QUEUE_URL` | generate, reconcile | the quotes queue | required |
+//! | `QUEUE_IDS_PER_MESSAGE` | generate, reconcile | quote ids per SQS message, 1..=1000 | 100 |
+//! | `IDEMPOTENCY_TTL_SECS` | generate | how long an `Idempotency-Key`'s answer is kept | 86400 |
+//! | `SCORING_MODE` | score | `engine` (call the ML engine) or `embedded` (evaluate the model in process) | `engine` where `ML_ENGINE_URL` is set, else `embedded` |
+//! | `ML_ENGINE_URL` | score | base URL of the ML engine | required in engine mode |
+//! | `ML_CHUNK_SIZE`, `ML_CONCURRENCY`, `ML_TIMEOUT_MS` | score | quotes per engine request, requests in flight, one request's timeout | 250, 4, 5000 |
+//! | `MODEL_DIR` | score | the model's directory in embedded mode | `model/` beside the executable |
+//! | `RECONCILE_MIN_AGE_SECS` | reconcile | time since a pending quote's last enqueue before it is sent again | 300 |
+//! | `RECONCILE_MAX_ATTEMPTS` | reconcile | enqueues after which a quote still pending is failed | 5 |
+//! | `RECONCILE_BATCH_SIZE` | reconcile | the most quotes one run touches | 1000 |
+//! | `AWS_REGION`, `AWS_ENDPOINT_URL_SQS` | | the standard AWS SDK settings | SDK's |
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -34,6 +34,54 @@ pub struct ConfigError {
     pub problem: String,
 }
 
+/// A function's configuration, read from the environment or, in tests, from any lookup.
+pub trait FromEnv: Sized {
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError>;
+
+    fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::read(&Env(&get))
+    }
+}
+
+/// The variables, read with their defaults and bounds; an empty value counts as unset.
+pub struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn optional(&self, variable: &str) -> Option<String> {
+        (self.0)(variable).filter(|v| !v.trim().is_empty())
+    }
+
+    fn required(&self, variable: &'static str) -> Result<String, ConfigError> {
+        self.optional(variable).ok_or(ConfigError {
+            variable,
+            problem: "is required".into(),
+        })
+    }
+
+    fn number(
+        &self,
+        variable: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        let Some(text) = self.optional(variable) else {
+            return Ok(default);
+        };
+        match u64::from_str(text.trim()) {
+            Ok(v) if (min..=max).contains(&v) => Ok(v),
+            _ => Err(ConfigError {
+                variable,
+                problem: format!("must be a whole number from {min} to {max}, not {text:?}"),
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatabaseConfig {
     /// The connection string; with IAM authentication, one without a password.
@@ -44,74 +92,16 @@ pub struct DatabaseConfig {
     pub acquire_timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct QueueConfig {
-    /// Required by the functions that enqueue.
-    pub url: Option<String>,
-    pub ids_per_message: usize,
-}
-
-/// Where `score` gets its predictions.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ScoringMode {
-    /// From the ML engine at `ML_ENGINE_URL`.
-    Engine,
-    /// From the model evaluated in process, read from this directory.
-    Embedded { model_dir: PathBuf },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct MlEngineConfig {
-    pub url: Option<String>,
-    pub chunk_size: usize,
-    pub concurrency: usize,
-    pub timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    pub database: DatabaseConfig,
-    pub queue: QueueConfig,
-    pub ml_engine: MlEngineConfig,
-    pub scoring: ScoringMode,
-    pub reconcile: ReconcilePolicy,
-    /// How long an idempotency key's answer is kept.
-    pub idempotency_ttl: Duration,
-}
-
-impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Reads the configuration from any source of variables, such as a test's map.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |variable: &'static str| {
-            get(variable).filter(|v| !v.is_empty()).ok_or(ConfigError {
-                variable,
-                problem: "is required".into(),
-            })
-        };
-        let number = |variable: &'static str, default: u64, min: u64, max: u64| {
-            let Some(text) = get(variable).filter(|v| !v.is_empty()) else {
-                return Ok(default);
-            };
-            match u64::from_str(text.trim()) {
-                Ok(v) if (min..=max).contains(&v) => Ok(v),
-                _ => Err(ConfigError {
-                    variable,
-                    problem: format!("must be a whole number from {min} to {max}, not {text:?}"),
-                }),
-            }
-        };
-        let iam = match get("DB_IAM_AUTH").as_deref().map(str::trim) {
-            None | Some("") | Some("false") => None,
+impl FromEnv for DatabaseConfig {
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let iam = match env.optional("DB_IAM_AUTH").as_deref().map(str::trim) {
+            None | Some("false") => None,
             Some("true") => Some(IamDatabase {
-                host: required("DB_HOST")?,
-                port: number("DB_PORT", 5432, 1, 65_535)? as u16,
-                name: required("DB_NAME")?,
-                user: required("DB_USER")?,
-                region: required("AWS_REGION")?,
+                host: env.required("DB_HOST")?,
+                port: env.number("DB_PORT", 5432, 1, 65_535)? as u16,
+                name: env.required("DB_NAME")?,
+                user: env.required("DB_USER")?,
+                region: env.required("AWS_REGION")?,
             }),
             Some(other) => {
                 return Err(ConfigError {
@@ -120,56 +110,147 @@ impl Config {
                 });
             }
         };
-        let ml_engine_url = get("ML_ENGINE_URL").filter(|v| !v.is_empty());
-        let scoring = match get("SCORING_MODE").as_deref().map(str::trim) {
-            Some("engine") => ScoringMode::Engine,
-            None | Some("") if ml_engine_url.is_some() => ScoringMode::Engine,
-            None | Some("") | Some("embedded") => ScoringMode::Embedded {
-                model_dir: get("MODEL_DIR")
-                    .filter(|v| !v.is_empty())
-                    .map_or_else(default_model_dir, PathBuf::from),
+        Ok(DatabaseConfig {
+            url: match &iam {
+                Some(db) => format!("postgres://{}@{}:{}/{}", db.user, db.host, db.port, db.name),
+                None => env.required("DATABASE_URL")?,
             },
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "SCORING_MODE",
-                    problem: format!("must be engine or embedded, not {other:?}"),
-                });
-            }
+            iam,
+            max_connections: env.number("DB_MAX_CONNECTIONS", 5, 1, 100)? as u32,
+            acquire_timeout_ms: env.number("DB_ACQUIRE_TIMEOUT_MS", 3000, 1, 60_000)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueConfig {
+    pub url: String,
+    pub ids_per_message: usize,
+}
+
+impl FromEnv for QueueConfig {
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(QueueConfig {
+            url: env.required("QUOTES_QUEUE_URL")?,
+            ids_per_message: env.number("QUEUE_IDS_PER_MESSAGE", 100, 1, 1000)? as usize,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlEngineConfig {
+    pub url: String,
+    pub chunk_size: usize,
+    pub concurrency: usize,
+    pub timeout_ms: u64,
+}
+
+/// Where `score` gets its predictions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScoringMode {
+    /// From the ML engine.
+    Engine(MlEngineConfig),
+    /// From the model evaluated in process, read from this directory.
+    Embedded { model_dir: PathBuf },
+}
+
+impl FromEnv for ScoringMode {
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let engine = |url| {
+            Ok(ScoringMode::Engine(MlEngineConfig {
+                url,
+                chunk_size: env.number("ML_CHUNK_SIZE", 250, 1, 1000)? as usize,
+                concurrency: env.number("ML_CONCURRENCY", 4, 1, 64)? as usize,
+                timeout_ms: env.number("ML_TIMEOUT_MS", 5000, 1, 900_000)?,
+            }))
         };
-        Ok(Config {
-            scoring,
-            database: DatabaseConfig {
-                url: match &iam {
-                    Some(db) => {
-                        format!("postgres://{}@{}:{}/{}", db.user, db.host, db.port, db.name)
-                    }
-                    None => required("DATABASE_URL")?,
-                },
-                iam,
-                max_connections: number("DB_MAX_CONNECTIONS", 5, 1, 100)? as u32,
-                acquire_timeout_ms: number("DB_ACQUIRE_TIMEOUT_MS", 3000, 1, 60_000)?,
+        match env.optional("SCORING_MODE").as_deref().map(str::trim) {
+            Some("engine") => engine(env.required("ML_ENGINE_URL")?),
+            None => match env.optional("ML_ENGINE_URL") {
+                Some(url) => engine(url),
+                None => Ok(Self::embedded(env)),
             },
-            queue: QueueConfig {
-                url: get("QUOTES_QUEUE_URL").filter(|v| !v.is_empty()),
-                ids_per_message: number("QUEUE_IDS_PER_MESSAGE", 100, 1, 1000)? as usize,
-            },
-            ml_engine: MlEngineConfig {
-                url: ml_engine_url,
-                chunk_size: number("ML_CHUNK_SIZE", 250, 1, 1000)? as usize,
-                concurrency: number("ML_CONCURRENCY", 4, 1, 64)? as usize,
-                timeout_ms: number("ML_TIMEOUT_MS", 5000, 1, 900_000)?,
-            },
-            reconcile: ReconcilePolicy {
-                min_age: Duration::from_secs(number("RECONCILE_MIN_AGE_SECS", 300, 1, 86_400)?),
-                max_attempts: number("RECONCILE_MAX_ATTEMPTS", 5, 1, 100)? as i32,
-                limit: number("RECONCILE_BATCH_SIZE", 1000, 1, 10_000)? as i64,
-            },
-            idempotency_ttl: Duration::from_secs(number(
+            Some("embedded") => Ok(Self::embedded(env)),
+            Some(other) => Err(ConfigError {
+                variable: "SCORING_MODE",
+                problem: format!("must be engine or embedded, not {other:?}"),
+            }),
+        }
+    }
+}
+
+impl ScoringMode {
+    fn embedded(env: &Env<'_>) -> Self {
+        ScoringMode::Embedded {
+            model_dir: env
+                .optional("MODEL_DIR")
+                .map_or_else(default_model_dir, PathBuf::from),
+        }
+    }
+}
+
+/// `generate`: the database, the queue, and how long idempotency keys are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateConfig {
+    pub database: DatabaseConfig,
+    pub queue: QueueConfig,
+    pub idempotency_ttl: Duration,
+}
+
+impl FromEnv for GenerateConfig {
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(GenerateConfig {
+            database: DatabaseConfig::read(env)?,
+            queue: QueueConfig::read(env)?,
+            idempotency_ttl: Duration::from_secs(env.number(
                 "IDEMPOTENCY_TTL_SECS",
                 86_400,
                 60,
                 604_800,
             )?),
+        })
+    }
+}
+
+/// `score`: the database and where predictions come from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreConfig {
+    pub database: DatabaseConfig,
+    pub scoring: ScoringMode,
+}
+
+impl FromEnv for ScoreConfig {
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(ScoreConfig {
+            database: DatabaseConfig::read(env)?,
+            scoring: ScoringMode::read(env)?,
+        })
+    }
+}
+
+/// `reconcile`: the database, the queue, and when a pending quote counts as stuck.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconcileConfig {
+    pub database: DatabaseConfig,
+    pub queue: QueueConfig,
+    pub policy: ReconcilePolicy,
+}
+
+impl FromEnv for ReconcileConfig {
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(ReconcileConfig {
+            database: DatabaseConfig::read(env)?,
+            queue: QueueConfig::read(env)?,
+            policy: ReconcilePolicy {
+                min_age: Duration::from_secs(env.number(
+                    "RECONCILE_MIN_AGE_SECS",
+                    300,
+                    1,
+                    86_400,
+                )?),
+                max_attempts: env.number("RECONCILE_MAX_ATTEMPTS", 5, 1, 100)? as i32,
+                limit: env.number("RECONCILE_BATCH_SIZE", 1000, 1, 10_000)? as i64,
+            },
         })
     }
 }
@@ -197,23 +278,43 @@ mod tests {
 
     #[test]
     fn defaults_apply_and_required_variables_are_named() {
-        let config = Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://x")])).unwrap();
+        let config = GenerateConfig::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("QUOTES_QUEUE_URL", "http://q"),
+        ]))
+        .unwrap();
         assert_eq!(config.queue.ids_per_message, 100);
-        assert_eq!(config.queue.url, None);
-        assert_eq!(config.ml_engine.url, None);
-        let err = Config::from_lookup(lookup(&[("QUOTES_QUEUE_URL", "http://q")])).unwrap_err();
+        assert_eq!(config.queue.url, "http://q");
+        let err =
+            GenerateConfig::from_lookup(lookup(&[("QUOTES_QUEUE_URL", "http://q")])).unwrap_err();
         assert_eq!(err.variable, "DATABASE_URL");
     }
 
     #[test]
+    fn each_function_asks_for_what_it_needs_only() {
+        let database_only = lookup(&[("DATABASE_URL", "postgres://x")]);
+        assert!(ScoreConfig::from_lookup(&database_only).is_ok());
+        let err = GenerateConfig::from_lookup(&database_only).unwrap_err();
+        assert_eq!(err.variable, "QUOTES_QUEUE_URL");
+        let err = ReconcileConfig::from_lookup(&database_only).unwrap_err();
+        assert_eq!(err.variable, "QUOTES_QUEUE_URL");
+        let err = ScoreConfig::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("SCORING_MODE", "engine"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.variable, "ML_ENGINE_URL");
+    }
+
+    #[test]
     fn the_scoring_mode_follows_the_engine_url_unless_set() {
-        let engine = Config::from_lookup(lookup(&[
+        let engine = ScoreConfig::from_lookup(lookup(&[
             ("DATABASE_URL", "x"),
             ("ML_ENGINE_URL", "http://e"),
         ]))
         .unwrap();
-        assert_eq!(engine.scoring, ScoringMode::Engine);
-        let embedded = Config::from_lookup(lookup(&[
+        assert!(matches!(engine.scoring, ScoringMode::Engine(ref e) if e.url == "http://e"));
+        let embedded = ScoreConfig::from_lookup(lookup(&[
             ("DATABASE_URL", "x"),
             ("ML_ENGINE_URL", "http://e"),
             ("SCORING_MODE", "embedded"),
@@ -226,13 +327,14 @@ mod tests {
                 model_dir: "/opt/model".into()
             }
         );
-        let bad = Config::from_lookup(lookup(&[("DATABASE_URL", "x"), ("SCORING_MODE", "magic")]));
+        let bad =
+            ScoreConfig::from_lookup(lookup(&[("DATABASE_URL", "x"), ("SCORING_MODE", "magic")]));
         assert_eq!(bad.unwrap_err().variable, "SCORING_MODE");
     }
 
     #[test]
     fn iam_authentication_needs_no_password() {
-        let config = Config::from_lookup(lookup(&[
+        let config = DatabaseConfig::from_lookup(lookup(&[
             ("DB_IAM_AUTH", "true"),
             ("DB_HOST", "proxy.example.com"),
             ("DB_NAME", "quotes"),
@@ -240,19 +342,20 @@ mod tests {
             ("AWS_REGION", "eu-west-1"),
         ]))
         .unwrap();
-        let iam = config.database.iam.unwrap();
+        let iam = config.iam.unwrap();
         assert_eq!((iam.port, iam.region.as_str()), (5432, "eu-west-1"));
         assert_eq!(
-            config.database.url,
+            config.url,
             "postgres://quotes_app@proxy.example.com:5432/quotes"
         );
-        let missing = Config::from_lookup(lookup(&[("DB_IAM_AUTH", "true"), ("DB_HOST", "h")]));
+        let missing =
+            DatabaseConfig::from_lookup(lookup(&[("DB_IAM_AUTH", "true"), ("DB_HOST", "h")]));
         assert_eq!(missing.unwrap_err().variable, "DB_NAME");
     }
 
     #[test]
     fn out_of_range_numbers_are_refused() {
-        let err = Config::from_lookup(lookup(&[
+        let err = GenerateConfig::from_lookup(lookup(&[
             ("DATABASE_URL", "postgres://x"),
             ("QUOTES_QUEUE_URL", "http://q"),
             ("QUEUE_IDS_PER_MESSAGE", "5000"),

@@ -33,12 +33,8 @@ pub struct MlEngine {
 
 /// Why the engine's client cannot be built.
 #[derive(Debug, thiserror::Error)]
-pub enum MlEngineError {
-    #[error("ML engine client: ML_ENGINE_URL is required")]
-    MissingUrl,
-    #[error("ML engine client: {0}")]
-    Http(#[source] reqwest::Error),
-}
+#[error("ML engine client: {0}")]
+pub struct MlEngineError(#[source] reqwest::Error);
 
 /// Why one call to the engine priced nothing.
 #[derive(Debug, thiserror::Error)]
@@ -61,13 +57,13 @@ enum CallError {
 
 impl MlEngine {
     pub fn new(config: &MlEngineConfig) -> Result<Self, MlEngineError> {
-        let base = config.url.as_deref().ok_or(MlEngineError::MissingUrl)?;
+        let base = &config.url;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .build()
-            .map_err(MlEngineError::Http)?;
+            .map_err(MlEngineError)?;
         Ok(MlEngine {
             http,
             predict_url: format!("{}/predict/batch", base.trim_end_matches('/')),

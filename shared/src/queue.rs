@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use rand::RngExt;
 use uuid::Uuid;
 
-use crate::config::{ConfigError, QueueConfig};
+use crate::config::QueueConfig;
 pub use quote_domain::message::{MAX_IDS_PER_MESSAGE, MESSAGE_VERSION, MessageError, QuoteMessage};
 pub use quote_domain::ports::{QueueError, QuoteQueue};
 
@@ -53,16 +53,12 @@ pub async fn aws_sdk_config() -> aws_config::SdkConfig {
 }
 
 impl SqsQueue {
-    pub fn new(sdk: &aws_config::SdkConfig, config: &QueueConfig) -> Result<Self, ConfigError> {
-        let queue_url = config.url.clone().ok_or(ConfigError {
-            variable: "QUOTES_QUEUE_URL",
-            problem: "is required".into(),
-        })?;
-        Ok(SqsQueue {
+    pub fn new(sdk: &aws_config::SdkConfig, config: &QueueConfig) -> Self {
+        SqsQueue {
             client: Client::new(sdk),
-            queue_url,
+            queue_url: config.url.clone(),
             ids_per_message: config.ids_per_message.clamp(1, MAX_IDS_PER_MESSAGE),
-        })
+        }
     }
 
     pub fn client(&self) -> &Client {

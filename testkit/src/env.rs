@@ -150,11 +150,10 @@ impl TestEnv {
         SqsQueue::new(
             &self.sdk,
             &QueueConfig {
-                url: Some(self.queue_url.clone()),
+                url: self.queue_url.clone(),
                 ids_per_message,
             },
         )
-        .expect("a queue URL is set")
     }
 
     /// Receives every message now visible on `queue_url`, deleting none.

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use generate::{App, handle};
 use lambda_http::{Error, Request, service_fn};
-use quote_pipeline::config::Config;
+use quote_pipeline::config::{FromEnv, GenerateConfig};
 use quote_pipeline::queue::{SqsQueue, aws_sdk_config};
 use quote_pipeline::store::PgStore;
 use quote_pipeline::{ca_bundle, telemetry};
@@ -16,11 +16,11 @@ fn main() -> Result<(), Error> {
 #[tokio::main]
 async fn start() -> Result<(), Error> {
     telemetry::init();
-    let config = Config::from_env()?;
+    let config = GenerateConfig::from_env()?;
     let sdk = aws_sdk_config().await;
     let app = Arc::new(App {
         store: PgStore::from_config(&config.database, Some(&sdk)).await?,
-        queue: SqsQueue::new(&sdk, &config.queue)?,
+        queue: SqsQueue::new(&sdk, &config.queue),
         idempotency_ttl: config.idempotency_ttl,
     });
     lambda_http::run(service_fn(move |request: Request| {

@@ -250,11 +250,10 @@ async fn queue_unreachable_answers_503_and_keeps_the_quotes_pending() {
         queue: SqsQueue::new(
             &dead,
             &QueueConfig {
-                url: Some(env.queue_url.clone()),
+                url: env.queue_url.clone(),
                 ids_per_message: 50,
             },
-        )
-        .unwrap(),
+        ),
         idempotency_ttl: DAY,
     };
     let response = handle(

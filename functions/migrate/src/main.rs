@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use migrate::{App, handle};
-use quote_pipeline::config::Config;
+use quote_pipeline::config::{DatabaseConfig, FromEnv};
 use quote_pipeline::queue::aws_sdk_config;
 use quote_pipeline::store::migrations;
 use quote_pipeline::{ca_bundle, telemetry};
@@ -18,9 +18,7 @@ async fn start() -> Result<(), Error> {
     telemetry::init();
     // A bad configuration is answered to CloudFormation as a failure of each event: a
     // function that does not start answers nothing, and the stack would wait an hour.
-    let database = Config::from_env()
-        .map(|config| config.database)
-        .map_err(|e| e.to_string());
+    let database = DatabaseConfig::from_env().map_err(|e| e.to_string());
     let sdk = match &database {
         Ok(db) if db.iam.is_some() => Some(aws_sdk_config().await),
         _ => None,

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use quote_pipeline::config::Config;
+use quote_pipeline::config::{FromEnv, ReconcileConfig};
 use quote_pipeline::queue::{SqsQueue, aws_sdk_config};
 use quote_pipeline::store::PgStore;
 use quote_pipeline::{ca_bundle, telemetry};
@@ -16,12 +16,12 @@ fn main() -> Result<(), Error> {
 #[tokio::main]
 async fn start() -> Result<(), Error> {
     telemetry::init();
-    let config = Config::from_env()?;
+    let config = ReconcileConfig::from_env()?;
     let sdk = aws_sdk_config().await;
     let app = Arc::new(App {
         store: PgStore::from_config(&config.database, Some(&sdk)).await?,
-        queue: SqsQueue::new(&sdk, &config.queue)?,
-        policy: config.reconcile,
+        queue: SqsQueue::new(&sdk, &config.queue),
+        policy: config.policy,
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let app = Arc::clone(&app);

@@ -169,12 +169,12 @@ async fn a_queue_outage_leaves_the_attempt_uncounted() {
     stranded(&env, 10).await;
     let dead = testkit::emulator_sdk_config("http://127.0.0.1:9").await;
     let config = quote_pipeline::config::QueueConfig {
-        url: Some(env.queue_url.clone()),
+        url: env.queue_url.clone(),
         ids_per_message: 100,
     };
     let app = App {
         store: env.store.clone(),
-        queue: SqsQueue::new(&dead, &config).unwrap(),
+        queue: SqsQueue::new(&dead, &config),
         policy: policy(5, 100),
     };
     let event = LambdaEvent::new(
@@ -195,12 +195,12 @@ async fn nothing_to_do_makes_no_queue_call() {
     // A queue nothing answers: a sweep with nothing to send must not need it.
     let dead = testkit::emulator_sdk_config("http://127.0.0.1:9").await;
     let config = quote_pipeline::config::QueueConfig {
-        url: Some(env.queue_url.clone()),
+        url: env.queue_url.clone(),
         ids_per_message: 100,
     };
     let app = App {
         store: env.store.clone(),
-        queue: SqsQueue::new(&dead, &config).unwrap(),
+        queue: SqsQueue::new(&dead, &config),
         policy: policy(5, 1000),
     };
     assert_eq!(

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use quote_pipeline::config::{Config, ScoringMode};
+use quote_pipeline::config::{FromEnv, ScoreConfig, ScoringMode};
 use quote_pipeline::ml_engine::MlEngine;
 use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::scoring::Predictor;
@@ -19,14 +19,14 @@ fn main() -> Result<(), Error> {
 #[tokio::main]
 async fn start() -> Result<(), Error> {
     telemetry::init();
-    let config = Config::from_env()?;
+    let config = ScoreConfig::from_env()?;
     let store = PgStore::from_config(&config.database, None).await?;
     // A malformed model stops the container here, not with a wrong premium later.
     match &config.scoring {
-        ScoringMode::Engine => {
+        ScoringMode::Engine(engine) => {
             run(App {
                 store,
-                predictor: MlEngine::new(&config.ml_engine)?,
+                predictor: MlEngine::new(engine)?,
             })
             .await
         }

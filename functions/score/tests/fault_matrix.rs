@@ -20,7 +20,7 @@ use testkit::{
 
 fn score_app(env: &TestEnv, url: &str, timeout_ms: u64) -> App<PgStore, MlEngine> {
     let config = MlEngineConfig {
-        url: Some(url.into()),
+        url: url.into(),
         chunk_size: 100,
         concurrency: 4,
         timeout_ms,
@@ -108,10 +108,10 @@ async fn queue_unreachable_during_generate_then_reconcile_recovers() {
     let env = setup().await;
     let dead = emulator_sdk_config("http://127.0.0.1:9").await;
     let config = QueueConfig {
-        url: Some(env.queue_url.clone()),
+        url: env.queue_url.clone(),
         ids_per_message: 50,
     };
-    let (status, ids) = generate_with(&env, SqsQueue::new(&dead, &config).unwrap(), 200).await;
+    let (status, ids) = generate_with(&env, SqsQueue::new(&dead, &config), 200).await;
     assert_eq!((status, ids.len()), (503, 200));
     assert_eq!(env.depth(&env.queue_url).await, 0);
 

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 fn engine(url: &str, timeout_ms: u64) -> MlEngine {
     MlEngine::new(&MlEngineConfig {
-        url: Some(url.into()),
+        url: url.into(),
         chunk_size: 250,
         concurrency: 4,
         timeout_ms,

@@ -2,13 +2,13 @@
 //! locally, or RDS Proxy with an IAM token (`DB_IAM_AUTH=true`, `DB_HOST`, `DB_NAME`,
 //! `DB_USER`, `AWS_REGION`) on AWS.
 
-use quote_pipeline::config::Config;
+use quote_pipeline::config::{DatabaseConfig, FromEnv};
 use quote_pipeline::store::PgStore;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let config = Config::from_env()?;
-    PgStore::from_config(&config.database, None)
+    let database = DatabaseConfig::from_env()?;
+    PgStore::from_config(&database, None)
         .await?
         .migrate()
         .await?;
