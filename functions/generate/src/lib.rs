@@ -23,7 +23,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// The largest JSON body accepted.
 pub const MAX_JSON_BYTES: usize = 64 * 1024;
@@ -100,17 +100,12 @@ async fn route<S: QuoteStore, Q: QuoteQueue>(
         ["quotes", "generate-batch" | "import"] => &[Method::POST][..],
         ["quotes", _] => &[Method::GET][..],
         _ => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such route",
-            ));
+            return Err(ApiError::new(ErrorCode::NotFound, "no such route"));
         }
     };
     if !allowed.contains(method) {
         let mut error = ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             format!("{method} is not allowed on {path}"),
         );
         let allow: Vec<&str> = allowed.iter().map(Method::as_str).collect();
@@ -119,8 +114,7 @@ async fn route<S: QuoteStore, Q: QuoteQueue>(
     }
     let owner = identity::caller(request).ok_or_else(|| {
         ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "the request carries no user identity",
         )
     })?;
@@ -251,15 +245,13 @@ async fn create<S: QuoteStore, Q: QuoteQueue>(
             Ok(response)
         }
         Err(CreateError::KeyReused) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyReused,
             "this Idempotency-Key was used with a different request; use a new key",
         )),
         Err(CreateError::Store(e)) => Err(ApiError::store(e)),
         Err(CreateError::NotQueued { ids, .. }) => {
             let mut error = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "queue_unavailable",
+                ErrorCode::QueueUnavailable,
                 "the quotes were saved as pending_ml but could not be queued for scoring; \
                  they will be queued again later, so do not send them again",
             );
@@ -357,23 +349,20 @@ fn body_bytes<'r>(
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     if !essence.eq_ignore_ascii_case(expected) {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             format!("the body must be {expected}, not {:?}", content_type),
         ));
     }
     let bytes: &[u8] = request.body().as_ref();
     if bytes.len() > limit {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             format!("the body is {} bytes; the limit is {limit}", bytes.len()),
         ));
     }
     if bytes.is_empty() {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "missing_body",
+            ErrorCode::MissingBody,
             "a request body is required",
         ));
     }
@@ -385,13 +374,11 @@ fn json_object(request: &Request) -> Result<serde_json::Map<String, serde_json::
     match serde_json::from_slice(bytes) {
         Ok(serde_json::Value::Object(map)) => Ok(map),
         Ok(_) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             "the body must be a JSON object",
         )),
         Err(e) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("the body is not valid JSON: {e}"),
         )),
     }
