@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::budget;
 use crate::iam_auth::IamDatabase;
 use crate::store::ReconcilePolicy;
 
@@ -117,7 +118,12 @@ impl FromEnv for DatabaseConfig {
             },
             iam,
             max_connections: env.number("DB_MAX_CONNECTIONS", 5, 1, 100)? as u32,
-            acquire_timeout_ms: env.number("DB_ACQUIRE_TIMEOUT_MS", 3000, 1, 60_000)?,
+            acquire_timeout_ms: env.number(
+                "DB_ACQUIRE_TIMEOUT_MS",
+                budget::DB_ACQUIRE.as_millis() as u64,
+                1,
+                60_000,
+            )?,
         })
     }
 }

@@ -17,6 +17,7 @@
 //! - [`xray`]: spans as X-Ray subsegments.
 //! - [`metrics`]: CloudWatch Embedded Metric Format.
 
+pub mod budget;
 pub mod ca_bundle;
 pub mod config;
 pub mod create;

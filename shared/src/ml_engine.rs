@@ -15,12 +15,10 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
+use crate::budget;
 use crate::config::MlEngineConfig;
 use crate::features::{FEATURE_NAMES, Features};
 use crate::scoring::{Predicted, Prediction, Predictor};
-
-/// Time kept back from a retry, so the backoff never sleeps past the deadline.
-const MIN_ATTEMPT: Duration = Duration::from_millis(100);
 
 #[derive(Clone)]
 pub struct MlEngine {
@@ -59,7 +57,7 @@ impl MlEngine {
     pub fn new(config: &MlEngineConfig) -> Result<Self, MlEngineError> {
         let base = &config.url;
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(1))
+            .connect_timeout(budget::ENGINE_CONNECT)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .build()
@@ -115,7 +113,7 @@ impl MlEngine {
             };
             attempt += 1;
             let pause = backoff(attempt);
-            if Instant::now() + pause + MIN_ATTEMPT >= deadline {
+            if Instant::now() + pause + budget::ENGINE_MIN_ATTEMPT >= deadline {
                 tracing::warn!(attempt, error = %error, quotes = items.len(), "ML engine unavailable; giving up for this invocation");
                 outcome.unavailable.extend(items.iter().map(|i| i.quote_id));
                 outcome.reason = Some(error.to_string());

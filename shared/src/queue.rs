@@ -14,6 +14,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use rand::RngExt;
 use uuid::Uuid;
 
+use crate::budget;
 use crate::config::QueueConfig;
 pub use quote_domain::message::{MAX_IDS_PER_MESSAGE, MESSAGE_VERSION, MessageError, QuoteMessage};
 pub use quote_domain::ports::{QueueError, QuoteQueue};
@@ -23,11 +24,6 @@ const MAX_BATCH_ENTRIES: usize = 10;
 /// SQS's limit on the summed bodies of one `SendMessageBatch`.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 const SEND_ATTEMPTS: u32 = 4;
-/// The most one enqueue may take, retries included. With the pool's 3 s wait and the 5 s
-/// statement timeout it stays inside `generate`'s 15 s, so a slow queue is a 503 naming the
-/// saved ids rather than a timed-out invocation; it also bounds how long reconcile holds its
-/// row locks.
-const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(6);
 const CALLS_IN_FLIGHT: usize = 8;
 
 #[derive(Clone)]
@@ -42,9 +38,9 @@ pub struct SqsQueue {
 /// timeouts, since a Lambda invocation cannot wait long on a hung connection.
 pub async fn aws_sdk_config() -> aws_config::SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .operation_attempt_timeout(Duration::from_secs(5))
-        .operation_timeout(Duration::from_secs(12))
+        .connect_timeout(budget::SQS_CONNECT)
+        .operation_attempt_timeout(budget::SQS_ATTEMPT)
+        .operation_timeout(budget::SQS_OPERATION)
         .build();
     aws_config::defaults(aws_config::BehaviorVersion::v2026_01_12())
         .timeout_config(timeouts)
@@ -172,12 +168,12 @@ impl QuoteQueue for SqsQueue {
                 ..e
             })
             .try_collect::<Vec<()>>();
-        match tokio::time::timeout(ENQUEUE_TIMEOUT, sends).await {
+        match tokio::time::timeout(budget::ENQUEUE, sends).await {
             Ok(sent) => sent.map(|_| messages),
             Err(_) => Err(QueueError {
                 failed: messages,
                 total: messages,
-                reason: format!("SQS did not answer within {ENQUEUE_TIMEOUT:?}"),
+                reason: format!("SQS did not answer within {:?}", budget::ENQUEUE),
             }),
         }
     }

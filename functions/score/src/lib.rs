@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
+use quote_pipeline::budget;
 use quote_pipeline::metrics::{self, Count, Metrics, Time};
 use quote_pipeline::queue::QuoteMessage;
 use quote_pipeline::scoring::{self, Predictor};
@@ -17,9 +18,6 @@ use uuid::Uuid;
 
 /// EMF takes at most 100 values of one metric in a document.
 const MAX_LATENCY_VALUES: usize = 100;
-
-/// Time kept back from the deadline for the final database write and the answer.
-const WRITE_RESERVE: Duration = Duration::from_millis(1500);
 
 /// The function's clients, built once per container.
 pub struct App<S, P> {
@@ -134,7 +132,7 @@ fn deadline_of(context: &lambda_runtime::Context) -> Instant {
             .as_millis() as u64;
         Duration::from_millis(context.deadline.saturating_sub(now_ms))
     };
-    Instant::now() + remaining.saturating_sub(WRITE_RESERVE)
+    Instant::now() + remaining.saturating_sub(budget::SCORE_WRITE_RESERVE)
 }
 
 #[cfg(test)]
