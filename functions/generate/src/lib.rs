@@ -3,27 +3,29 @@
 //! Writes validate, become quotes, go to Postgres in one statement and onto the queue, and
 //! answer 202 with the new ids. Reads show a caller its own quotes only: another user's id is
 //! a 404, exactly like an id that does not exist.
+//!
+//! - [`routes`]: the route table, and one file per route.
+//! - [`write`]: the write routes' call to the pipeline's create step, and its outcome.
+//! - [`request`]: bodies, the idempotency key, the request digest.
+//! - [`views`]: the response bodies.
+//! - [`error`]: the one error type and its codes.
+//! - [`identity`]: the caller.
 
 pub mod error;
 pub mod identity;
+pub mod request;
+pub mod routes;
+pub mod views;
+pub mod write;
 
 use std::time::Duration;
 
-use chrono::Utc;
-use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
-use quote_pipeline::create::{self, Answer, CreateError, Created, Creation, Idempotency};
-use quote_pipeline::generator::{self, GenerateParams};
-use quote_pipeline::import;
-use quote_pipeline::metrics::{self, Count, Metrics, Time};
-use quote_pipeline::queue::QuoteQueue;
-use quote_pipeline::quote::{self, Quote, QuoteInput, QuoteStatus};
-use quote_pipeline::store::{Cursor, ListFilter, QuoteStore};
-use serde::Serialize;
-use sha2::{Digest, Sha256};
-use uuid::Uuid;
+use quote_pipeline::metrics::{self, Metrics};
+use quote_pipeline::ports::{QuoteQueue, QuoteStore};
 
 use crate::error::{ApiError, ErrorCode};
+use crate::routes::{Call, Route};
 
 /// The largest JSON body accepted.
 pub const MAX_JSON_BYTES: usize = 64 * 1024;
@@ -42,19 +44,6 @@ pub struct App<S, Q> {
     pub idempotency_ttl: Duration,
 }
 
-#[derive(Debug, Serialize)]
-struct Accepted {
-    ids: Vec<Uuid>,
-    count: usize,
-    status: QuoteStatus,
-}
-
-#[derive(Debug, Serialize)]
-struct QuotePage {
-    quotes: Vec<Quote>,
-    next_cursor: Option<String>,
-}
-
 /// Handles one API request; every outcome, error or not, is an HTTP response. A write's
 /// metrics go to the log in Embedded Metric Format.
 pub async fn handle<S: QuoteStore, Q: QuoteQueue>(
@@ -67,7 +56,7 @@ pub async fn handle<S: QuoteStore, Q: QuoteQueue>(
         .lambda_context_ref()
         .map(|c| c.request_id.clone())
         .unwrap_or_default();
-    let response = match route(app, &request, &mut metrics).await {
+    let response = match dispatch(app, &request, &mut metrics).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
@@ -87,314 +76,31 @@ pub async fn handle<S: QuoteStore, Q: QuoteQueue>(
     response
 }
 
-async fn route<S: QuoteStore, Q: QuoteQueue>(
+/// Finds the route (404 or 405 first), identifies the caller (401), reads the idempotency key
+/// (400), then hands the call to the route.
+async fn dispatch<S: QuoteStore, Q: QuoteQueue>(
     app: &App<S, Q>,
     request: &Request,
     metrics: &mut Metrics,
 ) -> Result<Response<Body>, ApiError> {
-    let path = request.raw_http_path();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let method = request.method();
-    let allowed = match segments.as_slice() {
-        ["quotes"] => &[Method::GET, Method::POST][..],
-        ["quotes", "generate-batch" | "import"] => &[Method::POST][..],
-        ["quotes", _] => &[Method::GET][..],
-        _ => {
-            return Err(ApiError::new(ErrorCode::NotFound, "no such route"));
-        }
-    };
-    if !allowed.contains(method) {
-        let mut error = ApiError::new(
-            ErrorCode::MethodNotAllowed,
-            format!("{method} is not allowed on {path}"),
-        );
-        let allow: Vec<&str> = allowed.iter().map(Method::as_str).collect();
-        error.headers.push((header::ALLOW, allow.join(", ")));
-        return Err(error);
-    }
+    let route = Route::parse(request.method(), request.raw_http_path())?;
     let owner = identity::caller(request).ok_or_else(|| {
         ApiError::new(
             ErrorCode::Unauthorized,
             "the request carries no user identity",
         )
     })?;
-    let write = Write {
+    let call = Call {
         owner: &owner,
-        key: idempotency_key(request)?,
+        idempotency_key: request::idempotency_key(request)?,
         request,
         metrics,
     };
-    match (segments.as_slice(), method) {
-        (["quotes"], &Method::POST) => {
-            let body = json_object(request)?;
-            let input = quote::validate_json(&body, Utc::now().date_naive())
-                .map_err(ApiError::invalid_fields)?;
-            create(app, write, vec![input]).await
-        }
-        (["quotes", "generate-batch"], _) => {
-            let body = json_object(request)?;
-            let params = GenerateParams::from_json(&body).map_err(ApiError::invalid_fields)?;
-            create(app, write, generator::generate(&params)).await
-        }
-        (["quotes", "import"], _) => {
-            let data = body_bytes(request, "text/csv", MAX_CSV_BYTES)?;
-            let inputs = import::parse_csv(data, Utc::now().date_naive())
-                .map_err(ApiError::invalid_lines)?;
-            create(app, write, inputs).await
-        }
-        (["quotes"], _) => list(app, &owner, request).await,
-        (["quotes", id], _) => {
-            let id = Uuid::try_parse(id).map_err(|_| ApiError::not_found())?;
-            let quote = app.store.get(&owner, id).await.map_err(ApiError::store)?;
-            Ok(json(
-                StatusCode::OK,
-                &quote.ok_or_else(ApiError::not_found)?,
-            ))
-        }
-        _ => unreachable!("every allowed route is matched above"),
+    match route {
+        Route::CreateQuote => routes::create_quote::handle(app, call).await,
+        Route::GenerateBatch => routes::generate_batch::handle(app, call).await,
+        Route::ImportCsv => routes::import_csv::handle(app, call).await,
+        Route::ListQuotes => routes::list_quotes::handle(app, call).await,
+        Route::GetQuote(id) => routes::get_quote::handle(app, call, id).await,
     }
-}
-
-/// A write request: who sends it, and its idempotency key if it has one.
-struct Write<'r> {
-    owner: &'r str,
-    key: Option<String>,
-    request: &'r Request,
-    metrics: &'r mut Metrics,
-}
-
-/// The `Idempotency-Key` header, if present: 1 to 255 visible ASCII characters.
-fn idempotency_key(request: &Request) -> Result<Option<String>, ApiError> {
-    let Some(value) = request.headers().get("idempotency-key") else {
-        return Ok(None);
-    };
-    match value.to_str() {
-        Ok(key)
-            if (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&key.len())
-                && key.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
-            Ok(Some(key.to_owned()))
-        }
-        _ => Err(ApiError::bad_field(
-            "Idempotency-Key",
-            format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
-        )),
-    }
-}
-
-/// A digest of what makes two requests the same: route, content type and body.
-fn request_hash(request: &Request) -> [u8; 32] {
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    let mut hash = Sha256::new();
-    for part in [
-        request.method().as_str().as_bytes(),
-        request.raw_http_path().as_bytes(),
-        content_type,
-    ] {
-        hash.update((part.len() as u64).to_be_bytes());
-        hash.update(part);
-    }
-    hash.update(request.body().as_ref());
-    hash.finalize().into()
-}
-
-/// Creates the quotes through the pipeline's create step and maps its outcome: 202 with the
-/// new ids; a replay's kept answer, marked `Idempotent-Replayed`; a 422 for a reused key; a
-/// 503 for the database, or a 503 naming the saved ids when they could not be queued.
-async fn create<S: QuoteStore, Q: QuoteQueue>(
-    app: &App<S, Q>,
-    write: Write<'_>,
-    inputs: Vec<QuoteInput>,
-) -> Result<Response<Body>, ApiError> {
-    let idempotency = write.key.map(|key| Idempotency {
-        key,
-        request_hash: request_hash(write.request),
-        ttl: app.idempotency_ttl,
-    });
-    let Creation { outcome, report } = create::create(
-        &app.store,
-        &app.queue,
-        write.owner,
-        inputs,
-        idempotency,
-        accepted,
-    )
-    .await;
-    write.metrics.time(Time::DatabaseTime, report.database_time);
-    if let Some(n) = report.created {
-        write.metrics.count(Count::QuotesCreated, n as u64);
-    }
-    if let Some(elapsed) = report.queue_time {
-        write.metrics.time(Time::QueueTime, elapsed);
-    }
-    if let Some(n) = report.enqueued {
-        write.metrics.count(Count::QuotesEnqueued, n as u64);
-    }
-    match outcome {
-        Ok(Created::New { answer, .. }) => Ok(kept_answer(answer)),
-        Ok(Created::Replayed(answer)) => {
-            let mut response = kept_answer(answer);
-            response.headers_mut().insert(
-                "idempotent-replayed",
-                "true".parse().expect("a valid header"),
-            );
-            Ok(response)
-        }
-        Err(CreateError::KeyReused) => Err(ApiError::new(
-            ErrorCode::IdempotencyKeyReused,
-            "this Idempotency-Key was used with a different request; use a new key",
-        )),
-        Err(CreateError::Store(e)) => Err(ApiError::store(e)),
-        Err(CreateError::NotQueued { ids, .. }) => {
-            let mut error = ApiError::new(
-                ErrorCode::QueueUnavailable,
-                "the quotes were saved as pending_ml but could not be queued for scoring; \
-                 they will be queued again later, so do not send them again",
-            );
-            error.ids = Some(ids);
-            Err(error)
-        }
-    }
-}
-
-/// The 202 for new quotes, also kept for the idempotency key's repeats.
-fn accepted(ids: &[Uuid]) -> Answer {
-    Answer {
-        status_code: StatusCode::ACCEPTED.as_u16(),
-        body: serde_json::to_string(&Accepted {
-            ids: ids.to_vec(),
-            count: ids.len(),
-            status: QuoteStatus::PendingMl,
-        })
-        .expect("an answer always serializes"),
-    }
-}
-
-fn kept_answer(answer: Answer) -> Response<Body> {
-    let status = StatusCode::from_u16(answer.status_code).unwrap_or(StatusCode::ACCEPTED);
-    json_text(status, answer.body)
-}
-
-async fn list<S: QuoteStore, Q: QuoteQueue>(
-    app: &App<S, Q>,
-    owner: &str,
-    request: &Request,
-) -> Result<Response<Body>, ApiError> {
-    let mut filter = ListFilter {
-        limit: DEFAULT_PAGE_SIZE,
-        ..ListFilter::default()
-    };
-    let query = request.query_string_parameters();
-    for (name, value) in query.iter() {
-        match name {
-            "status" => {
-                filter.status = Some(value.parse().map_err(|m| ApiError::bad_field(name, m))?)
-            }
-            "coverage_type" => {
-                filter.coverage_type =
-                    Some(value.parse().map_err(|m| ApiError::bad_field(name, m))?)
-            }
-            "limit" => {
-                let max = quote_pipeline::store::MAX_PAGE_SIZE;
-                filter.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=max).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad_field(name, format!("must be a whole number from 1 to {max}"))
-                    })?;
-            }
-            "cursor" => {
-                filter.after = Some(Cursor::decode(value).ok_or_else(|| {
-                    ApiError::bad_field(name, "is not a cursor this API returned")
-                })?)
-            }
-            _ => {
-                return Err(ApiError::bad_field(
-                    name,
-                    "is not a query parameter of this route",
-                ));
-            }
-        }
-    }
-    let page = app
-        .store
-        .list(owner, &filter)
-        .await
-        .map_err(ApiError::store)?;
-    Ok(json(
-        StatusCode::OK,
-        &QuotePage {
-            quotes: page.quotes,
-            next_cursor: page.next.map(|c| c.encode()),
-        },
-    ))
-}
-
-/// The body, if its content type is `expected` and it is within `limit` bytes.
-fn body_bytes<'r>(
-    request: &'r Request,
-    expected: &str,
-    limit: usize,
-) -> Result<&'r [u8], ApiError> {
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
-    if !essence.eq_ignore_ascii_case(expected) {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            format!("the body must be {expected}, not {:?}", content_type),
-        ));
-    }
-    let bytes: &[u8] = request.body().as_ref();
-    if bytes.len() > limit {
-        return Err(ApiError::new(
-            ErrorCode::BodyTooLarge,
-            format!("the body is {} bytes; the limit is {limit}", bytes.len()),
-        ));
-    }
-    if bytes.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::MissingBody,
-            "a request body is required",
-        ));
-    }
-    Ok(bytes)
-}
-
-fn json_object(request: &Request) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
-    let bytes = body_bytes(request, "application/json", MAX_JSON_BYTES)?;
-    match serde_json::from_slice(bytes) {
-        Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::new(
-            ErrorCode::InvalidJson,
-            "the body must be a JSON object",
-        )),
-        Err(e) => Err(ApiError::new(
-            ErrorCode::InvalidJson,
-            format!("the body is not valid JSON: {e}"),
-        )),
-    }
-}
-
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
-    json_text(
-        status,
-        serde_json::to_string(value).expect("a response always serializes"),
-    )
-}
-
-fn json_text(status: StatusCode, body: String) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::Text(body))
-        .expect("a valid response")
 }
