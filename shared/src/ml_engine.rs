@@ -20,6 +20,9 @@ use crate::config::MlEngineConfig;
 use crate::features::{FEATURE_NAMES, Features};
 use crate::scoring::{Predicted, Prediction, Predictor};
 
+/// The span around one engine call, by name: X-Ray draws it as a call to the engine.
+pub const ML_ENGINE_PREDICT: &str = "ml_engine.predict_batch";
+
 #[derive(Clone)]
 pub struct MlEngine {
     http: reqwest::Client,
@@ -126,7 +129,7 @@ impl MlEngine {
     }
 
     #[tracing::instrument(
-        name = "ml_engine.predict_batch",
+        name = ML_ENGINE_PREDICT,
         skip_all,
         fields(quotes = items.len(), url = %self.predict_url, status = tracing::field::Empty),
         err(level = "warn")

@@ -26,6 +26,9 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 const SEND_ATTEMPTS: u32 = 4;
 const CALLS_IN_FLIGHT: usize = 8;
 
+/// The span around a send, by name: X-Ray draws it as a call to SQS.
+pub const SQS_ENQUEUE: &str = "sqs.enqueue";
+
 #[derive(Clone)]
 pub struct SqsQueue {
     client: Client,
@@ -149,7 +152,7 @@ fn batches(bodies: Vec<String>) -> Vec<Vec<String>> {
 
 impl QuoteQueue for SqsQueue {
     #[tracing::instrument(
-        name = "sqs.enqueue",
+        name = SQS_ENQUEUE,
         skip_all,
         fields(quotes = ids.len(), operation = "SendMessageBatch"),
         err(level = "warn")

@@ -23,6 +23,13 @@ pub use quote_domain::ports::{
 pub use quote_domain::pricing::Outcome;
 use quote_domain::quote::{Quote, QuoteInput, QuoteStatus};
 
+/// The spans around the statements, by name: X-Ray draws each as a call to PostgreSQL.
+pub const POSTGRES_INSERT: &str = "postgres.insert";
+pub const POSTGRES_GET: &str = "postgres.get";
+pub const POSTGRES_LIST: &str = "postgres.list";
+pub const POSTGRES_PENDING: &str = "postgres.pending";
+pub const POSTGRES_RECORD: &str = "postgres.record";
+
 /// What this adapter's work fails with, told apart as a [`StoreError`] at the port: whether
 /// Postgres is worth retrying is a Postgres detail, decided here and nowhere else.
 #[derive(Debug)]
@@ -579,7 +586,7 @@ impl PgStore {
 }
 
 impl QuoteStore for PgStore {
-    #[tracing::instrument(name = "postgres.insert", skip_all, fields(quotes = quotes.len()), err(level = "warn"))]
+    #[tracing::instrument(name = POSTGRES_INSERT, skip_all, fields(quotes = quotes.len()), err(level = "warn"))]
     async fn insert(
         &self,
         quotes: &[Quote],
@@ -588,22 +595,22 @@ impl QuoteStore for PgStore {
         Ok(self.pg_insert(quotes, idempotency).await?)
     }
 
-    #[tracing::instrument(name = "postgres.get", skip_all, err(level = "warn"))]
+    #[tracing::instrument(name = POSTGRES_GET, skip_all, err(level = "warn"))]
     async fn get(&self, owner: &str, id: Uuid) -> Result<Option<Quote>, StoreError> {
         Ok(self.pg_get(owner, id).await?)
     }
 
-    #[tracing::instrument(name = "postgres.list", skip_all, err(level = "warn"))]
+    #[tracing::instrument(name = POSTGRES_LIST, skip_all, err(level = "warn"))]
     async fn list(&self, owner: &str, filter: &ListFilter) -> Result<Page, StoreError> {
         Ok(self.pg_list(owner, filter).await?)
     }
 
-    #[tracing::instrument(name = "postgres.pending", skip_all, fields(ids = ids.len()), err(level = "warn"))]
+    #[tracing::instrument(name = POSTGRES_PENDING, skip_all, fields(ids = ids.len()), err(level = "warn"))]
     async fn pending(&self, ids: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
         Ok(self.pg_pending(ids).await?)
     }
 
-    #[tracing::instrument(name = "postgres.record", skip_all, fields(outcomes = outcomes.len()), err(level = "warn"))]
+    #[tracing::instrument(name = POSTGRES_RECORD, skip_all, fields(outcomes = outcomes.len()), err(level = "warn"))]
     async fn record(&self, outcomes: &[Outcome]) -> Result<(u64, u64), StoreError> {
         Ok(self.pg_record(outcomes).await?)
     }

@@ -72,7 +72,7 @@ mod tests {
                 xrayTraceId = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
             )
             .entered();
-            let _db = tracing::info_span!("postgres.insert").entered();
+            let _db = tracing::info_span!(crate::store::POSTGRES_INSERT).entered();
             tracing::info!("not at this level");
             tracing::warn!("kept");
         });

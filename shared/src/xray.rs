@@ -28,6 +28,8 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::{ml_engine, queue, store};
+
 /// The span `lambda_runtime` opens around each invocation, and its field holding the header.
 const INVOCATION_SPAN: &str = "Lambda runtime invoke";
 const TRACE_HEADER_FIELD: &str = "xrayTraceId";
@@ -70,14 +72,29 @@ enum Peer {
     Local,
 }
 
+/// The spans that stand for a call to another service, named by the adapters that make them,
+/// with the service and the operation each is drawn as; any other span is local work.
+const CALLS: [(&str, Peer, &str); 7] = [
+    (store::POSTGRES_INSERT, Peer::Postgres, "insert"),
+    (store::POSTGRES_GET, Peer::Postgres, "get"),
+    (store::POSTGRES_LIST, Peer::Postgres, "list"),
+    (store::POSTGRES_PENDING, Peer::Postgres, "pending"),
+    (store::POSTGRES_RECORD, Peer::Postgres, "record"),
+    (queue::SQS_ENQUEUE, Peer::Sqs, "enqueue"),
+    (
+        ml_engine::ML_ENGINE_PREDICT,
+        Peer::MlEngine,
+        "predict_batch",
+    ),
+];
+
 impl Peer {
-    fn of(span_name: &str) -> Self {
-        match span_name.split_once('.').map(|(service, _)| service) {
-            Some("postgres") => Peer::Postgres,
-            Some("sqs") => Peer::Sqs,
-            Some("ml_engine") => Peer::MlEngine,
-            _ => Peer::Local,
-        }
+    /// The service a span calls, and the operation.
+    fn of(span_name: &str) -> (Self, &'static str) {
+        CALLS
+            .iter()
+            .find(|(name, ..)| *name == span_name)
+            .map_or((Peer::Local, ""), |&(_, peer, operation)| (peer, operation))
     }
 }
 
@@ -91,6 +108,7 @@ struct Subsegment {
     parent_id: String,
     name: String,
     peer: Peer,
+    operation: &'static str,
     start_time: f64,
     fields: Map<String, Value>,
     annotations: Map<String, Value>,
@@ -99,7 +117,6 @@ struct Subsegment {
 
 impl Subsegment {
     fn to_document(&self, end_time: f64) -> Value {
-        let operation = self.name.split_once('.').map_or("", |(_, op)| op);
         let mut doc = json!({
             "type": "subsegment",
             "trace_id": &*self.trace_id,
@@ -115,7 +132,7 @@ impl Subsegment {
                 doc["name"] = json!("PostgreSQL");
                 doc["namespace"] = json!("remote");
                 doc["sql"] = json!({"database_type": "PostgreSQL"});
-                annotations.insert("operation".into(), json!(operation));
+                annotations.insert("operation".into(), json!(self.operation));
             }
             Peer::Sqs => {
                 doc["name"] = json!("SQS");
@@ -266,6 +283,7 @@ where
                 parent_id: header.parent,
                 name: "## handler".into(),
                 peer: Peer::Local,
+                operation: "",
                 start_time: epoch_seconds(),
                 fields: fields.0,
                 annotations,
@@ -282,12 +300,14 @@ where
             };
             let mut fields = Fields::default();
             attrs.record(&mut fields);
+            let (peer, operation) = Peer::of(name);
             Subsegment {
                 trace_id,
                 id: new_id(),
                 parent_id,
                 name: name.to_owned(),
-                peer: Peer::of(name),
+                peer,
+                operation,
                 start_time: epoch_seconds(),
                 fields: fields.0,
                 annotations: Map::new(),
@@ -393,12 +413,12 @@ mod tests {
         );
         let _in = invoke.enter();
         {
-            let _db = tracing::info_span!("postgres.pending", ids = 2).entered();
+            let _db = tracing::info_span!(store::POSTGRES_PENDING, ids = 2).entered();
             // A warning of its own is not the span's result.
             tracing::warn!(error = "slow", "a statement took long");
         }
         let engine = tracing::info_span!(
-            "ml_engine.predict_batch",
+            ml_engine::ML_ENGINE_PREDICT,
             quotes = 2,
             url = "http://engine/predict",
             status = tracing::field::Empty
@@ -409,8 +429,12 @@ mod tests {
             tracing::warn!(error = "the engine answered 503");
         });
         drop(engine);
-        let _queue = tracing::info_span!("sqs.enqueue", quotes = 2, operation = "SendMessageBatch")
-            .entered();
+        let _queue = tracing::info_span!(
+            queue::SQS_ENQUEUE,
+            quotes = 2,
+            operation = "SendMessageBatch"
+        )
+        .entered();
     }
 
     #[test]
@@ -473,7 +497,7 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             invocation(&format!("Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=0"));
             invocation("not a trace header");
-            let _outside = tracing::info_span!("postgres.insert").entered();
+            let _outside = tracing::info_span!(store::POSTGRES_INSERT).entered();
         });
         assert!(daemon.all().is_empty());
     }
@@ -490,7 +514,7 @@ mod tests {
             .entered();
             for status in [200u16, 422, 429] {
                 let _call =
-                    tracing::info_span!("ml_engine.predict_batch", status = status).entered();
+                    tracing::info_span!(ml_engine::ML_ENGINE_PREDICT, status = status).entered();
             }
         });
         let flags: Vec<(Value, Value, Value)> = daemon
