@@ -13,14 +13,20 @@
 //! | `revenue_per_employee` | annual revenue / headcount |
 //! | `coverage_to_revenue` | coverage amount / max(annual revenue, 1) |
 //! | `business_age_years` | days from founding to the quote's creation date / 365.25 |
-//! | `normalized_amount` | coverage amount / the largest amount accepted |
+//! | `normalized_amount` | coverage amount / [`AMOUNT_SCALE`] (50,000,000) |
 //! | `risk_score` | [`risk_score`], in [0, 1] |
 //! | `coverage_life`, `coverage_health`, `coverage_property` | one-hot coverage type |
 //! | `coverage_level` | 0: basic, 1: standard, 2: premium |
 
 use chrono::NaiveDate;
 
-use crate::quote::{CoverageLevel, CoverageType, QuoteInput, limits};
+use crate::quote::{CoverageLevel, CoverageType, QuoteInput};
+
+/// The scale of `normalized_amount`: the features' own constant, not the API's limit on
+/// `estimated_amount`. It has the value that limit had (50,000,000) when the model was
+/// trained, so the trained model's inputs are unchanged; it stays fixed if the limit changes,
+/// since changing it changes every quote's input to the model and needs a retrained model.
+pub const AMOUNT_SCALE: f64 = 50_000_000.0;
 
 /// Feature names in the order of [`features`]'s output: the engine checks them by name.
 pub const FEATURE_NAMES: [&str; 13] = [
@@ -58,7 +64,7 @@ pub fn features(q: &QuoteInput, created_on: NaiveDate) -> Features {
         revenue / employees,
         coverage_to_revenue,
         business_age,
-        amount / *limits::ESTIMATED_AMOUNT.end() as f64,
+        amount / AMOUNT_SCALE,
         risk_score(age, employees, business_age, coverage_to_revenue),
         one_hot(CoverageType::Life),
         one_hot(CoverageType::Health),
