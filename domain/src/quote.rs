@@ -76,12 +76,12 @@ pub struct QuoteInput {
     pub founded_at: NaiveDate,
 }
 
-/// A stored quote, as its owner sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A stored quote. Not an API body: the API answers a view of it (`generate`'s `views.rs`),
+/// so internal fields such as `enqueue_attempts` stay internal.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Quote {
     pub id: Uuid,
     pub user_id: String,
-    #[serde(flatten)]
     pub input: QuoteInput,
     pub status: QuoteStatus,
     pub created_at: DateTime<Utc>,

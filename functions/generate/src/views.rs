@@ -1,8 +1,9 @@
 //! What the API answers: the response bodies, built here and nowhere else.
 
+use chrono::{DateTime, Utc};
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
-use quote_pipeline::quote::{Quote, QuoteStatus};
+use quote_pipeline::quote::{Quote, QuoteInput, QuoteStatus};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -24,10 +25,44 @@ impl Accepted {
     }
 }
 
+/// A quote as its owner sees it: `openapi.yaml`'s `Quote`. The record's internal fields
+/// (`enqueue_attempts`) are not in it; what is pricing's is `null` until the quote is priced.
+#[derive(Debug, Serialize)]
+pub struct QuoteView<'q> {
+    pub id: Uuid,
+    pub user_id: &'q str,
+    #[serde(flatten)]
+    pub input: &'q QuoteInput,
+    pub status: QuoteStatus,
+    pub created_at: DateTime<Utc>,
+    pub premium: Option<f64>,
+    pub confidence: Option<f64>,
+    pub model_version: Option<&'q str>,
+    pub scored_at: Option<DateTime<Utc>>,
+    pub failure_reason: Option<&'q str>,
+}
+
+impl<'q> From<&'q Quote> for QuoteView<'q> {
+    fn from(quote: &'q Quote) -> Self {
+        QuoteView {
+            id: quote.id,
+            user_id: &quote.user_id,
+            input: &quote.input,
+            status: quote.status,
+            created_at: quote.created_at,
+            premium: quote.premium,
+            confidence: quote.confidence,
+            model_version: quote.model_version.as_deref(),
+            scored_at: quote.scored_at,
+            failure_reason: quote.failure_reason.as_deref(),
+        }
+    }
+}
+
 /// A page of quotes, newest first, and where the next page starts.
 #[derive(Debug, Serialize)]
-pub struct QuotePage {
-    pub quotes: Vec<Quote>,
+pub struct QuotePage<'q> {
+    pub quotes: Vec<QuoteView<'q>>,
     pub next_cursor: Option<String>,
 }
 
@@ -44,4 +79,48 @@ pub fn json_text(status: StatusCode, body: String) -> Response<Body> {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::Text(body))
         .expect("a valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+    use quote_pipeline::quote::{CoverageLevel, CoverageType};
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_quote_is_answered_with_the_documented_fields_only() {
+        let created_at = DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        let mut quote = Quote::new_pending(
+            "ann",
+            QuoteInput {
+                coverage_type: CoverageType::Life,
+                coverage_level: CoverageLevel::Basic,
+                estimated_amount: 5000,
+                user_age: 30,
+                annual_revenue: 0,
+                num_employees: 1,
+                founded_at: NaiveDate::from_ymd_opt(2020, 1, 2).unwrap(),
+            },
+            created_at,
+        );
+        quote.status = QuoteStatus::Scored;
+        quote.premium = Some(1234.5);
+        quote.confidence = Some(0.75);
+        quote.model_version = Some("xgb-0123456789ab".into());
+        quote.scored_at = Some(created_at);
+        quote.enqueue_attempts = 3;
+        assert_eq!(
+            serde_json::to_value(QuoteView::from(&quote)).unwrap(),
+            json!({
+                "id": quote.id, "user_id": "ann", "coverage_type": "life",
+                "coverage_level": "basic", "estimated_amount": 5000, "user_age": 30,
+                "annual_revenue": 0, "num_employees": 1, "founded_at": "2020-01-02",
+                "status": "scored", "created_at": "2026-05-28T20:26:40Z", "premium": 1234.5,
+                "confidence": 0.75, "model_version": "xgb-0123456789ab",
+                "scored_at": "2026-05-28T20:26:40Z", "failure_reason": null
+            })
+        );
+    }
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::App;
 use crate::error::ApiError;
 use crate::routes::Call;
-use crate::views::json;
+use crate::views::{QuoteView, json};
 
 pub async fn handle<S: QuoteStore, Q: QuoteQueue>(
     app: &App<S, Q>,
@@ -22,8 +22,6 @@ pub async fn handle<S: QuoteStore, Q: QuoteQueue>(
         .get(call.owner, id)
         .await
         .map_err(ApiError::store)?;
-    Ok(json(
-        StatusCode::OK,
-        &quote.ok_or_else(ApiError::not_found)?,
-    ))
+    let quote = quote.ok_or_else(ApiError::not_found)?;
+    Ok(json(StatusCode::OK, &QuoteView::from(&quote)))
 }

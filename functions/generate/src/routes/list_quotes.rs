@@ -6,7 +6,7 @@ use quote_pipeline::ports::{Cursor, ListFilter, MAX_PAGE_SIZE, QuoteQueue, Quote
 
 use crate::error::ApiError;
 use crate::routes::Call;
-use crate::views::{QuotePage, json};
+use crate::views::{QuotePage, QuoteView, json};
 use crate::{App, DEFAULT_PAGE_SIZE};
 
 pub async fn handle<S: QuoteStore, Q: QuoteQueue>(
@@ -22,7 +22,7 @@ pub async fn handle<S: QuoteStore, Q: QuoteQueue>(
     Ok(json(
         StatusCode::OK,
         &QuotePage {
-            quotes: page.quotes,
+            quotes: page.quotes.iter().map(QuoteView::from).collect(),
             next_cursor: page.next.map(|c| c.encode()),
         },
     ))
