@@ -17,6 +17,7 @@
 //! - [`xray`]: spans as X-Ray subsegments.
 //! - [`metrics`]: CloudWatch Embedded Metric Format.
 //! - [`training`]: the labelled training set for the model.
+//! - [`warm_up`]: the connections a function opens at start-up, bounded and never fatal.
 
 pub mod ca_bundle;
 pub mod config;
@@ -36,4 +37,5 @@ pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod training;
+pub mod warm_up;
 pub mod xray;
