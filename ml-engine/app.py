@@ -2,7 +2,10 @@
 
     uvicorn app:create_app --factory --host 127.0.0.1 --port ${ML_ENGINE_PORT:-8001}
 
-Env: MODEL_DIR (default: model/ next to this file), ML_MAX_BATCH (default 1000).
+Env: MODEL_DIR (default: model/ next to this file), ML_MAX_BATCH (default 1000),
+ML_MAX_BODY_BYTES (default 2 MiB; a 1000-item batch of the project's 13 features is at most
+about 0.6 MB). A larger body is a 413, answered from its Content-Length or as soon as the
+streamed bytes pass the limit, so it is never read or parsed whole.
 The batch body is parsed with json.loads and checked in bulk rather than through
 per-item pydantic models: a 1000-item batch takes ~8 ms on 2 cores, mostly
 json.loads and the trees themselves.
@@ -22,6 +25,7 @@ from model_core import Model
 
 HERE = Path(__file__).resolve().parent
 NUMBER_TYPES = {int, float}  # exact types: JSON true/false (bool) are not numbers here
+DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
 log = logging.getLogger("uvicorn.error")
 
 
@@ -29,8 +33,40 @@ class InvalidRequest(Exception):
     pass
 
 
-def _error(status: int, error: str, **fields) -> JSONResponse:
-    return JSONResponse({"error": error, **fields}, status_code=status)
+def _error(status: int, error: str, headers: dict | None = None, **fields) -> JSONResponse:
+    return JSONResponse({"error": error, **fields}, status_code=status, headers=headers)
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate (JSON's "\\ud800"): it has no UTF-8 form, so
+    it can neither be echoed in an answer nor be anyone's quote id."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(name: str) -> str:
+    """A client-supplied name made safe to echo in an answer (lone surrogates become U+FFFD)."""
+    if _is_unicode(name):
+        return name
+    return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in name)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to exceed `limit` bytes: from its
+    Content-Length before anything is read, else while it streams in, so an oversized body is
+    neither buffered whole nor parsed."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _split_items(items) -> tuple[list[str], list[dict]]:
@@ -42,6 +78,8 @@ def _split_items(items) -> tuple[list[str], list[dict]]:
                 or type(item.get("features")) is not dict):
             raise InvalidRequest(f"item {i} must be an object with a string 'quote_id' "
                                  "and an object 'features'")
+        if not _is_unicode(item["quote_id"]):
+            raise InvalidRequest(f"item {i}: 'quote_id' is not valid Unicode (a lone surrogate)")
         ids.append(item["quote_id"])
         features.append(item["features"])
     return ids, features
@@ -73,7 +111,7 @@ class FeatureSchema:
 
     def problems(self, feats: dict) -> list[str]:
         problems = [f"missing feature: {n}" for n in self.names if n not in feats]
-        problems += [f"unknown feature: {k}" for k in feats if k not in self.expected]
+        problems += [f"unknown feature: {_printable(k)}" for k in feats if k not in self.expected]
         for name in self.names:
             if name not in feats:
                 continue
@@ -95,6 +133,7 @@ def create_app(model_dir=None) -> FastAPI:
     """App serving the model in model_dir (default: $MODEL_DIR, else model/ beside this file)."""
     model = Model(model_dir or os.environ.get("MODEL_DIR", HERE / "model"))
     max_batch = int(os.environ.get("ML_MAX_BATCH", "1000"))
+    max_body = int(os.environ.get("ML_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
     schema = FeatureSchema(model.feature_names)
     log.info("loaded model %s (%d features)", model.version, len(schema.names))
 
@@ -107,10 +146,17 @@ def create_app(model_dir=None) -> FastAPI:
     # async: the work is a few ms of CPU, cheaper inline than via the thread pool.
     @app.post("/predict/batch")
     async def predict_batch(request: Request):
+        body = await _read_body(request, max_body)
+        if body is None:
+            return _error(413, "body_too_large", max_bytes=max_body,
+                          message=f"the body exceeds {max_body} bytes",
+                          headers={"connection": "close"})
         try:
-            items = json.loads(await request.body())
+            items = json.loads(body)
         except ValueError as exc:  # also covers bad UTF-8
             return _error(422, "invalid_request", message=f"body is not valid JSON: {exc}")
+        except RecursionError:  # nested deeper than the parser's recursion limit
+            return _error(422, "invalid_request", message="body is nested too deeply")
         if type(items) is list and len(items) > max_batch:
             return _error(413, "batch_too_large", max=max_batch,
                           message=f"batch has {len(items)} items; the limit is {max_batch}")

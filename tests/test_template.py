@@ -2,8 +2,10 @@
 
 cfn-lint and `sam validate --lint` check that the template is valid CloudFormation; these
 tests check that it still says what the pipeline relies on: every crate is deployed, the SQS
-settings that keep a quote from being lost or stuck, the authorizer on every route, and no
-local-development switch.
+settings that keep a quote from being lost or stuck, reconcile's age beyond the queue's
+redelivery, the authorizer on every route, CORS only for the origins given, the alarms an
+operator needs (each explained, here and in the README), generate's reserved concurrency, and
+no local-development switch.
 
 Run with `scripts/checks`, or `.venv/bin/python -m pytest tests/test_template.py`.
 """
@@ -126,6 +128,36 @@ def lowest(value) -> int:
     assert name in PARAMETERS, f"{value!r} is neither a number nor a parameter"
     assert "MinValue" in PARAMETERS[name], f"parameter {name} needs a MinValue to be checked"
     return int(PARAMETERS[name]["MinValue"])
+
+
+def evaluate(expression, parameters: dict):
+    """The value of a condition expression for the given parameter values (a CommaDelimitedList
+    as a Python list), for the functions the template's conditions use."""
+    if not isinstance(expression, dict):
+        return expression
+    (key, arg), = expression.items()
+    if key == "Ref":
+        return parameters[arg]
+    if key == "Condition":
+        return evaluate(TEMPLATE["Conditions"][arg], parameters)
+    if key == "Fn::Not":
+        return not evaluate(arg[0], parameters)
+    if key == "Fn::And":
+        return all(evaluate(a, parameters) for a in arg)
+    if key == "Fn::Or":
+        return any(evaluate(a, parameters) for a in arg)
+    if key == "Fn::Equals":
+        return evaluate(arg[0], parameters) == evaluate(arg[1], parameters)
+    if key == "Fn::Join":
+        return arg[0].join(evaluate(arg[1], parameters))
+    raise AssertionError(f"evaluate() does not know {key}")
+
+
+def parameter_default(name: str):
+    """A parameter's default as CloudFormation reads it (a CommaDelimitedList as a list)."""
+    parameter = PARAMETERS[name]
+    default = parameter["Default"]
+    return default.split(",") if parameter["Type"] == "CommaDelimitedList" else default
 
 
 def crate_binaries() -> dict[str, str]:
@@ -268,11 +300,27 @@ def test_queue_has_a_dead_letter_queue_after_five_receives(function, trigger, qu
 
 
 def test_reconcile_does_not_resend_a_message_that_is_still_being_retried():
-    visibility = max(
-        RESOURCES[q]["Properties"].get("VisibilityTimeout", 30) for _, _, q in sqs_triggers()
-    )
+    """A message is received up to maxReceiveCount times, each hiding it for the visibility
+    timeout, after waiting up to the batching window; redelivery does not move a quote's
+    last_enqueued_at. Reconcile sending it sooner would charge live quotes attempts and fail
+    them while their message is still being received."""
     min_age = env(function_by_binary("reconcile"))["RECONCILE_MIN_AGE_SECS"]
-    assert lowest(min_age) >= visibility
+    windows = []
+    for function, trigger, queue in sqs_triggers():
+        props = RESOURCES[queue]["Properties"]
+        receives = int(props["RedrivePolicy"]["maxReceiveCount"])
+        visibility = props.get("VisibilityTimeout", 30)
+        window = receives * visibility + highest(trigger.get("MaximumBatchingWindowInSeconds", 0))
+        windows.append(window)
+        assert lowest(min_age) >= window, (
+            f"RECONCILE_MIN_AGE_SECS can be {lowest(min_age)} s, under {queue}'s redelivery window "
+            f"{receives} x {visibility} s + the batching window = {window} s"
+        )
+    # The default leaves, on top, the queue age the operator tolerates before an alarm.
+    name = ref_name(min_age)
+    if name:
+        tolerated = int(PARAMETERS["QueueAgeAlarmSeconds"]["Default"])
+        assert int(PARAMETERS[name]["Default"]) >= max(windows) + tolerated
 
 
 # ------------------------------------------------------------------------------ HTTP API
@@ -306,6 +354,38 @@ def test_every_route_is_on_that_api_and_none_opts_out_of_the_authorizer():
             )
             routes.add((props["Method"].upper(), props["Path"]))
     assert routes == ROUTES
+
+
+def cors_configuration():
+    api = next(iter(resources_of("AWS::Serverless::HttpApi").values()))
+    return api["Properties"].get("CorsConfiguration")
+
+
+def test_cors_is_configured_only_for_the_origins_given():
+    parameter = PARAMETERS["CorsAllowedOrigins"]
+    assert parameter["Type"] == "CommaDelimitedList" and parameter["Default"] == ""
+    cors = cors_configuration()
+    # An !If whose false branch removes the property: no CORS configuration at all.
+    assert isinstance(cors, dict) and list(cors) == ["Fn::If"], cors
+    condition, configured, otherwise = cors["Fn::If"]
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    when = TEMPLATE["Conditions"][condition]
+    assert evaluate(when, {"CorsAllowedOrigins": parameter_default("CorsAllowedOrigins")}) is False
+    assert evaluate(when, {"CorsAllowedOrigins": [""]}) is False
+    assert evaluate(when, {"CorsAllowedOrigins": ["https://app.example.com"]}) is True
+    assert evaluate(when, {"CorsAllowedOrigins": ["https://a.example", "https://b.example"]}) is True
+    # Exactly the origins given: no wildcard, and credentials never allowed to any origin.
+    assert configured["AllowOrigins"] == {"Ref": "CorsAllowedOrigins"}
+    assert not configured.get("AllowCredentials")
+    assert "*" not in str(configured)
+    # What a browser needs to call every route and read the answers that matter.
+    methods = {m.upper() for m in configured["AllowMethods"]}
+    assert {method for method, _ in ROUTES} | {"OPTIONS"} <= methods
+    headers = {h.lower() for h in configured["AllowHeaders"]}
+    assert {"authorization", "content-type", "idempotency-key"} <= headers
+    exposed = {h.lower() for h in configured["ExposeHeaders"]}
+    assert {"retry-after", "idempotent-replayed"} <= exposed
+    assert 0 < int(configured["MaxAge"]) <= 86400
 
 
 def test_nothing_reaches_a_function_around_the_authorizer():
@@ -355,9 +435,40 @@ def test_no_local_development_switch_anywhere():
 # ------------------------------------------------------------------------------ operations
 
 
+ALARMS = resources_of("AWS::CloudWatch::Alarm")
+
+
+def alarm_metrics(alarm: dict) -> list[tuple[str, str, dict]]:
+    """(namespace, metric name, {dimension: value}) of each metric an alarm reads: its own, or
+    those of its metric math."""
+    props = alarm["Properties"]
+    if "MetricName" in props:
+        stats = [props]
+    else:
+        stats = [m["MetricStat"]["Metric"] for m in props["Metrics"] if "MetricStat" in m]
+    return [
+        (s["Namespace"], s["MetricName"], {d["Name"]: d["Value"] for d in s.get("Dimensions", [])})
+        for s in stats
+    ]
+
+
+def alarms_on(namespace: str, metric: str, **dimensions) -> list[str]:
+    """The alarms reading `metric` with exactly these dimension values."""
+    return [
+        name
+        for name, alarm in ALARMS.items()
+        if any((ns, m, dims) == (namespace, metric, dimensions) for ns, m, dims in alarm_metrics(alarm))
+    ]
+
+
 def test_alarms_cover_the_dead_letter_queue_queue_age_and_every_function():
-    alarms = [a["Properties"] for a in resources_of("AWS::CloudWatch::Alarm").values()]
-    watched = {(a["MetricName"], ref_name(d["Value"])) for a in alarms for d in a.get("Dimensions", [])}
+    alarms = [a["Properties"] for a in ALARMS.values()]
+    watched = {
+        (metric, ref_name(value))
+        for alarm in ALARMS.values()
+        for _, metric, dims in alarm_metrics(alarm)
+        for value in dims.values()
+    }
     for _, _, queue in sqs_triggers():
         dlq = ref_name(RESOURCES[queue]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
         assert ("ApproximateNumberOfMessagesVisible", dlq) in watched
@@ -366,6 +477,74 @@ def test_alarms_cover_the_dead_letter_queue_queue_age_and_every_function():
         assert ("Errors", name) in watched, f"no Errors alarm on {name}"
         assert ("Throttles", name) in watched, f"no Throttles alarm on {name}"
     assert all(a.get("AlarmActions") for a in alarms)
+
+
+def test_the_apis_5xx_rate_is_alarmed():
+    """generate answers an outage with a 503 rather than failing, so Lambda's Errors never
+    sees it: the API's 5xx, as a share of its requests, is what does."""
+    api, resource = next(iter(resources_of("AWS::Serverless::HttpApi").items()))
+    stage = resource["Properties"]["StageName"]
+    dims = {"ApiId": {"Ref": api}, "Stage": stage}
+    (alarm,) = alarms_on("AWS/ApiGateway", "5xx", **dims)
+    assert alarm in alarms_on("AWS/ApiGateway", "Count", **dims), "a rate: 5xx over requests"
+    props = ALARMS[alarm]["Properties"]
+    expression = next(m["Expression"] for m in props["Metrics"] if m.get("ReturnData"))
+    assert "/" in expression, expression
+    threshold = PARAMETERS[ref_name(props["Threshold"])]
+    assert 0 < int(threshold["Default"]) <= 10 and int(threshold["MaxValue"]) <= 100
+
+
+def test_failed_quotes_and_engine_errors_are_alarmed():
+    namespace = GLOBALS["Environment"]["Variables"]["METRICS_NAMESPACE"]
+    names = {built_binary(n, f): n for n, f in FUNCTIONS.items()}
+    # QuotesFailed as shared/src/metrics.rs emits it: from score and from reconcile.
+    for binary in ("score", "reconcile"):
+        assert alarms_on(namespace, "QuotesFailed", FunctionName={"Ref": names[binary]}), (
+            f"no alarm on {binary}'s QuotesFailed"
+        )
+    assert alarms_on(namespace, "MlEngineErrors", FunctionName={"Ref": names["score"]})
+
+
+@pytest.mark.parametrize("name", sorted(ALARMS))
+def test_every_alarm_says_what_it_means_and_what_to_do(name):
+    description = ALARMS[name]["Properties"].get("AlarmDescription", "")
+    assert description.startswith("Means: ") and "To do: " in description, (
+        f"{name}: AlarmDescription should read 'Means: ... To do: ...'"
+    )
+    assert len(description) <= 1024  # CloudFormation's limit
+    props = ALARMS[name]["Properties"]
+    assert props.get("AlarmActions") and props.get("OKActions")
+    assert props.get("TreatMissingData") == "notBreaching"
+
+
+def test_the_readme_lists_every_alarm_and_what_to_do():
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"^### Operations\n(.*?)(?=^#)", readme, re.M | re.S)
+    assert match, "the README has no '### Operations' section"
+    listed = set(re.findall(r"^- \*\*`(\w+)`\*\*", match.group(1), re.M))
+    assert listed == set(ALARMS), (
+        f"not in the README's operations list: {sorted(set(ALARMS) - listed)}; "
+        f"listed but not in the template: {sorted(listed - set(ALARMS))}"
+    )
+
+
+def test_generate_has_a_reserved_concurrency_so_it_cannot_starve_score_and_reconcile():
+    generate = function_by_binary("generate")
+    reserved = generate["Properties"].get("ReservedConcurrentExecutions")
+    name = ref_name(reserved)
+    assert name in PARAMETERS, "ReservedConcurrentExecutions should be a template parameter"
+    parameter = PARAMETERS[name]
+    # 0 would stop generate; Lambda keeps 100 of an account's default 1,000 unreserved.
+    assert 1 <= int(parameter["MinValue"]) <= int(parameter["Default"]) <= int(parameter["MaxValue"]) <= 900
+    # The default serves the API's default rate with room to spare (a warm call takes tens of
+    # milliseconds) and keeps the proxy's client connections modest.
+    rate = int(PARAMETERS["ApiThrottlingRateLimit"]["Default"])
+    assert int(parameter["Default"]) >= rate * 0.1
+    assert int(parameter["Default"]) * int(env(generate)["DB_MAX_CONNECTIONS"]) <= 100
+    # The others take from the unreserved pool that generate no longer can exhaust.
+    for other, function in FUNCTIONS.items():
+        if function is not generate:
+            assert function["Properties"].get("ReservedConcurrentExecutions") != 0, other
 
 
 def test_outputs_name_the_api_and_both_queues():

@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use testkit::DaemonStandIn;
 use testkit::{RuntimeAnswer, RuntimeApi, UNSAMPLED_TRACE};
 
 use crate::Res;
@@ -17,6 +18,9 @@ pub struct Run {
     pub answers: Vec<RuntimeAnswer>,
     /// Peak resident memory (`VmHWM`), read after the last answer, before the process is killed.
     pub peak_rss_kib: u64,
+    /// With a daemon stand-in: the X-Ray documents of the (sampled) invocations, up to the
+    /// last one's `## handler` subsegment.
+    pub subsegments: Vec<Value>,
 }
 
 impl Run {
@@ -33,10 +37,16 @@ pub fn binary(root: &Path, function: &str) -> PathBuf {
         .join(function)
 }
 
+/// A sampled trace header, as Lambda sends when X-Ray samples the invocation.
+const SAMPLED_TRACE: &str =
+    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+
 /// Spawns `binary` with exactly `env` (plus the Runtime API variables), serves it `events` one
 /// by one, waits for every answer (each within `within`), then reads its peak memory and kills
 /// it. An invocation error or a missing answer is an error, with the end of the process's
-/// stderr.
+/// stderr. With `daemon`, every invocation is sampled for X-Ray, its spans sent to the daemon
+/// stand-in (in place of the environment's `AWS_XRAY_DAEMON_ADDRESS`) and read back before the
+/// process is killed.
 pub async fn run(
     binary: &Path,
     function: &str,
@@ -44,9 +54,15 @@ pub async fn run(
     events: Vec<Value>,
     within: Duration,
     stderr_log: &Path,
+    daemon: Option<&DaemonStandIn>,
 ) -> Res<Run> {
     let count = events.len();
-    let mut runtime = RuntimeApi::start(events, UNSAMPLED_TRACE).await;
+    let trace = if daemon.is_some() {
+        SAMPLED_TRACE
+    } else {
+        UNSAMPLED_TRACE
+    };
+    let mut runtime = RuntimeApi::start(events, trace).await;
     let stderr = std::fs::File::create(stderr_log)?;
     let mut command = tokio::process::Command::new(binary);
     command
@@ -61,6 +77,9 @@ pub async fn run(
         .stdout(Stdio::null())
         .stderr(stderr)
         .kill_on_drop(true);
+    if let Some(daemon) = daemon {
+        command.env("AWS_XRAY_DAEMON_ADDRESS", daemon.address().to_string());
+    }
     let spawned_at = Instant::now();
     let mut child = command
         .spawn()
@@ -85,11 +104,25 @@ pub async fn run(
         answers.push(answer);
     }
     let peak_rss_kib = vm_hwm_kib(pid)?;
+    let mut subsegments = Vec::new();
+    if let Some(daemon) = daemon {
+        // The invocation's own subsegment is sent after its answer is posted.
+        while !subsegments
+            .iter()
+            .any(|d: &Value| d["name"] == "## handler")
+        {
+            let Some(document) = tokio::task::block_in_place(|| daemon.next()) else {
+                break;
+            };
+            subsegments.push(document);
+        }
+    }
     child.kill().await?;
     Ok(Run {
         spawned_at,
         answers,
         peak_rss_kib,
+        subsegments,
     })
 }
 

@@ -1,6 +1,9 @@
 //! `make bench`: what the functions cost on this machine, against the local Postgres, the SQS
 //! emulator and the ML engine, checked against the budgets.
 //!
+//! 0. the cold start a user feels: spawn -> first answer of `generate` and `score`, with Postgres
+//!    over TLS and an SQS stand-in that answers at once, the build before the cold-start work
+//!    beside today's in the same rounds;
 //! 1. cold start of each release binary under a stand-in of the Lambda Runtime API;
 //! 2. warm `POST /quotes/generate-batch` of 1, 100 and 1000 quotes through `generate::handle`,
 //!    with the time inside the store's and the queue's calls measured apart;
@@ -14,9 +17,11 @@
 //! `latest.txt` and `latency.svg`. A budget missed is reported, not an error: the process fails
 //! only when the bench itself cannot run.
 
+mod first_answer;
 mod lambda;
 mod report;
 mod sections;
+mod sqs_stand_in;
 mod stats;
 mod svg;
 mod timed;

@@ -20,6 +20,7 @@ use testkit::{TestEnv, lambda_context, sqs_endpoint};
 use uuid::Uuid;
 
 use crate::Res;
+use crate::first_answer::first_answer;
 use crate::lambda;
 use crate::report::{Report, number, spread};
 use crate::stats::{median, ms, percentile, summary};
@@ -81,6 +82,7 @@ pub async fn run(root: PathBuf) -> Res<()> {
     std::fs::create_dir_all(&logs)?;
 
     let env = TestEnv::new().await;
+    first_answer(&root, &env, &logs, &mut report, &mut plot).await?;
     cold_start(&root, &env, &init, &logs, &mut report, &mut plot).await?;
     memory(&root, &env, &logs, &mut report).await?;
     warm_generate(&root, &mut report, &mut plot).await?;
@@ -180,7 +182,7 @@ fn engine_url() -> String {
 
 /// The environment a function binary gets: what Lambda and `template.yaml` would give it,
 /// pointed at the local services.
-fn function_env(env: &TestEnv) -> Vec<(String, String)> {
+pub(crate) fn function_env(env: &TestEnv) -> Vec<(String, String)> {
     [
         ("DATABASE_URL", env.database.url.clone()),
         ("QUOTES_QUEUE_URL", env.queue_url.clone()),
@@ -199,7 +201,7 @@ fn function_env(env: &TestEnv) -> Vec<(String, String)> {
 }
 
 /// The score binary in embedded mode: the model from the engine's own files.
-fn embedded_env(root: &Path, env: &TestEnv) -> Vec<(String, String)> {
+pub(crate) fn embedded_env(root: &Path, env: &TestEnv) -> Vec<(String, String)> {
     let mut vars = function_env(env);
     vars.retain(|(k, _)| k != "ML_ENGINE_URL");
     vars.push(("SCORING_MODE".into(), "embedded".into()));
@@ -211,7 +213,11 @@ fn embedded_env(root: &Path, env: &TestEnv) -> Vec<(String, String)> {
 }
 
 /// `n` new pending quotes of `owner`, written in batches of 1000; their ids.
-async fn insert_pending(store: &impl QuoteStore, n: usize, owner: &str) -> Res<Vec<Uuid>> {
+pub(crate) async fn insert_pending(
+    store: &impl QuoteStore,
+    n: usize,
+    owner: &str,
+) -> Res<Vec<Uuid>> {
     let mut ids = Vec::with_capacity(n);
     let mut left = n;
     while left > 0 {
@@ -234,7 +240,7 @@ fn new_quotes(n: usize, owner: &str) -> Vec<Quote> {
 
 /// The SQS events Lambda would deliver for `ids`: messages of `per_message` ids, batches of
 /// `per_batch` messages.
-fn sqs_batches(ids: &[Uuid], per_message: usize, per_batch: usize) -> Vec<SqsEvent> {
+pub(crate) fn sqs_batches(ids: &[Uuid], per_message: usize, per_batch: usize) -> Vec<SqsEvent> {
     let records: Vec<SqsMessage> = ids
         .chunks(per_message)
         .map(|chunk| {
@@ -260,7 +266,7 @@ fn sqs_batches(ids: &[Uuid], per_message: usize, per_batch: usize) -> Vec<SqsEve
 
 /// The sample API Gateway v2 event of `POST /quotes/generate-batch` (the caller is its JWT
 /// `sub`), with `body` in place of its own when given.
-fn generate_event(root: &Path, body: Option<Value>) -> Res<Value> {
+pub(crate) fn generate_event(root: &Path, body: Option<Value>) -> Res<Value> {
     let text = std::fs::read_to_string(root.join("events/generate/202-generate-batch.json"))?;
     let mut event: Value = serde_json::from_str(&text)?;
     if let Some(body) = body {
@@ -270,7 +276,7 @@ fn generate_event(root: &Path, body: Option<Value>) -> Res<Value> {
 }
 
 /// Checks that an answer is what a healthy invocation of `function` answers.
-fn check_answer(function: &str, body: &str) -> Res<()> {
+pub(crate) fn check_answer(function: &str, body: &str) -> Res<()> {
     let value: Value = serde_json::from_str(body)
         .map_err(|e| format!("{function} answered non-JSON ({e}): {body}"))?;
     let ok = match function {
@@ -335,6 +341,7 @@ async fn cold_start(
                 vec![event],
                 Duration::from_secs(30),
                 &log,
+                None,
             )
             .await?;
             check_answer(function, &run.first().body)?;
@@ -429,6 +436,7 @@ async fn memory(root: &Path, env: &TestEnv, logs: &Path, report: &mut Report) ->
         vec![event; MEMORY_EVENTS],
         Duration::from_secs(60),
         &logs.join("bench-generate.stderr.log"),
+        None,
     )
     .await?;
     for answer in &run.answers {
@@ -458,6 +466,7 @@ async fn memory(root: &Path, env: &TestEnv, logs: &Path, report: &mut Report) ->
             events,
             Duration::from_secs(60),
             &logs.join("bench-score.stderr.log"),
+            None,
         )
         .await?;
         for answer in &run.answers {
@@ -484,6 +493,7 @@ async fn memory(root: &Path, env: &TestEnv, logs: &Path, report: &mut Report) ->
         vec![json!({}); MEMORY_EVENTS],
         Duration::from_secs(60),
         &logs.join("bench-reconcile.stderr.log"),
+        None,
     )
     .await?;
     let reenqueued: u64 = run
@@ -939,7 +949,7 @@ fn zip_binary(binary: &Path, out: &Path) -> Res<()> {
     }
 }
 
-fn command_output(program: &str, args: &[&str]) -> String {
+pub(crate) fn command_output(program: &str, args: &[&str]) -> String {
     std::process::Command::new(program)
         .args(args)
         .output()

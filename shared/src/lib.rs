@@ -16,6 +16,7 @@
 //! - [`telemetry`]: logging and tracing set-up.
 //! - [`xray`]: spans as X-Ray subsegments.
 //! - [`metrics`]: CloudWatch Embedded Metric Format.
+//! - [`warm_up`]: the connections a function opens at start-up, bounded and never fatal.
 
 pub mod budget;
 pub mod ca_bundle;
@@ -30,6 +31,7 @@ pub mod reconcile;
 pub mod scoring;
 pub mod store;
 pub mod telemetry;
+pub mod warm_up;
 pub mod xray;
 
 pub use quote_domain::{features, generator, import, message, ports, pricing, quote, training};

@@ -44,6 +44,8 @@ pub enum Count {
     MlEngineErrors,
     /// `reconcile`: stuck quotes sent to the queue again.
     QuotesReenqueued,
+    /// Every function: 1 on the first invocation of a new container (see [`Metrics::cold_start`]).
+    ColdStart,
 }
 
 /// A duration measured per invocation, in milliseconds.
@@ -58,7 +60,7 @@ pub enum Time {
 }
 
 impl Count {
-    pub const ALL: [Count; 7] = [
+    pub const ALL: [Count; 8] = [
         Count::QuotesCreated,
         Count::QuotesEnqueued,
         Count::BatchSize,
@@ -66,6 +68,7 @@ impl Count {
         Count::QuotesFailed,
         Count::MlEngineErrors,
         Count::QuotesReenqueued,
+        Count::ColdStart,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -77,6 +80,7 @@ impl Count {
             Count::QuotesFailed => "QuotesFailed",
             Count::MlEngineErrors => "MlEngineErrors",
             Count::QuotesReenqueued => "QuotesReenqueued",
+            Count::ColdStart => "ColdStart",
         }
     }
 }
@@ -139,6 +143,15 @@ impl Metrics {
             elapsed.as_secs_f64() * 1000.0,
         ));
         self
+    }
+
+    /// Marks the invocation cold or warm: the `coldStart` property always, and on a cold one
+    /// the `ColdStart` metric, counted 1, so cold starts can be charted and summed.
+    pub fn cold_start(&mut self, cold: bool) -> &mut Self {
+        if cold {
+            self.count(Count::ColdStart, 1);
+        }
+        self.property("coldStart", cold)
     }
 
     /// A searchable property of the log line, not a metric (the request id, say).
@@ -205,6 +218,27 @@ mod tests {
                 "{name} is emitted but the template neither charts nor alarms on it"
             );
         }
+    }
+
+    #[test]
+    fn a_cold_invocation_counts_one_cold_start_and_a_warm_one_none() {
+        let mut cold = Metrics::for_function("score");
+        cold.cold_start(true);
+        let emf = cold.to_emf(0);
+        assert_eq!(emf["ColdStart"], 1.0);
+        assert_eq!(emf["coldStart"], true);
+        assert_eq!(
+            emf["_aws"]["CloudWatchMetrics"][0]["Metrics"],
+            json!([{"Name": "ColdStart", "Unit": "Count"}])
+        );
+
+        let mut warm = Metrics::for_function("score");
+        warm.cold_start(false);
+        assert!(
+            warm.is_empty(),
+            "a warm invocation records no ColdStart value"
+        );
+        assert_eq!(warm.to_emf(0)["coldStart"], false);
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub async fn handle<S: QuoteStore, Q: QuoteQueue>(
 ) -> Response<Body> {
     let mut metrics = Metrics::for_function("generate");
     let cold_start = metrics::cold_start();
+    metrics.cold_start(cold_start);
     let request_id = request
         .lambda_context_ref()
         .map(|c| c.request_id.clone())
@@ -68,9 +69,7 @@ pub async fn handle<S: QuoteStore, Q: QuoteQueue>(
         "request handled"
     );
     if !metrics.is_empty() {
-        metrics
-            .property("requestId", request_id)
-            .property("coldStart", cold_start);
+        metrics.property("requestId", request_id);
         metrics.flush();
     }
     response

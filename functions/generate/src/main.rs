@@ -5,6 +5,7 @@ use lambda_http::{Error, Request, service_fn};
 use quote_pipeline::config::{FromEnv, GenerateConfig};
 use quote_pipeline::queue::{SqsQueue, aws_sdk_config};
 use quote_pipeline::store::PgStore;
+use quote_pipeline::warm_up::{Target, warm_up};
 use quote_pipeline::{ca_bundle, telemetry};
 
 fn main() -> Result<(), Error> {
@@ -23,6 +24,9 @@ async fn start() -> Result<(), Error> {
         queue: SqsQueue::new(&sdk, &config.queue),
         idempotency_ttl: config.idempotency_ttl,
     });
+    // The first request's connections, opened while Lambda's init runs at full CPU; bounded,
+    // and never fatal (a database down now is the first request's 503).
+    warm_up(vec![Target::postgres(&app.store), Target::sqs(&app.queue)]).await;
     lambda_http::run(service_fn(move |request: Request| {
         let app = Arc::clone(&app);
         async move { Ok::<_, Error>(handle(&app, request).await) }

@@ -34,7 +34,7 @@ pub async fn handle<S: ReconcileStore, Q: QuoteQueue>(
                 .count(Count::QuotesReenqueued, report.reenqueued)
                 .count(Count::QuotesFailed, report.failed)
                 .property("requestId", event.context.request_id.as_str())
-                .property("coldStart", cold_start);
+                .cold_start(cold_start);
             metrics.flush();
             Ok(report)
         }

@@ -4,6 +4,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use quote_pipeline::config::{FromEnv, ReconcileConfig};
 use quote_pipeline::queue::{SqsQueue, aws_sdk_config};
 use quote_pipeline::store::PgStore;
+use quote_pipeline::warm_up::{Target, warm_up};
 use quote_pipeline::{ca_bundle, telemetry};
 use reconcile::{App, handle};
 
@@ -23,6 +24,8 @@ async fn start() -> Result<(), Error> {
         queue: SqsQueue::new(&sdk, &config.queue),
         policy: config.policy,
     });
+    // The sweep's connections, opened during init; bounded, and never fatal.
+    warm_up(vec![Target::postgres(&app.store), Target::sqs(&app.queue)]).await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let app = Arc::clone(&app);
         async move { handle(&app, event).await }

@@ -44,7 +44,7 @@ pub async fn process<S: QuoteStore, P: Predictor>(
     let cold_start = metrics::cold_start();
     metrics
         .property("requestId", event.context.request_id.as_str())
-        .property("coldStart", cold_start);
+        .cold_start(cold_start);
     metrics.count(Count::BatchSize, event.payload.records.len() as u64);
     let deadline = deadline_of(&event.context);
     tracing::debug!(

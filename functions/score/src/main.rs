@@ -7,6 +7,7 @@ use quote_pipeline::ml_engine::MlEngine;
 use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::scoring::Predictor;
 use quote_pipeline::store::PgStore;
+use quote_pipeline::warm_up::{Target, warm_up};
 use quote_pipeline::{ca_bundle, telemetry};
 use score::{App, handle};
 
@@ -43,6 +44,10 @@ async fn start() -> Result<(), Error> {
 }
 
 async fn run<P: Predictor + 'static>(app: App<PgStore, P>) -> Result<(), Error> {
+    // The first batch's Postgres connection, opened during init; bounded, and never fatal (a
+    // database down now sends the first batch's messages back to the queue). The ML engine's
+    // client connects on its first call.
+    warm_up(vec![Target::postgres(&app.store)]).await;
     let app = Arc::new(app);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let app = Arc::clone(&app);
