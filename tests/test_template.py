@@ -31,7 +31,7 @@ ROUTES = {
     ("GET", "/quotes/{id}"),
     ("GET", "/quotes"),
 }
-# Every function reads these; see shared/src/config.rs.
+# Every function reads these; see shared/src/platform/config.rs.
 COMMON_ENV = {
     "DB_HOST",
     "DB_PORT",
@@ -497,7 +497,7 @@ def test_the_apis_5xx_rate_is_alarmed():
 def test_failed_quotes_and_engine_errors_are_alarmed():
     namespace = GLOBALS["Environment"]["Variables"]["METRICS_NAMESPACE"]
     names = {built_binary(n, f): n for n, f in FUNCTIONS.items()}
-    # QuotesFailed as shared/src/metrics.rs emits it: from score and from reconcile.
+    # QuotesFailed as shared/src/platform/metrics.rs emits it: from score and from reconcile.
     for binary in ("score", "reconcile"):
         assert alarms_on(namespace, "QuotesFailed", FunctionName={"Ref": names[binary]}), (
             f"no alarm on {binary}'s QuotesFailed"

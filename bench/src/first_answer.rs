@@ -130,17 +130,7 @@ pub async fn first_answer(
         "0. The cold start a user feels: spawn -> first answer, Postgres over TLS, SQS a stand-in answering at once (median of {RUNS} fresh processes)"
     ));
     let sqs = SqsStandIn::start().await?;
-    let with_services = |mut vars: Vec<(String, String)>, url: &str| {
-        for (key, value) in &mut vars {
-            match key.as_str() {
-                "DATABASE_URL" => *value = url.to_owned(),
-                "AWS_ENDPOINT_URL_SQS" => *value = sqs.endpoint.clone(),
-                "QUOTES_QUEUE_URL" => *value = sqs.queue_url(),
-                _ => {}
-            }
-        }
-        vars
-    };
+    let with_services = |vars, url: &str| sqs.serving(vars, Some(url));
     let generate_vars: Vec<_> = builds
         .iter()
         .map(|b| with_services(function_env(env), &b.database_url))

@@ -47,6 +47,24 @@ impl SqsStandIn {
         format!("{}/123456789012/quotes", self.endpoint)
     }
 
+    /// A function's environment `vars` pointed at this endpoint and queue, and at
+    /// `database_url` when given.
+    pub fn serving(
+        &self,
+        mut vars: Vec<(String, String)>,
+        database_url: Option<&str>,
+    ) -> Vec<(String, String)> {
+        for (key, value) in &mut vars {
+            match (key.as_str(), database_url) {
+                ("DATABASE_URL", Some(url)) => *value = url.to_owned(),
+                ("AWS_ENDPOINT_URL_SQS", _) => *value = self.endpoint.clone(),
+                ("QUOTES_QUEUE_URL", _) => *value = self.queue_url(),
+                _ => {}
+            }
+        }
+        vars
+    }
+
     /// `SendMessageBatch` calls answered so far.
     pub fn sent_batches(&self) -> u64 {
         self.sent_batches.load(Ordering::Relaxed)

@@ -1,37 +1,49 @@
-//! The quote pipeline's library: the pipeline steps, the adapters and the platform code its
-//! Lambda functions share, on top of the I/O-free domain in `quote_domain`.
+//! The quote pipeline's library: what its Lambda functions share, on top of the I/O-free domain
+//! in `quote_domain`, in three layers, one folder each. A layer uses the ones below it, never
+//! one above (`scripts/layers` checks it):
 //!
-//! The domain's modules are re-exported under their old paths (`quote_pipeline::quote`, ...),
-//! so code written against them before the split still compiles.
+//! - [`steps`], the pipeline's use cases, written against the domain's ports only:
+//!   [`create`] (validated quotes to a stored, queued batch), [`scoring`] (pending quotes to
+//!   premiums, through a predictor) and [`reconcile`] (re-enqueueing or failing quotes left
+//!   pending).
+//! - [`adapters`], the ports made real: [`store`] (Postgres, with [`iam_auth`]'s tokens for
+//!   RDS Proxy), [`queue`] (SQS), [`ml_engine`] (the engine over HTTP) and [`model`] (the
+//!   engine's XGBoost model in process, bit-identical to it).
+//! - [`platform`], what runs a function: [`config`] (the environment, read into each
+//!   function's settings), [`aws`] (the AWS SDK), [`budget`] (every time budget),
+//!   [`ca_bundle`] (root certificates), [`telemetry`] and [`xray`] (logs and traces),
+//!   [`metrics`] (CloudWatch Embedded Metric Format) and [`warm_up`] (the first connections,
+//!   opened at start-up).
 //!
-//! - [`scoring`]: pending quotes to premiums, through a predictor.
-//! - [`ml_engine`]: the predictor that calls the ML engine over HTTP.
-//! - [`model`]: the engine's XGBoost model evaluated in process, bit-identical to the engine.
-//! - [`store`]: the Postgres store.
-//! - [`iam_auth`]: IAM database authentication tokens for RDS Proxy.
-//! - [`reconcile`]: re-enqueueing or failing quotes left pending.
-//! - [`queue`]: the SQS queue.
-//! - [`config`]: configuration from the environment.
-//! - [`ca_bundle`]: the system's root certificates, read from one file.
-//! - [`telemetry`]: logging and tracing set-up.
-//! - [`xray`]: spans as X-Ray subsegments.
-//! - [`metrics`]: CloudWatch Embedded Metric Format.
-//! - [`warm_up`]: the connections a function opens at start-up, bounded and never fatal.
+//! Every module is also at the crate's root (`quote_pipeline::store`), as are the domain's
+//! (`quote_pipeline::quote`), so a function names what it uses, not where it sits.
 
-pub mod budget;
-pub mod ca_bundle;
-pub mod config;
-pub mod create;
-pub mod iam_auth;
-pub mod metrics;
-pub mod ml_engine;
-pub mod model;
-pub mod queue;
-pub mod reconcile;
-pub mod scoring;
-pub mod store;
-pub mod telemetry;
-pub mod warm_up;
-pub mod xray;
+pub mod steps {
+    pub mod create;
+    pub mod reconcile;
+    pub mod scoring;
+}
 
+pub mod adapters {
+    pub mod iam_auth;
+    pub mod ml_engine;
+    pub mod model;
+    pub mod queue;
+    pub mod store;
+}
+
+pub mod platform {
+    pub mod aws;
+    pub mod budget;
+    pub mod ca_bundle;
+    pub mod config;
+    pub mod metrics;
+    pub mod telemetry;
+    pub mod warm_up;
+    pub mod xray;
+}
+
+pub use adapters::{iam_auth, ml_engine, model, queue, store};
+pub use platform::{aws, budget, ca_bundle, config, metrics, telemetry, warm_up, xray};
 pub use quote_domain::{features, generator, import, message, ports, pricing, quote, training};
+pub use steps::{create, reconcile, scoring};

@@ -2,8 +2,9 @@ use std::sync::Arc;
 
 use generate::{App, handle};
 use lambda_http::{Error, Request, service_fn};
+use quote_pipeline::aws::aws_sdk_config;
 use quote_pipeline::config::{FromEnv, GenerateConfig};
-use quote_pipeline::queue::{SqsQueue, aws_sdk_config};
+use quote_pipeline::queue::SqsQueue;
 use quote_pipeline::store::PgStore;
 use quote_pipeline::warm_up::{Target, warm_up};
 use quote_pipeline::{ca_bundle, telemetry};

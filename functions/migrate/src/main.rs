@@ -2,8 +2,8 @@ use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use migrate::{App, handle};
+use quote_pipeline::aws;
 use quote_pipeline::config::{DatabaseConfig, FromEnv};
-use quote_pipeline::queue::aws_sdk_config;
 use quote_pipeline::store::migrations;
 use quote_pipeline::{ca_bundle, telemetry};
 
@@ -20,8 +20,8 @@ async fn start() -> Result<(), Error> {
     // function that does not start answers nothing, and the stack would wait an hour.
     let database = DatabaseConfig::from_env().map_err(|e| e.to_string());
     let sdk = match &database {
-        Ok(db) if db.iam.is_some() => Some(aws_sdk_config().await),
-        _ => None,
+        Ok(db) => aws::sdk_for_database(db).await,
+        Err(_) => None,
     };
     let app = Arc::new(App::new(database, sdk, migrations()));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {

@@ -8,7 +8,7 @@ use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::scoring::Predictor;
 use quote_pipeline::store::PgStore;
 use quote_pipeline::warm_up::{Target, warm_up};
-use quote_pipeline::{ca_bundle, telemetry};
+use quote_pipeline::{aws, ca_bundle, telemetry};
 use score::{App, handle};
 
 fn main() -> Result<(), Error> {
@@ -21,7 +21,8 @@ fn main() -> Result<(), Error> {
 async fn start() -> Result<(), Error> {
     telemetry::init();
     let config = ScoreConfig::from_env()?;
-    let store = PgStore::from_config(&config.database, None).await?;
+    let sdk = aws::sdk_for_database(&config.database).await;
+    let store = PgStore::from_config(&config.database, sdk.as_ref()).await?;
     // A malformed model stops the container here, not with a wrong premium later.
     match &config.scoring {
         ScoringMode::Engine(engine) => {

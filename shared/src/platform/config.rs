@@ -26,7 +26,10 @@ use std::time::Duration;
 
 use crate::budget;
 use crate::iam_auth::IamDatabase;
-use crate::store::ReconcilePolicy;
+pub use crate::ml_engine::MlEngineConfig;
+pub use crate::queue::QueueConfig;
+pub use crate::store::DatabaseConfig;
+use quote_domain::ports::ReconcilePolicy;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("configuration: {variable} {problem}")]
@@ -83,16 +86,6 @@ impl Env<'_> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct DatabaseConfig {
-    /// The connection string; with IAM authentication, one without a password.
-    pub url: String,
-    /// Connect to RDS Proxy with IAM tokens (`DB_IAM_AUTH=true`) rather than `DATABASE_URL`.
-    pub iam: Option<IamDatabase>,
-    pub max_connections: u32,
-    pub acquire_timeout_ms: u64,
-}
-
 impl FromEnv for DatabaseConfig {
     fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
         let iam = match env.optional("DB_IAM_AUTH").as_deref().map(str::trim) {
@@ -128,12 +121,6 @@ impl FromEnv for DatabaseConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct QueueConfig {
-    pub url: String,
-    pub ids_per_message: usize,
-}
-
 impl FromEnv for QueueConfig {
     fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(QueueConfig {
@@ -141,14 +128,6 @@ impl FromEnv for QueueConfig {
             ids_per_message: env.number("QUEUE_IDS_PER_MESSAGE", 100, 1, 1000)? as usize,
         })
     }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct MlEngineConfig {
-    pub url: String,
-    pub chunk_size: usize,
-    pub concurrency: usize,
-    pub timeout_ms: u64,
 }
 
 /// Where `score` gets its predictions.

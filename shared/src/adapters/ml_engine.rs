@@ -15,10 +15,22 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::budget;
-use crate::config::MlEngineConfig;
 use crate::features::{FEATURE_NAMES, Features};
-use crate::scoring::{Predicted, Prediction, Predictor};
+use quote_domain::pricing::{Predicted, Prediction, Predictor};
+
+/// The engine and how to call it: what `config` reads from the environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlEngineConfig {
+    pub url: String,
+    pub chunk_size: usize,
+    pub concurrency: usize,
+    pub timeout_ms: u64,
+}
+
+/// Connecting to the engine: a refused or unreachable engine is known at once.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Time kept back from a retry, so the backoff never sleeps past the deadline.
+pub const MIN_ATTEMPT: Duration = Duration::from_millis(100);
 
 /// The span around one engine call, by name: X-Ray draws it as a call to the engine.
 pub const ML_ENGINE_PREDICT: &str = "ml_engine.predict_batch";
@@ -60,7 +72,7 @@ impl MlEngine {
     pub fn new(config: &MlEngineConfig) -> Result<Self, MlEngineError> {
         let base = &config.url;
         let http = reqwest::Client::builder()
-            .connect_timeout(budget::ENGINE_CONNECT)
+            .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .build()
@@ -116,7 +128,7 @@ impl MlEngine {
             };
             attempt += 1;
             let pause = backoff(attempt);
-            if Instant::now() + pause + budget::ENGINE_MIN_ATTEMPT >= deadline {
+            if Instant::now() + pause + MIN_ATTEMPT >= deadline {
                 tracing::warn!(attempt, error = %error, quotes = items.len(), "ML engine unavailable; giving up for this invocation");
                 outcome.unavailable.extend(items.iter().map(|i| i.quote_id));
                 outcome.reason = Some(error.to_string());

@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn every_metric_the_functions_emit_is_charted_or_alarmed_in_the_template() {
-        let template = include_str!("../../template.yaml");
+        let template = include_str!("../../../template.yaml");
         let names = Count::ALL
             .iter()
             .map(|c| c.name())

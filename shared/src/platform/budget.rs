@@ -16,20 +16,17 @@ pub const STATEMENT: Duration = Duration::from_secs(5);
 /// How long RDS Proxy waits for a database connection (`ConnectionBorrowTimeout`).
 pub const PROXY_BORROW: Duration = Duration::from_secs(5);
 
-/// One enqueue, retries included: with the pool's wait and a statement it stays inside
-/// `generate`'s timeout, so a slow queue is a 503 naming the saved ids; it also bounds how
-/// long reconcile holds its row locks.
-pub const ENQUEUE: Duration = Duration::from_secs(6);
+/// One enqueue, retries included (the SQS adapter's own).
+pub use crate::queue::ENQUEUE_TIMEOUT as ENQUEUE;
 
 /// The AWS SDK's connection, per attempt and per operation timeouts.
 pub const SQS_CONNECT: Duration = Duration::from_secs(2);
 pub const SQS_ATTEMPT: Duration = Duration::from_secs(5);
 pub const SQS_OPERATION: Duration = Duration::from_secs(12);
 
-/// Connecting to the ML engine; each call's own timeout is `ML_TIMEOUT_MS`.
-pub const ENGINE_CONNECT: Duration = Duration::from_secs(1);
-/// Time kept back from an engine retry, so the backoff never sleeps past the deadline.
-pub const ENGINE_MIN_ATTEMPT: Duration = Duration::from_millis(100);
+/// Connecting to the ML engine, and the least time worth another call (the engine adapter's
+/// own); each call's timeout is `ML_TIMEOUT_MS`.
+pub use crate::ml_engine::{CONNECT_TIMEOUT as ENGINE_CONNECT, MIN_ATTEMPT as ENGINE_MIN_ATTEMPT};
 
 /// Time `score` keeps back from its deadline for the final write of a batch's outcomes.
 pub const SCORE_WRITE_RESERVE: Duration = Duration::from_millis(1500);
@@ -38,7 +35,7 @@ pub const SCORE_WRITE_RESERVE: Duration = Duration::from_millis(1500);
 mod tests {
     use super::*;
 
-    const TEMPLATE: &str = include_str!("../../template.yaml");
+    const TEMPLATE: &str = include_str!("../../../template.yaml");
 
     /// The number after `key` on the first line holding it after `anchor`.
     fn template_number(anchor: &str, key: &str) -> u64 {
@@ -53,7 +50,7 @@ mod tests {
 
     #[test]
     fn the_statement_timeout_is_the_one_the_migration_gives_the_application_role() {
-        let migration = include_str!("../../migrations/20261128000001_application_role.sql");
+        let migration = include_str!("../../../migrations/20261128000001_application_role.sql");
         let set = format!(
             "statement_timeout = %L',\n                   current_database(), '{}s'",
             STATEMENT.as_secs()

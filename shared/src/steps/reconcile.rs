@@ -9,8 +9,9 @@
 
 use serde::Serialize;
 
-use crate::queue::{QueueError, QuoteQueue};
-use crate::store::{ReconcilePolicy, ReconcileStore, StoreError, StuckQuotes};
+use quote_domain::ports::{
+    QueueError, QuoteQueue, ReconcilePolicy, ReconcileStore, StoreError, StuckQuotes,
+};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct ReconcileReport {

@@ -14,7 +14,6 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use crate::config::DatabaseConfig;
 use crate::iam_auth::{IamDatabase, auth_token};
 pub use quote_domain::ports::{
     Cursor, IdempotencyRecord, Inserted, ListFilter, MAX_PAGE_SIZE, Page, QuoteStore,
@@ -22,6 +21,17 @@ pub use quote_domain::ports::{
 };
 pub use quote_domain::pricing::Outcome;
 use quote_domain::quote::{Quote, QuoteInput, QuoteStatus};
+
+/// Where and how to connect: what `config` reads from the environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseConfig {
+    /// The connection string; with IAM authentication, one without a password.
+    pub url: String,
+    /// Connect to RDS Proxy with IAM tokens (`DB_IAM_AUTH=true`) rather than `DATABASE_URL`.
+    pub iam: Option<IamDatabase>,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+}
 
 /// The spans around the statements, by name: X-Ray draws each as a call to PostgreSQL.
 pub const POSTGRES_INSERT: &str = "postgres.insert";
@@ -164,9 +174,8 @@ impl PgStore {
     }
 
     /// The store `config` asks for: a plain connection string, or RDS Proxy with IAM tokens
-    /// signed by the AWS SDK's credentials (the function's role on Lambda): those of `sdk`, so
-    /// that a function which has loaded the SDK's configuration does not load it twice, or
-    /// else loaded here, only in IAM mode.
+    /// signed by the credentials of `sdk` (the function's role on Lambda), which IAM mode
+    /// needs (`aws::sdk_for_database` loads it only then).
     pub async fn from_config(
         config: &DatabaseConfig,
         sdk: Option<&aws_config::SdkConfig>,
@@ -174,17 +183,11 @@ impl PgStore {
         let Some(database) = &config.iam else {
             return Self::connect_lazy(config);
         };
-        let loaded;
-        let sdk = match sdk {
-            Some(sdk) => sdk,
-            None => {
-                loaded = crate::queue::aws_sdk_config().await;
-                &loaded
-            }
-        };
-        let credentials = sdk.credentials_provider().ok_or_else(|| {
-            StoreError::Other("no AWS credentials to sign IAM tokens with".into())
-        })?;
+        let credentials = sdk
+            .and_then(|sdk| sdk.credentials_provider())
+            .ok_or_else(|| {
+                StoreError::Other("no AWS credentials to sign IAM tokens with".into())
+            })?;
         // The proxy requires TLS; its certificate is checked against the host name.
         let options = for_pooler(
             PgConnectOptions::new()

@@ -14,8 +14,6 @@ use futures::{StreamExt, TryStreamExt, stream};
 use rand::RngExt;
 use uuid::Uuid;
 
-use crate::budget;
-use crate::config::QueueConfig;
 pub use quote_domain::message::{MAX_IDS_PER_MESSAGE, MESSAGE_VERSION, MessageError, QuoteMessage};
 pub use quote_domain::ports::{QueueError, QuoteQueue};
 
@@ -26,6 +24,18 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 const SEND_ATTEMPTS: u32 = 4;
 const CALLS_IN_FLIGHT: usize = 8;
 
+/// The queue and how many ids go in a message: what `config` reads from the environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueConfig {
+    pub url: String,
+    pub ids_per_message: usize,
+}
+
+/// The most one enqueue may take, retries included: with the pool's wait and a statement it
+/// stays inside `generate`'s timeout, so a slow queue is a 503 naming the saved ids; it also
+/// bounds how long reconcile holds its row locks.
+pub const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(6);
+
 /// The span around a send, by name: X-Ray draws it as a call to SQS.
 pub const SQS_ENQUEUE: &str = "sqs.enqueue";
 
@@ -34,21 +44,6 @@ pub struct SqsQueue {
     client: Client,
     queue_url: String,
     ids_per_message: usize,
-}
-
-/// The AWS SDK's configuration for this process: the standard environment (`AWS_REGION`,
-/// `AWS_ENDPOINT_URL_SQS` for the emulator), with the behavior version pinned and short
-/// timeouts, since a Lambda invocation cannot wait long on a hung connection.
-pub async fn aws_sdk_config() -> aws_config::SdkConfig {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(budget::SQS_CONNECT)
-        .operation_attempt_timeout(budget::SQS_ATTEMPT)
-        .operation_timeout(budget::SQS_OPERATION)
-        .build();
-    aws_config::defaults(aws_config::BehaviorVersion::v2026_01_12())
-        .timeout_config(timeouts)
-        .load()
-        .await
 }
 
 impl SqsQueue {
@@ -171,12 +166,12 @@ impl QuoteQueue for SqsQueue {
                 ..e
             })
             .try_collect::<Vec<()>>();
-        match tokio::time::timeout(budget::ENQUEUE, sends).await {
+        match tokio::time::timeout(ENQUEUE_TIMEOUT, sends).await {
             Ok(sent) => sent.map(|_| messages),
             Err(_) => Err(QueueError {
                 failed: messages,
                 total: messages,
-                reason: format!("SQS did not answer within {:?}", budget::ENQUEUE),
+                reason: format!("SQS did not answer within {:?}", ENQUEUE_TIMEOUT),
             }),
         }
     }
