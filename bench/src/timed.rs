@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use quote_pipeline::queue::{QueueError, QuoteQueue};
 use quote_pipeline::quote::Quote;
 use quote_pipeline::store::{
-    IdempotencyRecord, Inserted, ListFilter, Outcome, Page, QuoteStore, StoreError,
+    IdempotencyRecord, Inserted, ListFilter, Outcome, Page, QuoteStore, Recorded, StoreError,
 };
 use uuid::Uuid;
 
@@ -65,7 +65,7 @@ impl<S: QuoteStore> QuoteStore for Timed<S> {
         result
     }
 
-    async fn record(&self, outcomes: &[Outcome]) -> Result<(u64, u64), StoreError> {
+    async fn record(&self, outcomes: &[Outcome]) -> Result<Recorded, StoreError> {
         let started = Instant::now();
         let result = self.inner.record(outcomes).await;
         self.clock.add(started.elapsed());

@@ -101,7 +101,15 @@ pub trait QuoteStore: Send + Sync {
     fn record(
         &self,
         outcomes: &[Outcome],
-    ) -> impl Future<Output = Result<(u64, u64), StoreError>> + Send;
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+}
+
+/// What [`QuoteStore::record`] changed: how many quotes it scored and how many it failed
+/// (quotes no longer pending are left alone, so these may be fewer than the outcomes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recorded {
+    pub scored: u64,
+    pub failed: u64,
 }
 
 /// When a pending quote counts as stuck, and when reconcile gives up on it.

@@ -83,14 +83,37 @@ pub struct Quote {
     pub id: Uuid,
     pub user_id: String,
     pub input: QuoteInput,
-    pub status: QuoteStatus,
     pub created_at: DateTime<Utc>,
-    pub premium: Option<f64>,
-    pub confidence: Option<f64>,
-    pub model_version: Option<String>,
-    pub scored_at: Option<DateTime<Utc>>,
-    pub failure_reason: Option<String>,
+    /// Where the quote is in its life, with what that state has and nothing else.
+    pub pricing: Pricing,
     pub enqueue_attempts: i32,
+}
+
+/// What pricing made of a quote: its status with the facts of that status, so a scored quote
+/// always has its premium and a failed one its reason, and neither can have the other's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pricing {
+    /// Waiting for the score step (`pending_ml`).
+    Pending,
+    /// Priced by the model.
+    Scored {
+        premium: f64,
+        confidence: f64,
+        model_version: String,
+        scored_at: DateTime<Utc>,
+    },
+    /// Given up on: the model refused it, or it stayed pending through every enqueue.
+    Failed { reason: String },
+}
+
+impl Pricing {
+    pub fn status(&self) -> QuoteStatus {
+        match self {
+            Pricing::Pending => QuoteStatus::PendingMl,
+            Pricing::Scored { .. } => QuoteStatus::Scored,
+            Pricing::Failed { .. } => QuoteStatus::Failed,
+        }
+    }
 }
 
 impl Quote {
@@ -101,16 +124,15 @@ impl Quote {
             id: Uuid::now_v7(),
             user_id: user_id.to_owned(),
             input,
-            status: QuoteStatus::PendingMl,
             created_at: now,
-            premium: None,
-            confidence: None,
-            model_version: None,
-            scored_at: None,
-            failure_reason: None,
+            pricing: Pricing::Pending,
             // The write is followed at once by the first enqueue.
             enqueue_attempts: 1,
         }
+    }
+
+    pub fn status(&self) -> QuoteStatus {
+        self.pricing.status()
     }
 }
 

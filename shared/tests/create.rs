@@ -7,7 +7,8 @@ use std::time::Duration;
 use quote_pipeline::create::{Answer, CreateError, Created, Creation, Idempotency, create};
 use quote_pipeline::generator::{GenerateParams, generate};
 use quote_pipeline::ports::{
-    IdempotencyRecord, Inserted, ListFilter, Page, QueueError, QuoteQueue, QuoteStore, StoreError,
+    IdempotencyRecord, Inserted, ListFilter, Page, QueueError, QuoteQueue, QuoteStore, Recorded,
+    StoreError,
 };
 use quote_pipeline::pricing::Outcome;
 use quote_pipeline::quote::{Quote, QuoteInput, QuoteStatus};
@@ -71,7 +72,7 @@ impl QuoteStore for DownStore {
     async fn pending(&self, _: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
         Err(unavailable())
     }
-    async fn record(&self, _: &[Outcome]) -> Result<(u64, u64), StoreError> {
+    async fn record(&self, _: &[Outcome]) -> Result<Recorded, StoreError> {
         Err(unavailable())
     }
 }
@@ -90,7 +91,7 @@ async fn new_quotes_are_saved_pending_and_queued_once() {
     assert!(
         saved
             .iter()
-            .all(|q| q.user_id == "ann" && q.status == QuoteStatus::PendingMl)
+            .all(|q| q.user_id == "ann" && q.status() == QuoteStatus::PendingMl)
     );
     assert_eq!(queue.queued_ids(), ids);
     assert_eq!(
@@ -149,7 +150,7 @@ async fn queue_down_after_the_write_names_the_saved_quotes_left_pending() {
     let saved = store.quotes();
     assert_eq!(saved.iter().map(|q| q.id).collect::<Vec<_>>(), ids);
     assert!(
-        saved.iter().all(|q| q.status == QuoteStatus::PendingMl),
+        saved.iter().all(|q| q.status() == QuoteStatus::PendingMl),
         "saved as pending_ml, for reconcile to queue again"
     );
     assert_eq!(

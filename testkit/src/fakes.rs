@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use quote_pipeline::queue::{MAX_IDS_PER_MESSAGE, QueueError, QuoteQueue};
-use quote_pipeline::quote::{Quote, QuoteStatus};
+use quote_pipeline::quote::{Pricing, Quote, QuoteStatus};
 use quote_pipeline::store::{
     Cursor, IdempotencyRecord, Inserted, ListFilter, MAX_PAGE_SIZE, Outcome, Page, QuoteStore,
-    ReconcilePolicy, ReconcileStore, StoreError, StuckQuotes,
+    ReconcilePolicy, ReconcileStore, Recorded, StoreError, StuckQuotes,
 };
 use uuid::Uuid;
 
@@ -124,7 +124,7 @@ impl QuoteStore for MemoryStore {
             .iter()
             .map(|r| &r.quote)
             .filter(|q| q.user_id == owner)
-            .filter(|q| filter.status.is_none_or(|s| q.status == s))
+            .filter(|q| filter.status.is_none_or(|s| q.status() == s))
             .filter(|q| {
                 filter
                     .coverage_type
@@ -155,12 +155,12 @@ impl QuoteStore for MemoryStore {
             .rows
             .iter()
             .map(|r| &r.quote)
-            .filter(|q| q.status == QuoteStatus::PendingMl && ids.contains(&q.id))
+            .filter(|q| q.status() == QuoteStatus::PendingMl && ids.contains(&q.id))
             .cloned()
             .collect())
     }
 
-    async fn record(&self, outcomes: &[Outcome]) -> Result<(u64, u64), StoreError> {
+    async fn record(&self, outcomes: &[Outcome]) -> Result<Recorded, StoreError> {
         let mut state = self.lock();
         let (mut scored, mut failed) = (0, 0);
         for outcome in outcomes {
@@ -172,27 +172,29 @@ impl QuoteStore for MemoryStore {
                 .rows
                 .iter_mut()
                 .map(|r| &mut r.quote)
-                .find(|q| q.id == id && q.status == QuoteStatus::PendingMl)
+                .find(|q| q.id == id && q.status() == QuoteStatus::PendingMl)
             else {
                 continue;
             };
             match outcome {
                 Outcome::Scored(p) => {
-                    quote.status = QuoteStatus::Scored;
-                    quote.premium = Some(p.premium);
-                    quote.confidence = Some(p.confidence);
-                    quote.model_version = Some(p.model_version.to_string());
-                    quote.scored_at = Some(Utc::now());
+                    quote.pricing = Pricing::Scored {
+                        premium: p.premium,
+                        confidence: p.confidence,
+                        model_version: p.model_version.to_string(),
+                        scored_at: Utc::now(),
+                    };
                     scored += 1;
                 }
                 Outcome::Failed { reason, .. } => {
-                    quote.status = QuoteStatus::Failed;
-                    quote.failure_reason = Some(reason.clone());
+                    quote.pricing = Pricing::Failed {
+                        reason: reason.clone(),
+                    };
                     failed += 1;
                 }
             }
         }
-        Ok((scored, failed))
+        Ok(Recorded { scored, failed })
     }
 }
 
@@ -207,11 +209,12 @@ impl ReconcileStore for MemoryStore {
         });
         for &i in &due {
             let quote = &mut rows[i].quote;
-            quote.status = QuoteStatus::Failed;
-            quote.failure_reason = Some(format!(
-                "not scored after {} enqueue attempts",
-                quote.enqueue_attempts
-            ));
+            quote.pricing = Pricing::Failed {
+                reason: format!(
+                    "not scored after {} enqueue attempts",
+                    quote.enqueue_attempts
+                ),
+            };
         }
         Ok(due.len() as u64)
     }
@@ -243,7 +246,7 @@ fn due_rows(
     let mut due: Vec<usize> = (0..rows.len())
         .filter(|&i| {
             let (quote, at) = (&rows[i].quote, rows[i].last_enqueued_at);
-            quote.status == QuoteStatus::PendingMl
+            quote.status() == QuoteStatus::PendingMl
                 && attempts_due(quote.enqueue_attempts)
                 && at < cutoff
                 && !claimed.contains(&quote.id)
@@ -381,8 +384,9 @@ mod tests {
             store
                 .quotes()
                 .iter()
-                .all(|q| q.status == QuoteStatus::Failed
-                    && q.failure_reason.as_deref() == Some("not scored after 2 enqueue attempts"))
+                .all(|q| q.status() == QuoteStatus::Failed
+                    && matches!(&q.pricing, Pricing::Failed { reason }
+                        if reason == "not scored after 2 enqueue attempts"))
         );
     }
 

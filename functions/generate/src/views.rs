@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
-use quote_pipeline::quote::{Quote, QuoteInput, QuoteStatus};
+use quote_pipeline::quote::{Pricing, Quote, QuoteInput, QuoteStatus};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -26,7 +26,8 @@ impl Accepted {
 }
 
 /// A quote as its owner sees it: `openapi.yaml`'s `Quote`. The record's internal fields
-/// (`enqueue_attempts`) are not in it; what is pricing's is `null` until the quote is priced.
+/// (`enqueue_attempts`) are not in it; its [`Pricing`] is flattened back to the documented
+/// members: a status, and `null` for whatever that status does not have.
 #[derive(Debug, Serialize)]
 pub struct QuoteView<'q> {
     pub id: Uuid,
@@ -44,18 +45,34 @@ pub struct QuoteView<'q> {
 
 impl<'q> From<&'q Quote> for QuoteView<'q> {
     fn from(quote: &'q Quote) -> Self {
-        QuoteView {
+        let mut view = QuoteView {
             id: quote.id,
             user_id: &quote.user_id,
             input: &quote.input,
-            status: quote.status,
+            status: quote.status(),
             created_at: quote.created_at,
-            premium: quote.premium,
-            confidence: quote.confidence,
-            model_version: quote.model_version.as_deref(),
-            scored_at: quote.scored_at,
-            failure_reason: quote.failure_reason.as_deref(),
+            premium: None,
+            confidence: None,
+            model_version: None,
+            scored_at: None,
+            failure_reason: None,
+        };
+        match &quote.pricing {
+            Pricing::Pending => {}
+            Pricing::Scored {
+                premium,
+                confidence,
+                model_version,
+                scored_at,
+            } => {
+                view.premium = Some(*premium);
+                view.confidence = Some(*confidence);
+                view.model_version = Some(model_version);
+                view.scored_at = Some(*scored_at);
+            }
+            Pricing::Failed { reason } => view.failure_reason = Some(reason),
         }
+        view
     }
 }
 
@@ -105,11 +122,12 @@ mod tests {
             },
             created_at,
         );
-        quote.status = QuoteStatus::Scored;
-        quote.premium = Some(1234.5);
-        quote.confidence = Some(0.75);
-        quote.model_version = Some("xgb-0123456789ab".into());
-        quote.scored_at = Some(created_at);
+        quote.pricing = Pricing::Scored {
+            premium: 1234.5,
+            confidence: 0.75,
+            model_version: "xgb-0123456789ab".into(),
+            scored_at: created_at,
+        };
         quote.enqueue_attempts = 3;
         assert_eq!(
             serde_json::to_value(QuoteView::from(&quote)).unwrap(),
@@ -120,6 +138,54 @@ mod tests {
                 "status": "scored", "created_at": "2026-05-28T20:26:40Z", "premium": 1234.5,
                 "confidence": 0.75, "model_version": "xgb-0123456789ab",
                 "scored_at": "2026-05-28T20:26:40Z", "failure_reason": null
+            })
+        );
+    }
+
+    #[test]
+    fn a_pending_or_failed_quote_answers_null_for_what_it_lacks() {
+        let mut quote = Quote::new_pending(
+            "ann",
+            QuoteInput {
+                coverage_type: CoverageType::Health,
+                coverage_level: CoverageLevel::Premium,
+                estimated_amount: 5000,
+                user_age: 30,
+                annual_revenue: 0,
+                num_employees: 1,
+                founded_at: NaiveDate::from_ymd_opt(2020, 1, 2).unwrap(),
+            },
+            DateTime::from_timestamp(1_780_000_000, 0).unwrap(),
+        );
+        const PRICING: [&str; 6] = [
+            "status",
+            "premium",
+            "confidence",
+            "model_version",
+            "scored_at",
+            "failure_reason",
+        ];
+        let pricing = |quote: &Quote| {
+            let mut view = serde_json::to_value(QuoteView::from(quote)).unwrap();
+            let members = view.as_object_mut().unwrap();
+            members.retain(|name, _| PRICING.contains(&name.as_str()));
+            view
+        };
+        assert_eq!(
+            pricing(&quote),
+            json!({
+                "status": "pending_ml", "premium": null, "confidence": null,
+                "model_version": null, "scored_at": null, "failure_reason": null
+            })
+        );
+        quote.pricing = Pricing::Failed {
+            reason: "refused".into(),
+        };
+        assert_eq!(
+            pricing(&quote),
+            json!({
+                "status": "failed", "premium": null, "confidence": null,
+                "model_version": null, "scored_at": null, "failure_reason": "refused"
             })
         );
     }

@@ -17,10 +17,10 @@ use uuid::Uuid;
 use crate::iam_auth::{IamDatabase, auth_token};
 pub use quote_domain::ports::{
     Cursor, IdempotencyRecord, Inserted, ListFilter, MAX_PAGE_SIZE, Page, QuoteStore,
-    ReconcilePolicy, ReconcileStore, StoreError, StuckQuotes,
+    ReconcilePolicy, ReconcileStore, Recorded, StoreError, StuckQuotes,
 };
 pub use quote_domain::pricing::Outcome;
-use quote_domain::quote::{Quote, QuoteInput, QuoteStatus};
+use quote_domain::quote::{Pricing, Quote, QuoteInput, QuoteStatus};
 
 /// Where and how to connect: what `config` reads from the environment.
 #[derive(Debug, Clone, PartialEq)]
@@ -337,15 +337,96 @@ pub(crate) fn quote_from_row(row: &PgRow) -> sqlx::Result<Quote> {
             num_employees: row.try_get("num_employees")?,
             founded_at: row.try_get("founded_at")?,
         },
-        status: parse_text(row, "status")?,
         created_at: row.try_get("created_at")?,
-        premium: row.try_get("premium")?,
-        confidence: row.try_get("confidence")?,
-        model_version: row.try_get("model_version")?,
-        scored_at: row.try_get("scored_at")?,
-        failure_reason: row.try_get("failure_reason")?,
+        pricing: pricing_from_columns(PricingColumns {
+            status: parse_text(row, "status")?,
+            premium: row.try_get("premium")?,
+            confidence: row.try_get("confidence")?,
+            model_version: row.try_get("model_version")?,
+            scored_at: row.try_get("scored_at")?,
+            failure_reason: row.try_get("failure_reason")?,
+        })
+        .map_err(|problem| sqlx::Error::ColumnDecode {
+            index: "status".to_owned(),
+            source: problem.into(),
+        })?,
         enqueue_attempts: row.try_get("enqueue_attempts")?,
     })
+}
+
+/// A row's status and pricing columns, as read.
+#[derive(Debug, Clone, PartialEq)]
+struct PricingColumns {
+    status: QuoteStatus,
+    premium: Option<f64>,
+    confidence: Option<f64>,
+    model_version: Option<String>,
+    scored_at: Option<DateTime<Utc>>,
+    failure_reason: Option<String>,
+}
+
+/// The [`Pricing`] a row's columns describe: a scored row has its four pricing columns and
+/// no reason, a failed row its reason and no pricing, a pending row neither. The table's
+/// CHECK constraints keep rows so, but a row is outside input: one that contradicts its
+/// status is an error naming the columns, not a quote made up from part of it.
+fn pricing_from_columns(columns: PricingColumns) -> Result<Pricing, String> {
+    match columns {
+        PricingColumns {
+            status: QuoteStatus::PendingMl,
+            premium: None,
+            confidence: None,
+            model_version: None,
+            scored_at: None,
+            failure_reason: None,
+        } => Ok(Pricing::Pending),
+        PricingColumns {
+            status: QuoteStatus::Scored,
+            premium: Some(premium),
+            confidence: Some(confidence),
+            model_version: Some(model_version),
+            scored_at: Some(scored_at),
+            failure_reason: None,
+        } => Ok(Pricing::Scored {
+            premium,
+            confidence,
+            model_version,
+            scored_at,
+        }),
+        PricingColumns {
+            status: QuoteStatus::Failed,
+            premium: None,
+            confidence: None,
+            model_version: None,
+            scored_at: None,
+            failure_reason: Some(reason),
+        } => Ok(Pricing::Failed { reason }),
+        contradiction => {
+            let expected = match contradiction.status {
+                QuoteStatus::PendingMl => "no pricing column set",
+                QuoteStatus::Scored => "only premium, confidence, model_version and scored_at set",
+                QuoteStatus::Failed => "only failure_reason set",
+            };
+            let set: Vec<&str> = [
+                ("premium", contradiction.premium.is_some()),
+                ("confidence", contradiction.confidence.is_some()),
+                ("model_version", contradiction.model_version.is_some()),
+                ("scored_at", contradiction.scored_at.is_some()),
+                ("failure_reason", contradiction.failure_reason.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(name, is_set)| is_set.then_some(name))
+            .collect();
+            Err(format!(
+                "a `{}` quote must have {expected}, but has {}",
+                contradiction.status,
+                if set.is_empty() {
+                    "none".to_owned()
+                } else {
+                    set.join(", ")
+                },
+            ))
+        }
+    }
 }
 
 /// One statement for a whole batch: each column goes as one array through `UNNEST`.
@@ -529,9 +610,9 @@ impl PgStore {
             .collect::<sqlx::Result<Vec<_>>>()?)
     }
 
-    async fn pg_record(&self, outcomes: &[Outcome]) -> Result<(u64, u64), PgError> {
+    async fn pg_record(&self, outcomes: &[Outcome]) -> Result<Recorded, PgError> {
         if outcomes.is_empty() {
-            return Ok((0, 0));
+            return Ok(Recorded::default());
         }
         let n = outcomes.len();
         let (mut ids, mut statuses) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -584,7 +665,10 @@ impl PgStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok((scored as u64, failed as u64))
+        Ok(Recorded {
+            scored: scored as u64,
+            failed: failed as u64,
+        })
     }
 }
 
@@ -614,7 +698,7 @@ impl QuoteStore for PgStore {
     }
 
     #[tracing::instrument(name = POSTGRES_RECORD, skip_all, fields(outcomes = outcomes.len()), err(level = "warn"))]
-    async fn record(&self, outcomes: &[Outcome]) -> Result<(u64, u64), StoreError> {
+    async fn record(&self, outcomes: &[Outcome]) -> Result<Recorded, StoreError> {
         Ok(self.pg_record(outcomes).await?)
     }
 }
@@ -628,5 +712,98 @@ impl ReconcileStore for PgStore {
 
     async fn claim_stuck(&self, policy: &ReconcilePolicy) -> Result<PgStuckQuotes, StoreError> {
         Ok(self.pg_claim_stuck(policy).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scored() -> PricingColumns {
+        PricingColumns {
+            status: QuoteStatus::Scored,
+            premium: Some(1234.5),
+            confidence: Some(0.75),
+            model_version: Some("xgb-0123456789ab".into()),
+            scored_at: Some(DateTime::from_timestamp(1_780_000_000, 0).unwrap()),
+            failure_reason: None,
+        }
+    }
+
+    fn pending() -> PricingColumns {
+        PricingColumns {
+            status: QuoteStatus::PendingMl,
+            premium: None,
+            confidence: None,
+            model_version: None,
+            scored_at: None,
+            failure_reason: None,
+        }
+    }
+
+    #[test]
+    fn consistent_columns_decode_to_their_pricing() {
+        assert_eq!(pricing_from_columns(pending()), Ok(Pricing::Pending));
+        assert_eq!(
+            pricing_from_columns(scored()),
+            Ok(Pricing::Scored {
+                premium: 1234.5,
+                confidence: 0.75,
+                model_version: "xgb-0123456789ab".into(),
+                scored_at: DateTime::from_timestamp(1_780_000_000, 0).unwrap(),
+            })
+        );
+        let failed = PricingColumns {
+            status: QuoteStatus::Failed,
+            failure_reason: Some("refused".into()),
+            ..pending()
+        };
+        assert_eq!(
+            pricing_from_columns(failed),
+            Ok(Pricing::Failed {
+                reason: "refused".into()
+            })
+        );
+    }
+
+    #[test]
+    fn contradicting_columns_are_an_error_naming_them() {
+        let cases = [
+            (
+                PricingColumns {
+                    premium: None,
+                    ..scored()
+                },
+                "a `scored` quote must have only premium, confidence, model_version and \
+                 scored_at set, but has confidence, model_version, scored_at",
+            ),
+            (
+                PricingColumns {
+                    failure_reason: Some("refused".into()),
+                    ..scored()
+                },
+                "a `scored` quote must have only premium, confidence, model_version and \
+                 scored_at set, but has premium, confidence, model_version, scored_at, \
+                 failure_reason",
+            ),
+            (
+                PricingColumns {
+                    status: QuoteStatus::Failed,
+                    ..pending()
+                },
+                "a `failed` quote must have only failure_reason set, but has none",
+            ),
+            (
+                PricingColumns {
+                    status: QuoteStatus::PendingMl,
+                    ..scored()
+                },
+                "a `pending_ml` quote must have no pricing column set, but has premium, \
+                 confidence, model_version, scored_at",
+            ),
+        ];
+        for (columns, message) in cases {
+            assert_eq!(pricing_from_columns(columns), Err(message.to_owned()));
+        }
     }
 }

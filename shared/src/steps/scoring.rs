@@ -13,7 +13,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use quote_domain::features::{Features, features};
-use quote_domain::ports::{QuoteStore, StoreError};
+use quote_domain::ports::{QuoteStore, Recorded, StoreError};
 pub use quote_domain::pricing::{Outcome, Predicted, Prediction, Predictor};
 
 /// What one scoring pass did.
@@ -67,7 +67,7 @@ pub async fn score<S: QuoteStore, P: Predictor>(
         )
         .collect();
     let started = Instant::now();
-    let (scored, failed) = store.record(&outcomes).await?;
+    let Recorded { scored, failed } = store.record(&outcomes).await?;
     database_time += started.elapsed();
     Ok(Report {
         scored,
