@@ -1,0 +1,241 @@
+//! The Postgres store: the quotes table is the pipeline's source of truth.
+//!
+//! Every batch is one statement: a whole batch is inserted through `UNNEST` of column arrays,
+//! and scored through one `UPDATE ... FROM UNNEST` that only touches quotes still pending, so a
+//! message delivered twice changes nothing the second time.
+//!
+//! In three parts: this module connects (the pool, the rules of a transaction pooler, RDS
+//! Proxy's IAM tokens) and tells retryable failures from others; `quotes` holds the statements
+//! behind [`QuoteStore`]; `sweep` those behind [`ReconcileStore`].
+
+mod quotes;
+mod sweep;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+
+use sqlx::Postgres;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+
+use crate::iam_auth::{IamDatabase, auth_token};
+pub use quote_domain::ports::{
+    Cursor, IdempotencyRecord, Inserted, ListFilter, MAX_PAGE_SIZE, Page, QuoteStore,
+    ReconcilePolicy, ReconcileStore, Recorded, StoreError, StuckQuotes,
+};
+pub use quote_domain::pricing::Outcome;
+
+pub use quotes::{POSTGRES_GET, POSTGRES_INSERT, POSTGRES_LIST, POSTGRES_PENDING, POSTGRES_RECORD};
+pub use sweep::PgStuckQuotes;
+
+/// Where and how to connect: what `config` reads from the environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseConfig {
+    /// The connection string; with IAM authentication, one without a password.
+    pub url: String,
+    /// Connect to RDS Proxy with IAM tokens (`DB_IAM_AUTH=true`) rather than `DATABASE_URL`.
+    pub iam: Option<IamDatabase>,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+}
+
+/// What this adapter's work fails with, told apart as a [`StoreError`] at the port: whether
+/// Postgres is worth retrying is a Postgres detail, decided here and nowhere else.
+#[derive(Debug)]
+enum PgError {
+    Sql(sqlx::Error),
+    /// No IAM token could be signed (credentials or signing failed): a passing fault.
+    Token(String),
+}
+
+impl From<sqlx::Error> for PgError {
+    fn from(e: sqlx::Error) -> Self {
+        PgError::Sql(e)
+    }
+}
+
+impl From<PgError> for StoreError {
+    fn from(e: PgError) -> Self {
+        let e = match e {
+            PgError::Token(reason) => return StoreError::Unavailable(reason.into()),
+            PgError::Sql(e) => e,
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.into()),
+            sqlx::Error::Database(ref db)
+                if db.code().is_some_and(|c| {
+                    ["08", "28", "40", "53", "57"]
+                        .iter()
+                        .any(|class| c.starts_with(class))
+                }) =>
+            {
+                // Connection exceptions (08), a rejected or expired IAM token (28), deadlocks and
+                // serialization failures (40), too many connections (53) and operator
+                // intervention such as a shutdown or a statement timeout (57) all pass.
+                StoreError::Unavailable(e.into())
+            }
+            other => StoreError::Other(other.into()),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    /// With IAM authentication: what the pool's password, a token, is signed from.
+    iam: Option<Arc<IamSigner>>,
+}
+
+/// Signs the pool's tokens, a new one before the last expires.
+struct IamSigner {
+    database: IamDatabase,
+    credentials: SharedCredentialsProvider,
+    options: PgConnectOptions,
+    /// Wall-clock time, as the token's own expiry: a frozen container's pause counts.
+    signed_at: Mutex<Option<SystemTime>>,
+}
+
+fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
+        // Closed by us before RDS Proxy closes them: it drops a client connection idle for
+        // its IdleClientTimeout (the template's 30 minutes) and any connection after 24 hours.
+        // One closed while the container was frozen fails the ping before its next use and
+        // is replaced.
+        .idle_timeout(Duration::from_secs(600))
+        .max_lifetime(Duration::from_secs(1800))
+}
+
+/// What every connection sends, made for a transaction pooler (RDS Proxy on AWS, PgBouncer
+/// locally). The startup packet carries only what poolers track (user, database, `DateStyle`,
+/// `client_encoding`, `TimeZone`): no `options` (RDS Proxy refuses the connection: "Feature not
+/// supported: RDS Proxy currently doesn't support command-line options") and no
+/// `extra_float_digits`, which PgBouncer does not track (values come back in binary anyway).
+/// The statement timeout is the application role's default instead, set by a migration.
+/// Unnamed statements only: a named prepared statement is session state, which pins an RDS
+/// Proxy connection and does not survive a transaction in PgBouncer's pool.
+pub fn for_pooler(options: PgConnectOptions) -> PgConnectOptions {
+    options.extra_float_digits(None).statement_cache_capacity(0)
+}
+
+/// A token is re-signed this long after the last, well inside its 15 minutes.
+const TOKEN_REFRESH: Duration = Duration::from_secs(600);
+
+impl PgStore {
+    /// Builds the pool without connecting: a cold start does not wait on Postgres, and a
+    /// database outage at start-up is a per-request 503, not a crashed container.
+    pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = config
+            .url
+            .parse()
+            .map_err(|e: sqlx::Error| StoreError::Other(e.into()))?;
+        let options = for_pooler(options);
+        Ok(PgStore {
+            pool: pool_options(config).connect_lazy_with(options),
+            iam: None,
+        })
+    }
+
+    /// The store `config` asks for: a plain connection string, or RDS Proxy with IAM tokens
+    /// signed by the credentials of `sdk` (the function's role on Lambda), which IAM mode
+    /// needs (`aws::sdk_for_database` loads it only then).
+    pub async fn from_config(
+        config: &DatabaseConfig,
+        sdk: Option<&aws_config::SdkConfig>,
+    ) -> Result<Self, StoreError> {
+        let Some(database) = &config.iam else {
+            return Self::connect_lazy(config);
+        };
+        let credentials = sdk
+            .and_then(|sdk| sdk.credentials_provider())
+            .ok_or_else(|| {
+                StoreError::Other("no AWS credentials to sign IAM tokens with".into())
+            })?;
+        // The proxy requires TLS; its certificate is checked against the host name.
+        let options = for_pooler(
+            PgConnectOptions::new()
+                .host(&database.host)
+                .port(database.port)
+                .database(&database.name)
+                .username(&database.user)
+                .ssl_mode(PgSslMode::VerifyFull),
+        );
+        let signer = IamSigner {
+            database: database.clone(),
+            credentials,
+            options: options.clone(),
+            signed_at: Mutex::new(None),
+        };
+        let store = PgStore {
+            pool: pool_options(config).connect_lazy_with(options),
+            iam: Some(Arc::new(signer)),
+        };
+        store.ready().await?;
+        Ok(store)
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        PgStore { pool, iam: None }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The pool, its IAM token re-signed first if it is due.
+    async fn ready(&self) -> Result<&PgPool, PgError> {
+        let Some(signer) = &self.iam else {
+            return Ok(&self.pool);
+        };
+        let due = signer
+            .signed_at
+            .lock()
+            .expect("no poisoned lock")
+            .is_none_or(|at| at.elapsed().map_or(true, |age| age > TOKEN_REFRESH));
+        if due {
+            let credentials = signer
+                .credentials
+                .provide_credentials()
+                .await
+                .map_err(|e| PgError::Token(e.to_string()))?;
+            let token = auth_token(&signer.database, &credentials, SystemTime::now())
+                .map_err(|e| PgError::Token(e.to_string()))?;
+            self.pool
+                .set_connect_options(signer.options.clone().password(&token));
+            *signer.signed_at.lock().expect("no poisoned lock") = Some(SystemTime::now());
+        }
+        Ok(&self.pool)
+    }
+
+    /// A transaction on a pooled connection. Every statement runs inside one, even alone:
+    /// sqlx sends a statement's `Parse` and its `Bind`/`Execute` in two round trips, each ending
+    /// in `Sync`, and a transaction pooler may hand the second to another server connection
+    /// unless a transaction holds it.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, PgError> {
+        Ok(self.ready().await?.begin().await?)
+    }
+
+    /// Applies the migrations in `migrations/` directly, as their owner (a direct connection:
+    /// sqlx's advisory lock around the run is session state).
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        let pool = self.ready().await.map_err(|e| {
+            sqlx::migrate::MigrateError::Execute(match e {
+                PgError::Sql(e) => e,
+                PgError::Token(reason) => sqlx::Error::Configuration(reason.into()),
+            })
+        })?;
+        migrations().run(pool).await
+    }
+}
+
+/// The migrations in `migrations/`, embedded: the schema's single history, and the set a
+/// deploy applies is the set its code was built with (`build.rs` rebuilds when one is added).
+pub fn migrations() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("../migrations")
+}

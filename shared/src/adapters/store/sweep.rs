@@ -1,0 +1,93 @@
+//! The statements behind [`ReconcileStore`]: the sweep that fails quotes out of attempts and
+//! locks the stuck ones for another enqueue.
+
+use sqlx::Postgres;
+use uuid::Uuid;
+
+use quote_domain::ports::{ReconcilePolicy, ReconcileStore, StoreError, StuckQuotes};
+
+use super::{PgError, PgStore};
+
+/// The quotes [`PgStore::claim_stuck`] locked, in the transaction that holds the locks.
+pub struct PgStuckQuotes {
+    tx: sqlx::Transaction<'static, Postgres>,
+    ids: Vec<Uuid>,
+}
+
+impl StuckQuotes for PgStuckQuotes {
+    fn ids(&self) -> &[Uuid] {
+        &self.ids
+    }
+
+    async fn enqueued(self) -> Result<(), StoreError> {
+        Ok(self.count_enqueue().await?)
+    }
+}
+
+impl PgStuckQuotes {
+    async fn count_enqueue(mut self) -> Result<(), PgError> {
+        sqlx::query(
+            "UPDATE quotes SET enqueue_attempts = enqueue_attempts + 1, last_enqueued_at = now() \
+             WHERE id = ANY($1)",
+        )
+        .persistent(false)
+        .bind(&self.ids)
+        .execute(&mut *self.tx)
+        .await?;
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The sweep's statements, failing with [`PgError`]; the port's impl below classifies it.
+impl PgStore {
+    async fn pg_fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<u64, PgError> {
+        let mut tx = self.begin().await?;
+        let failed = sqlx::query(
+            "UPDATE quotes SET status = 'failed', \
+                 failure_reason = format('not scored after %s enqueue attempts', enqueue_attempts) \
+             WHERE id IN ( \
+                 SELECT id FROM quotes \
+                 WHERE status = 'pending_ml' AND enqueue_attempts >= $1 \
+                     AND last_enqueued_at < now() - make_interval(secs => $2) \
+                 ORDER BY last_enqueued_at LIMIT $3 FOR UPDATE SKIP LOCKED)",
+        )
+        .persistent(false)
+        .bind(policy.max_attempts)
+        .bind(policy.min_age.as_secs_f64())
+        .bind(policy.limit)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(failed.rows_affected())
+    }
+
+    async fn pg_claim_stuck(&self, policy: &ReconcilePolicy) -> Result<PgStuckQuotes, PgError> {
+        let mut tx = self.begin().await?;
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM quotes \
+             WHERE status = 'pending_ml' AND enqueue_attempts < $1 \
+                 AND last_enqueued_at < now() - make_interval(secs => $2) \
+             ORDER BY last_enqueued_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+        )
+        .persistent(false)
+        .bind(policy.max_attempts)
+        .bind(policy.min_age.as_secs_f64())
+        .bind(policy.limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        Ok(PgStuckQuotes { tx, ids })
+    }
+}
+
+impl ReconcileStore for PgStore {
+    type Stuck = PgStuckQuotes;
+
+    async fn fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<u64, StoreError> {
+        Ok(self.pg_fail_exhausted(policy).await?)
+    }
+
+    async fn claim_stuck(&self, policy: &ReconcilePolicy) -> Result<PgStuckQuotes, StoreError> {
+        Ok(self.pg_claim_stuck(policy).await?)
+    }
+}
