@@ -295,21 +295,26 @@ pub async fn first_answer(
         }
         json.insert(function.to_string(), Value::Object(by_build));
     }
-    let after = builds
+    // The budgets are checked on the path the functions take on AWS, through a pooler (RDS
+    // Proxy answers a new client without forking a Postgres backend, as PgBouncer does), when
+    // the test environment has one; else on today's build straight on Postgres.
+    let budgeted = builds
         .iter()
-        .position(|b| b.label == "after")
+        .position(|b| b.label == "after, through PgBouncer")
+        .or_else(|| builds.iter().position(|b| b.label == "after"))
         .expect("today's build");
+    let path = &builds[budgeted].label;
     report.budget(
-        "user-felt cold start: generate(10), spawn -> first answer",
-        median(&samples[0][after].first_answer),
+        format!("user-felt cold start: generate(10), spawn -> first answer ({path})"),
+        median(&samples[0][budgeted].first_answer),
         25.0,
         "ms",
         true,
     );
     for (v, (function, _)) in variants.iter().enumerate() {
         report.budget(
-            format!("user-felt cold start: {function}, init (spawn -> first request)"),
-            median(&samples[v][after].init),
+            format!("user-felt cold start: {function}, init ({path})"),
+            median(&samples[v][budgeted].init),
             10.0,
             "ms",
             true,
