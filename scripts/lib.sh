@@ -141,6 +141,13 @@ INI
     log "PgBouncer did not start; its log:"; tail -n 40 "$STATE/pgbouncer.log" >&2; return 1
 }
 
+# Each integration test (and bench section) makes a database of its own, quotes_test_*: drops
+# them all.
+drop_test_databases() {
+    psql "$PG_ADMIN_URL" -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'quotes_test_%'" |
+        while read -r db; do psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; done
+}
+
 ensure_sqs() {
     if curl -fsS -o /dev/null "http://127.0.0.1:$SQS_PORT/moto-api/" 2>/dev/null; then return 0; fi
     log "Starting the SQS emulator (moto) on 127.0.0.1:$SQS_PORT"

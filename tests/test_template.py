@@ -625,6 +625,23 @@ def test_the_schema_is_applied_after_the_proxy_can_reach_the_database():
         assert name in RESOURCES and name in depends, name
 
 
+def test_no_function_or_trigger_runs_before_its_schema_is_applied():
+    (schema,) = schema_resources()
+    users = [n for n in FUNCTIONS if n != migrate_function_name()]
+    users += list(resources_of("AWS::Lambda::EventSourceMapping"))
+    for name in users:
+        depends = RESOURCES[name].get("DependsOn", [])
+        depends = depends if isinstance(depends, list) else [depends]
+        assert schema in depends, f"{name} must wait for {schema}"
+
+
+def test_cloudformation_gives_up_on_a_silent_custom_resource_soon_after_its_timeout():
+    (resource,) = schema_resources().values()
+    timeout = resource["Properties"].get("ServiceTimeout")
+    assert timeout is not None, "without ServiceTimeout CloudFormation waits an hour"
+    assert prop(FUNCTIONS[migrate_function_name()], "Timeout") < int(timeout) <= 600
+
+
 def test_the_migrate_function_connects_as_the_owner_and_has_time_for_a_migration():
     function = FUNCTIONS[migrate_function_name()]
     assert env(function)["DB_USER"] == master_user()

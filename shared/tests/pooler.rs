@@ -36,11 +36,13 @@ async fn the_stores_connections_pass_a_pooler_as_strict_as_rds_proxy() {
         .connect()
         .await
         .expect("the store's options are accepted");
+    let mut tx = conn.begin().await.unwrap();
     let user: String = sqlx::query_scalar("SELECT current_user")
         .persistent(false)
-        .fetch_one(&mut conn)
+        .fetch_one(&mut *tx)
         .await
         .unwrap();
+    tx.commit().await.unwrap();
     assert_eq!(user, "quote_app");
 }
 
@@ -101,11 +103,14 @@ async fn the_application_role_cannot_create_or_drop_tables() {
         "TRUNCATE quotes",
         "SELECT count(*) FROM _sqlx_migrations",
     ] {
+        // Each in a transaction of its own, as every statement through the pooler.
+        let mut tx = conn.begin().await.unwrap();
         let denied = sqlx::query(ddl)
             .persistent(false)
-            .execute(&mut conn)
+            .execute(&mut *tx)
             .await
             .expect_err("the application role may not");
+        tx.rollback().await.unwrap();
         let code = denied
             .as_database_error()
             .and_then(|e| e.code())

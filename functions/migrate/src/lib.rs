@@ -23,7 +23,8 @@
 //!   out of time, or a panic, answers FAILED rather than leaving the stack waiting an hour.
 //!
 //! The database is reached as its owner (`DB_USER`, the instance's master user, with an IAM
-//! token on AWS) through a transaction pooler: RDS Proxy on AWS, PgBouncer locally.
+//! token on AWS) through RDS Proxy, which pins the owner's connection (sqlx's bookkeeping
+//! statements are session state); locally PgBouncer gives the owner a session pool, the same.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -249,7 +250,7 @@ async fn reachable(pool: &PgPool, patience: Duration) -> Result<(), String> {
     let give_up = Instant::now() + patience;
     let mut pause = Duration::from_millis(250);
     loop {
-        match sqlx::query("SELECT 1").execute(pool).await {
+        match ping(pool).await {
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() + pause < give_up => {
                 tracing::warn!(error = %e, "the database is not reachable yet");
@@ -264,6 +265,16 @@ async fn reachable(pool: &PgPool, patience: Duration) -> Result<(), String> {
             }
         }
     }
+}
+
+/// One statement in a transaction of its own, as every statement through a pooler.
+async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT 1")
+        .persistent(false)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
 }
 
 /// Applies `migrator`'s pending migrations on `pool`, and says which.
@@ -288,15 +299,21 @@ pub async fn run(migrator: &Migrator, pool: &PgPool) -> Result<Applied, String> 
 
 /// The versions recorded as applied, oldest first; none before the first run.
 async fn applied_versions(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-        .fetch_one(pool)
+        .persistent(false)
+        .fetch_one(&mut *tx)
         .await?;
-    if !exists {
-        return Ok(Vec::new());
-    }
-    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-        .fetch_all(pool)
-        .await
+    let versions = if exists {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .persistent(false)
+            .fetch_all(&mut *tx)
+            .await?
+    } else {
+        Vec::new()
+    };
+    tx.commit().await?;
+    Ok(versions)
 }
 
 /// A migration failure as a reason: which migration, and Postgres's error.

@@ -1,6 +1,7 @@
 //! Every time budget of the functions, in one place: how long each outside call may take, so
-//! that a slow dependency becomes a clean answer (a 503, messages back on the queue) inside the
-//! function's own timeout rather than a timed-out invocation. The tests below read
+//! that a slow dependency becomes a clean answer (a 503, messages back on the queue) rather
+//! than a timed-out invocation. Their worst case does not yet add up inside `generate`'s
+//! timeout (see the README's "Database faults"). The tests below read
 //! `template.yaml` and the migrations, so a budget and where it is set cannot drift apart.
 
 use std::time::Duration;

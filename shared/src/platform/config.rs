@@ -2,23 +2,7 @@
 //! variable a function needs and does not have, or one out of its range, stops the container
 //! at start-up with an error that names it, rather than failing a request later.
 //!
-//! | variable | read by | meaning | default |
-//! |---|---|---|---|
-//! | `DATABASE_URL` | all | Postgres connection string | required, unless `DB_IAM_AUTH=true` |
-//! | `DB_IAM_AUTH` | all | `true`: connect to RDS Proxy over TLS with IAM tokens, from `DB_HOST`, `DB_PORT` (5432), `DB_NAME`, `DB_USER` | `false` |
-//! | `DB_MAX_CONNECTIONS` | all | pool size per container | 5 |
-//! | `DB_ACQUIRE_TIMEOUT_MS` | all | wait for a connection before answering 503 | 3000 |
-//! | `QUOTES_QUEUE_URL` | generate, reconcile | the quotes queue | required |
-//! | `QUEUE_IDS_PER_MESSAGE` | generate, reconcile | quote ids per SQS message, 1..=1000 | 100 |
-//! | `IDEMPOTENCY_TTL_SECS` | generate | how long an `Idempotency-Key`'s answer is kept | 86400 |
-//! | `SCORING_MODE` | score | `engine` (call the ML engine) or `embedded` (evaluate the model in process) | `engine` where `ML_ENGINE_URL` is set, else `embedded` |
-//! | `ML_ENGINE_URL` | score | base URL of the ML engine | required in engine mode |
-//! | `ML_CHUNK_SIZE`, `ML_CONCURRENCY`, `ML_TIMEOUT_MS` | score | quotes per engine request, requests in flight, one request's timeout | 250, 4, 5000 |
-//! | `MODEL_DIR` | score | the model's directory in embedded mode | `model/` beside the executable |
-//! | `RECONCILE_MIN_AGE_SECS` | reconcile | time since a pending quote's last enqueue before it is sent again | 300 |
-//! | `RECONCILE_MAX_ATTEMPTS` | reconcile | enqueues after which a quote still pending is failed | 5 |
-//! | `RECONCILE_BATCH_SIZE` | reconcile | the most quotes one run touches | 1000 |
-//! | `AWS_REGION`, `AWS_ENDPOINT_URL_SQS` | | the standard AWS SDK settings | SDK's |
+//! Each variable, the functions that read it and its default: the README's "Configuration".
 
 use std::path::PathBuf;
 use std::str::FromStr;

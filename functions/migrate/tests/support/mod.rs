@@ -175,7 +175,7 @@ pub struct Database {
 impl Database {
     pub async fn empty() -> Self {
         let admin = admin_database_url();
-        let name = format!("migrate_test_{}", Uuid::now_v7().simple());
+        let name = format!("quotes_test_migrate_{}", Uuid::now_v7().simple());
         let mut conn = PgConnection::connect(&admin)
             .await
             .expect("Postgres is reachable");
