@@ -17,7 +17,6 @@
 //! `latest.txt` and `latency.svg`. A budget missed is reported, not an error: the process fails
 //! only when the bench itself cannot run.
 
-mod first_answer;
 mod lambda;
 mod report;
 mod sections;

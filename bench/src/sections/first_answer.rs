@@ -68,7 +68,7 @@ fn builds(root: &Path, env: &TestEnv) -> Vec<Build> {
             .parent()
             .expect("a folder")
             .to_path_buf(),
-        commit: crate::sections::command_output(
+        commit: super::command_output(
             "git",
             &["-C", &root.display().to_string(), "rev-parse", "HEAD"],
         ),
