@@ -119,7 +119,8 @@ pub struct ReconcilePolicy {
     pub min_age: Duration,
     /// Enqueues after which a quote still pending is failed.
     pub max_attempts: i32,
-    /// The most quotes one run touches.
+    /// The most rows of each kind one run touches: quotes failed, quotes re-enqueued,
+    /// expired idempotency keys purged.
     pub limit: i64,
 }
 
@@ -138,6 +139,13 @@ pub trait ReconcileStore: Send + Sync {
         &self,
         policy: &ReconcilePolicy,
     ) -> impl Future<Output = Result<Self::Stuck, StoreError>> + Send;
+    /// Deletes at most `limit` idempotency keys past their expiry, the longest expired first,
+    /// so the table holds about a day of keys rather than every key ever used. Returns how
+    /// many.
+    fn purge_expired_keys(
+        &self,
+        limit: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// Pending quotes locked for re-enqueueing; dropping them without [`StuckQuotes::enqueued`]

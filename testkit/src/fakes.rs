@@ -219,6 +219,23 @@ impl ReconcileStore for MemoryStore {
         Ok(due.len() as u64)
     }
 
+    async fn purge_expired_keys(&self, limit: i64) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let now = Utc::now();
+        let mut expired: Vec<_> = state
+            .keys
+            .iter()
+            .filter(|(_, kept)| kept.expires_at < now)
+            .map(|(key, kept)| (kept.expires_at, key.clone()))
+            .collect();
+        expired.sort();
+        expired.truncate(usize::try_from(limit).unwrap_or(0));
+        for (_, key) in &expired {
+            state.keys.remove(key);
+        }
+        Ok(expired.len() as u64)
+    }
+
     async fn claim_stuck(&self, policy: &ReconcilePolicy) -> Result<MemoryStuckQuotes, StoreError> {
         let mut state = self.lock();
         let due = due_rows(&state.rows, &state.claimed, policy, |attempts| {
@@ -368,7 +385,8 @@ mod tests {
             run(),
             ReconcileReport {
                 failed: 0,
-                reenqueued: 3
+                reenqueued: 3,
+                keys_purged: 0
             }
         );
         assert_eq!(queue.queued_ids(), ids);
@@ -377,7 +395,8 @@ mod tests {
             run(),
             ReconcileReport {
                 failed: 3,
-                reenqueued: 0
+                reenqueued: 0,
+                keys_purged: 0
             }
         );
         assert!(

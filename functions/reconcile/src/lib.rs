@@ -27,12 +27,14 @@ pub async fn handle<S: ReconcileStore, Q: QuoteQueue>(
                 cold_start,
                 failed = report.failed,
                 reenqueued = report.reenqueued,
+                keys_purged = report.keys_purged,
                 "reconciled"
             );
             let mut metrics = Metrics::for_function("reconcile");
             metrics
                 .count(Count::QuotesReenqueued, report.reenqueued)
                 .count(Count::QuotesFailed, report.failed)
+                .count(Count::IdempotencyKeysPurged, report.keys_purged)
                 .property("requestId", event.context.request_id.as_str())
                 .cold_start(cold_start);
             metrics.flush();

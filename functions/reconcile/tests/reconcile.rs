@@ -62,7 +62,7 @@ async fn stranded_quotes_are_queued_again_and_their_attempt_counted() {
     let app = app(&env, policy(5, 1000));
     assert_eq!(
         run(&app).await,
-        serde_json::json!({"failed": 0, "reenqueued": 250})
+        serde_json::json!({"failed": 0, "reenqueued": 250, "keys_purged": 0})
     );
     let queued: Vec<Uuid> = env.queued_ids().await;
     assert_eq!(queued.len(), 250);
@@ -86,7 +86,7 @@ async fn stranded_quotes_are_queued_again_and_their_attempt_counted() {
     };
     assert_eq!(
         run(&patient).await,
-        serde_json::json!({"failed": 0, "reenqueued": 0})
+        serde_json::json!({"failed": 0, "reenqueued": 0, "keys_purged": 0})
     );
 }
 
@@ -101,7 +101,7 @@ async fn quotes_past_the_last_attempt_are_failed_with_the_reason() {
     let app = app(&env, policy(3, 1000));
     assert_eq!(
         run(&app).await,
-        serde_json::json!({"failed": 40, "reenqueued": 0})
+        serde_json::json!({"failed": 40, "reenqueued": 0, "keys_purged": 0})
     );
     let reasons: Vec<(String, Option<String>)> =
         sqlx::query_as("SELECT DISTINCT status, failure_reason FROM quotes")
@@ -205,6 +205,43 @@ async fn nothing_to_do_makes_no_queue_call() {
     };
     assert_eq!(
         run(&app).await,
-        serde_json::json!({"failed": 0, "reenqueued": 0})
+        serde_json::json!({"failed": 0, "reenqueued": 0, "keys_purged": 0})
     );
+}
+
+/// `n` idempotency keys of one caller, expiring `expires_in` seconds from now (past when
+/// negative).
+async fn keys(env: &TestEnv, prefix: &str, n: i32, expires_in: i32) {
+    sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, key, request_hash, status_code, response_body, \
+             expires_at) \
+         SELECT 'keeper', $1 || i, '\\x00', 202, '{}', now() + make_interval(secs => $3) \
+         FROM generate_series(1, $2) AS i",
+    )
+    .bind(prefix)
+    .bind(n)
+    .bind(f64::from(expires_in))
+    .execute(&env.pool)
+    .await
+    .unwrap();
+}
+
+async fn remaining_keys(env: &TestEnv) -> Vec<String> {
+    sqlx::query_scalar("SELECT key FROM idempotency_keys ORDER BY key")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn expired_idempotency_keys_are_purged_in_bounded_batches_and_live_ones_stay() {
+    let env = TestEnv::new().await;
+    keys(&env, "expired-", 5, -60).await;
+    keys(&env, "live-", 3, 3600).await;
+    let app = app(&env, policy(5, 3));
+
+    assert_eq!(run(&app).await["keys_purged"], 3, "at most `limit` a run");
+    assert_eq!(run(&app).await["keys_purged"], 2);
+    assert_eq!(run(&app).await["keys_purged"], 0);
+    assert_eq!(remaining_keys(&env).await, ["live-1", "live-2", "live-3"]);
 }

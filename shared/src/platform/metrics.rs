@@ -44,6 +44,8 @@ pub enum Count {
     MlEngineErrors,
     /// `reconcile`: stuck quotes sent to the queue again.
     QuotesReenqueued,
+    /// `reconcile`: expired idempotency keys deleted.
+    IdempotencyKeysPurged,
     /// Every function: 1 on the first invocation of a new container (see [`Metrics::cold_start`]).
     ColdStart,
 }
@@ -60,7 +62,7 @@ pub enum Time {
 }
 
 impl Count {
-    pub const ALL: [Count; 8] = [
+    pub const ALL: [Count; 9] = [
         Count::QuotesCreated,
         Count::QuotesEnqueued,
         Count::BatchSize,
@@ -69,6 +71,7 @@ impl Count {
         Count::MlEngineErrors,
         Count::QuotesReenqueued,
         Count::ColdStart,
+        Count::IdempotencyKeysPurged,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -80,6 +83,7 @@ impl Count {
             Count::QuotesFailed => "QuotesFailed",
             Count::MlEngineErrors => "MlEngineErrors",
             Count::QuotesReenqueued => "QuotesReenqueued",
+            Count::IdempotencyKeysPurged => "IdempotencyKeysPurged",
             Count::ColdStart => "ColdStart",
         }
     }

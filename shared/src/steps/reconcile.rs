@@ -5,7 +5,8 @@
 //! sends such quotes (pending, last enqueued at least `min_age` ago) to the queue again and
 //! counts the attempt; a quote still pending after `max_attempts` enqueues is failed with the
 //! reason. Two runs at once touch disjoint quotes (`FOR UPDATE SKIP LOCKED`); a run touches at
-//! most `limit` quotes of each kind.
+//! most `limit` quotes of each kind. Each run also purges up to `limit` expired idempotency
+//! keys, which nothing else deletes.
 
 use serde::Serialize;
 
@@ -17,6 +18,7 @@ use quote_domain::ports::{
 pub struct ReconcileReport {
     pub failed: u64,
     pub reenqueued: u64,
+    pub keys_purged: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,5 +42,10 @@ pub async fn reconcile<S: ReconcileStore, Q: QuoteQueue>(
         queue.enqueue(stuck.ids()).await?;
         stuck.enqueued().await?;
     }
-    Ok(ReconcileReport { failed, reenqueued })
+    let keys_purged = store.purge_expired_keys(policy.limit).await?;
+    Ok(ReconcileReport {
+        failed,
+        reenqueued,
+        keys_purged,
+    })
 }

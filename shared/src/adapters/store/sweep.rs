@@ -80,6 +80,24 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    async fn pg_purge_expired_keys(&self, limit: i64) -> Result<u64, PgError> {
+        let mut tx = self.begin().await?;
+        // Through the expiry index; keys another run is deleting are skipped, not waited for.
+        let purged = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE (user_id, key) IN ( \
+                 SELECT user_id, key FROM idempotency_keys WHERE expires_at < now() \
+                 ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)",
+        )
+        .persistent(false)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(purged.rows_affected())
+    }
+}
+
 impl ReconcileStore for PgStore {
     type Stuck = PgStuckQuotes;
 
@@ -89,5 +107,9 @@ impl ReconcileStore for PgStore {
 
     async fn claim_stuck(&self, policy: &ReconcilePolicy) -> Result<PgStuckQuotes, StoreError> {
         Ok(self.pg_claim_stuck(policy).await?)
+    }
+
+    async fn purge_expired_keys(&self, limit: i64) -> Result<u64, StoreError> {
+        Ok(self.pg_purge_expired_keys(limit).await?)
     }
 }
