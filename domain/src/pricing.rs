@@ -32,6 +32,8 @@ pub struct Predicted {
     /// How long each call to the model took, and how many failed.
     pub call_times: Vec<Duration>,
     pub call_errors: u32,
+    /// Of those, the answers no retry would change (their quotes are in `rejected`).
+    pub permanent_errors: u32,
 }
 
 impl Predicted {
@@ -42,6 +44,7 @@ impl Predicted {
         self.reason = self.reason.take().or(other.reason);
         self.call_times.extend(other.call_times);
         self.call_errors += other.call_errors;
+        self.permanent_errors += other.permanent_errors;
     }
 }
 

@@ -18,6 +18,8 @@ pub enum Fault {
     DropFeatureOfEvenIds,
     /// Pass requests through after this many milliseconds.
     Delay(u64),
+    /// Answer 413, as an engine does to a batch over its limit: an answer no retry changes.
+    TooLarge,
     /// Answer 500 to every other request and hang on every fourth, pass the rest through.
     Flaky,
 }
@@ -90,6 +92,12 @@ async fn proxy_one(mut client: tokio::net::TcpStream, upstream: String, fault: F
         }
         Fault::Hang => {
             tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            return;
+        }
+        Fault::TooLarge => {
+            let _ = client
+                .write_all(reply("413 Payload Too Large").as_bytes())
+                .await;
             return;
         }
         Fault::DropFeatureOfEvenIds => {

@@ -81,6 +81,10 @@ pub async fn process<S: QuoteStore, P: Predictor>(
                 .count(Count::QuotesScored, report.scored)
                 .count(Count::QuotesFailed, report.failed)
                 .count(Count::MlEngineErrors, report.call_errors.into())
+                .count(
+                    Count::MlEnginePermanentErrors,
+                    report.permanent_errors.into(),
+                )
                 .time(Time::DatabaseTime, report.database_time);
             for call in report.call_times.iter().take(MAX_LATENCY_VALUES) {
                 metrics.time(Time::MlEngineLatency, *call);

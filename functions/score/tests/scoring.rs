@@ -427,3 +427,35 @@ async fn the_sample_events_fail_exactly_their_malformed_messages() {
         assert_eq!(failed, expected, "{name}");
     }
 }
+
+#[tokio::test]
+async fn an_engine_answer_no_retry_would_change_fails_its_quotes_at_once_with_the_reason() {
+    let env = TestEnv::new().await;
+    create_quotes(&env, 40, 20).await;
+    let proxy = FaultProxy::start(&engine_url()).await;
+    proxy.set(Fault::TooLarge);
+    let app = app(&env, &proxy.url);
+    let messages = env.receive(10, 30).await;
+    let started = std::time::Instant::now();
+    let failed = invoke(&app, &messages, Duration::from_secs(30)).await;
+    assert!(
+        failed.is_empty(),
+        "its quotes are done: no message comes back"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "not retried until the deadline: {:?}",
+        started.elapsed()
+    );
+    let rows = rows(&env).await;
+    assert_eq!(rows.len(), 40);
+    for (status, premium, _, _, _, reason) in rows.values() {
+        assert_eq!(status, "failed");
+        assert!(premium.is_none());
+        let reason = reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.contains("will not change on retry") && reason.contains("413"),
+            "{reason}"
+        );
+    }
+}

@@ -1,10 +1,10 @@
 //! The client of the ML engine's `POST /predict/batch`.
 //!
 //! Quotes go in chunks of `ML_CHUNK_SIZE`, at most `ML_CONCURRENCY` requests in flight, over one
-//! reused connection pool. A chunk that fails for a passing reason (refused, timed out, 5xx) is
-//! retried with jittered backoff for as long as the invocation's deadline allows; quotes the
-//! engine rejects as invalid (422 naming them) are set aside and the rest of the chunk is sent
-//! again at once.
+//! reused connection pool. A chunk that fails for a passing reason (refused, timed out, 5xx,
+//! 429) is retried with jittered backoff for as long as the invocation's deadline allows; quotes
+//! the engine rejects as invalid (422 naming them) are set aside and the rest of the chunk is
+//! sent again at once; an answer no retry would change fails the chunk's quotes at once.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -68,6 +68,26 @@ enum CallError {
     BadAnswer(Uuid),
 }
 
+impl CallError {
+    /// An answer the engine would give again to the same request: a client error other than
+    /// a timeout or throttling (413: a batch over its limit; a 422 naming no quote), or a 200
+    /// that does not answer the request (wrong count, order or values).
+    fn is_permanent(&self) -> bool {
+        match self {
+            CallError::Request(_) | CallError::ReadAnswer(_) => false,
+            CallError::Status { status, .. } => {
+                status.is_client_error()
+                    && *status != StatusCode::REQUEST_TIMEOUT
+                    && *status != StatusCode::TOO_MANY_REQUESTS
+            }
+            CallError::NotPredictions(_)
+            | CallError::RejectionNamingNoQuote { .. }
+            | CallError::WrongCount { .. }
+            | CallError::BadAnswer(_) => true,
+        }
+    }
+}
+
 impl MlEngine {
     pub fn new(config: &MlEngineConfig) -> Result<Self, MlEngineError> {
         let base = &config.url;
@@ -120,6 +140,18 @@ impl MlEngine {
                         }
                     }
                     continue;
+                }
+                Err(e) if e.is_permanent() => {
+                    // The same request would get the same answer: its quotes fail now, with it
+                    // as the reason, rather than come back until they are dead-lettered.
+                    outcome.call_errors += 1;
+                    outcome.permanent_errors += 1;
+                    tracing::error!(error = %e, quotes = items.len(), "the ML engine's answer will not change on retry; failing the quotes");
+                    let reason = format!("the ML engine's answer will not change on retry: {e}");
+                    outcome
+                        .rejected
+                        .extend(items.iter().map(|i| (i.quote_id, reason.clone())));
+                    return outcome;
                 }
                 Err(e) => {
                     outcome.call_errors += 1;
@@ -294,4 +326,33 @@ struct Rejection {
 struct RejectedItem {
     quote_id: String,
     problems: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> CallError {
+        CallError::Status {
+            status: StatusCode::from_u16(code).unwrap(),
+            body: String::new(),
+        }
+    }
+
+    #[test]
+    fn answers_a_retry_would_change_are_told_from_those_it_would_not() {
+        for passing in [500, 502, 503, 504, 408, 429] {
+            assert!(!status(passing).is_permanent(), "{passing}");
+        }
+        for permanent in [400, 404, 413, 415] {
+            assert!(status(permanent).is_permanent(), "{permanent}");
+        }
+        let naming_no_quote = CallError::RejectionNamingNoQuote { body: "{}".into() };
+        let wrong_count = CallError::WrongCount {
+            answers: 1,
+            quotes: 2,
+        };
+        assert!(naming_no_quote.is_permanent() && wrong_count.is_permanent());
+        assert!(CallError::BadAnswer(Uuid::nil()).is_permanent());
+    }
 }

@@ -46,6 +46,9 @@ pub enum Count {
     QuotesReenqueued,
     /// `reconcile`: expired idempotency keys deleted.
     IdempotencyKeysPurged,
+    /// `score`: engine answers no retry would change (a 413, a 422 naming no quote, a 200
+    /// that does not answer the request); their quotes fail with the answer as the reason.
+    MlEnginePermanentErrors,
     /// Every function: 1 on the first invocation of a new container (see [`Metrics::cold_start`]).
     ColdStart,
 }
@@ -62,7 +65,7 @@ pub enum Time {
 }
 
 impl Count {
-    pub const ALL: [Count; 9] = [
+    pub const ALL: [Count; 10] = [
         Count::QuotesCreated,
         Count::QuotesEnqueued,
         Count::BatchSize,
@@ -72,6 +75,7 @@ impl Count {
         Count::QuotesReenqueued,
         Count::ColdStart,
         Count::IdempotencyKeysPurged,
+        Count::MlEnginePermanentErrors,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -84,6 +88,7 @@ impl Count {
             Count::MlEngineErrors => "MlEngineErrors",
             Count::QuotesReenqueued => "QuotesReenqueued",
             Count::IdempotencyKeysPurged => "IdempotencyKeysPurged",
+            Count::MlEnginePermanentErrors => "MlEnginePermanentErrors",
             Count::ColdStart => "ColdStart",
         }
     }

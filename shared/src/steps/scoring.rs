@@ -26,6 +26,8 @@ pub struct Report {
     pub database_time: Duration,
     pub call_times: Vec<Duration>,
     pub call_errors: u32,
+    /// Engine answers no retry would change; their quotes are among `failed`.
+    pub permanent_errors: u32,
 }
 
 /// Scores the still-pending quotes among `ids`.
@@ -76,5 +78,6 @@ pub async fn score<S: QuoteStore, P: Predictor>(
         database_time,
         call_times: predicted.call_times,
         call_errors: predicted.call_errors,
+        permanent_errors: predicted.permanent_errors,
     })
 }
