@@ -459,3 +459,99 @@ async fn an_engine_answer_no_retry_would_change_fails_its_quotes_at_once_with_th
         );
     }
 }
+
+/// Every corner of the API's bounds, as a client may send them, not as the generator draws
+/// them: each numeric field at its least and its greatest, founded in 1800 or today, in every
+/// coverage type and level. Imported as one CSV, as a client would.
+fn edge_quotes_csv() -> (String, usize) {
+    let today = chrono::Utc::now().date_naive();
+    let mut csv = String::from(
+        "coverage_type,coverage_level,estimated_amount,user_age,annual_revenue,num_employees,founded_at\n",
+    );
+    let mut count = 0;
+    for corner in 0..32u32 {
+        let pick = |bit: u32, low: &str, high: &str| {
+            if corner & (1 << bit) == 0 {
+                low.to_owned()
+            } else {
+                high.to_owned()
+            }
+        };
+        let founded = pick(4, "1800-01-01", &today.to_string());
+        for coverage_type in ["life", "health", "property"] {
+            for level in ["basic", "standard", "premium"] {
+                csv += &format!(
+                    "{coverage_type},{level},{},{},{},{},{founded}\n",
+                    pick(0, "1000", "50000000"),
+                    pick(1, "18", "85"),
+                    pick(2, "0", "100000000000"),
+                    pick(3, "1", "1000000"),
+                );
+                count += 1;
+            }
+        }
+    }
+    (csv, count)
+}
+
+#[tokio::test]
+async fn quotes_at_every_corner_of_the_apis_bounds_are_stored_and_priced_in_both_modes() {
+    let (csv, count) = edge_quotes_csv();
+    let mut premiums: Vec<HashMap<Uuid, f64>> = Vec::new();
+    for embedded in [false, true] {
+        let env = TestEnv::new().await;
+        let generate = generate::App {
+            store: env.store.clone(),
+            queue: env.queue(100),
+            idempotency_ttl: Duration::from_secs(3600),
+        };
+        let event = http_event(
+            "POST",
+            "/quotes/import",
+            Some("edges"),
+            Some("text/csv"),
+            &csv,
+        );
+        let response =
+            generate::handle(&generate, lambda_http::request::from_str(&event).unwrap()).await;
+        assert_eq!(response.status(), 202, "{:?}", response.body());
+        let messages = env.receive(10, 30).await;
+        let failed = if embedded {
+            invoke(&embedded_app(&env), &messages, Duration::from_secs(30)).await
+        } else {
+            invoke(
+                &app(&env, &engine_url()),
+                &messages,
+                Duration::from_secs(30),
+            )
+            .await
+        };
+        assert!(failed.is_empty(), "every message done");
+        let rows = rows(&env).await;
+        assert_eq!(rows.len(), count);
+        let mut prices = HashMap::new();
+        for (id, (status, premium, confidence, _, _, reason)) in &rows {
+            assert_eq!(status, "scored", "{id}: {reason:?}");
+            let (premium, confidence) = (premium.unwrap(), confidence.unwrap());
+            assert!(premium.is_finite() && premium >= 0.0, "{id}: {premium}");
+            assert!(confidence > 0.0 && confidence <= 1.0, "{id}: {confidence}");
+            prices.insert(*id, premium);
+        }
+        premiums.push(prices);
+    }
+    // The same quotes in both databases have other ids; the prices, sorted, are the same.
+    let mut sorted: Vec<Vec<u64>> = premiums
+        .iter()
+        .map(|p| {
+            let mut v: Vec<u64> = p.values().map(|x| x.to_bits()).collect();
+            v.sort_unstable();
+            v
+        })
+        .collect();
+    let embedded = sorted.pop().unwrap();
+    assert_eq!(
+        sorted.pop().unwrap(),
+        embedded,
+        "both modes price the edges alike"
+    );
+}
