@@ -124,6 +124,18 @@ pub struct ReconcilePolicy {
     pub limit: i64,
 }
 
+/// Which failed quotes an operator returns to pending, once the cause of their failure is
+/// fixed (reconcile's `requeue_failed` event).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RequeueFilter {
+    /// Only quotes whose `failure_reason` contains this text.
+    pub reason_contains: Option<String>,
+    /// Only quotes created at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// At most this many quotes, oldest first.
+    pub limit: i64,
+}
+
 /// What reconcile needs of the store: a port, so the sweep runs on Postgres or on a fake.
 pub trait ReconcileStore: Send + Sync {
     type Stuck: StuckQuotes;
@@ -145,6 +157,13 @@ pub trait ReconcileStore: Send + Sync {
     fn purge_expired_keys(
         &self,
         limit: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Returns the failed quotes `filter` picks to pending, their reason cleared, their
+    /// enqueue attempts reset and due for the next enqueue at once; returns how many. Quotes
+    /// no longer failed are left alone, so a repeat changes nothing.
+    fn return_failed(
+        &self,
+        filter: &RequeueFilter,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 

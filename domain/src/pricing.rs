@@ -34,6 +34,9 @@ pub struct Predicted {
     pub call_errors: u32,
     /// Of those, the answers no retry would change (their quotes are in `rejected`).
     pub permanent_errors: u32,
+    /// Of those, the answers saying the model wants other features than `score` computes:
+    /// version skew, an outage (their quotes are in `unavailable`).
+    pub schema_mismatches: u32,
 }
 
 impl Predicted {
@@ -45,6 +48,7 @@ impl Predicted {
         self.call_times.extend(other.call_times);
         self.call_errors += other.call_errors;
         self.permanent_errors += other.permanent_errors;
+        self.schema_mismatches += other.schema_mismatches;
     }
 }
 

@@ -15,7 +15,7 @@ use quote_pipeline::queue::{MAX_IDS_PER_MESSAGE, QueueError, QuoteQueue};
 use quote_pipeline::quote::{Pricing, Quote, QuoteStatus};
 use quote_pipeline::store::{
     Cursor, IdempotencyRecord, Inserted, ListFilter, MAX_PAGE_SIZE, Outcome, Page, QuoteStore,
-    ReconcilePolicy, ReconcileStore, Recorded, StoreError, StuckQuotes,
+    ReconcilePolicy, ReconcileStore, Recorded, RequeueFilter, StoreError, StuckQuotes,
 };
 use uuid::Uuid;
 
@@ -249,6 +249,31 @@ impl ReconcileStore for MemoryStore {
             released: false,
         })
     }
+
+    async fn return_failed(&self, filter: &RequeueFilter) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let mut picked: Vec<&mut Row> = state
+            .rows
+            .iter_mut()
+            .filter(|row| match &row.quote.pricing {
+                Pricing::Failed { reason } => {
+                    filter
+                        .created_after
+                        .is_none_or(|t| row.quote.created_at >= t)
+                        && reason.contains(filter.reason_contains.as_deref().unwrap_or(""))
+                }
+                _ => false,
+            })
+            .collect();
+        picked.sort_by_key(|row| row.quote.created_at);
+        picked.truncate(usize::try_from(filter.limit).unwrap_or(0));
+        for row in &mut picked {
+            row.quote.pricing = Pricing::Pending;
+            row.quote.enqueue_attempts = 0;
+            row.last_enqueued_at = DateTime::<Utc>::MIN_UTC;
+        }
+        Ok(picked.len() as u64)
+    }
 }
 
 /// The rows of pending quotes whose attempts pass `attempts_due`, last enqueued at least
@@ -349,7 +374,7 @@ impl QuoteQueue for MemoryQueue {
 #[cfg(test)]
 mod tests {
     use quote_pipeline::generator::{GenerateParams, generate};
-    use quote_pipeline::reconcile::{ReconcileReport, reconcile};
+    use quote_pipeline::reconcile::{ReconcileReport, reconcile, requeue_failed};
 
     use super::*;
 
@@ -370,7 +395,7 @@ mod tests {
     }
 
     #[test]
-    fn reconcile_on_the_fakes_reenqueues_then_fails_as_on_postgres() {
+    fn reconcile_on_the_fakes_reenqueues_fails_and_requeues_on_request_as_on_postgres() {
         let (store, queue) = (MemoryStore::default(), MemoryQueue::new(100));
         let ids = pending(&store, 3);
         let policy = ReconcilePolicy {
@@ -384,9 +409,8 @@ mod tests {
         assert_eq!(
             run(),
             ReconcileReport {
-                failed: 0,
                 reenqueued: 3,
-                keys_purged: 0
+                ..ReconcileReport::default()
             }
         );
         assert_eq!(queue.queued_ids(), ids);
@@ -395,8 +419,7 @@ mod tests {
             run(),
             ReconcileReport {
                 failed: 3,
-                reenqueued: 0,
-                keys_purged: 0
+                ..ReconcileReport::default()
             }
         );
         assert!(
@@ -406,6 +429,37 @@ mod tests {
                 .all(|q| q.status() == QuoteStatus::Failed
                     && matches!(&q.pricing, Pricing::Failed { reason }
                         if reason == "not scored after 2 enqueue attempts"))
+        );
+
+        let requeue = |reason: &str| {
+            let filter = RequeueFilter {
+                reason_contains: Some(reason.into()),
+                created_after: None,
+                limit: 10,
+            };
+            block_on(requeue_failed(&store, &queue, &policy, &filter)).unwrap()
+        };
+        assert_eq!(requeue("the engine refused"), ReconcileReport::default());
+        assert_eq!(
+            requeue("enqueue attempts"),
+            ReconcileReport {
+                requeued: 3,
+                reenqueued: 3,
+                ..ReconcileReport::default()
+            },
+            "returned to pending, due at once, and sent"
+        );
+        assert_eq!(queue.queued_ids().len(), 6);
+        assert!(
+            store
+                .quotes()
+                .iter()
+                .all(|q| q.status() == QuoteStatus::PendingMl && q.enqueue_attempts == 1)
+        );
+        assert_eq!(
+            requeue("enqueue attempts").requeued,
+            0,
+            "a repeat changes nothing"
         );
     }
 

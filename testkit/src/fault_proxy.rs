@@ -13,9 +13,12 @@ pub enum Fault {
     Error500,
     /// Never answer, so the client's timeout fires.
     Hang,
-    /// Drop a feature from the quotes whose id ends in an even hex digit before passing the
-    /// request on, so the real engine rejects those quotes.
-    DropFeatureOfEvenIds,
+    /// Make a feature non-numeric in the quotes whose id ends in an even hex digit before
+    /// passing the request on, so the real engine rejects those quotes for their values.
+    BadFeatureOfEvenIds,
+    /// Drop a feature from every quote before passing the request on, as an engine serving a
+    /// model that wants a feature `score` does not send would see it: version skew.
+    SkewedFeatureNames,
     /// Pass requests through after this many milliseconds.
     Delay(u64),
     /// Answer 413, as an engine does to a batch over its limit: an answer no retry changes.
@@ -100,7 +103,7 @@ async fn proxy_one(mut client: tokio::net::TcpStream, upstream: String, fault: F
                 .await;
             return;
         }
-        Fault::DropFeatureOfEvenIds => {
+        Fault::BadFeatureOfEvenIds | Fault::SkewedFeatureNames => {
             if let Ok(serde_json::Value::Array(mut items)) = serde_json::from_slice(&body) {
                 for item in &mut items {
                     let even = item["quote_id"]
@@ -108,8 +111,13 @@ async fn proxy_one(mut client: tokio::net::TcpStream, upstream: String, fault: F
                         .and_then(|id| id.chars().last())
                         .and_then(|c| c.to_digit(16))
                         .is_some_and(|d| d % 2 == 0);
-                    if even && let Some(features) = item["features"].as_object_mut() {
+                    let Some(features) = item["features"].as_object_mut() else {
+                        continue;
+                    };
+                    if fault == Fault::SkewedFeatureNames {
                         features.remove("risk_score");
+                    } else if even {
+                        features.insert("risk_score".into(), "n/a".into());
                     }
                 }
                 body = serde_json::to_vec(&items).expect("serializable");

@@ -1,11 +1,19 @@
 //! The `reconcile` function: run on a schedule, it sends quotes left pending back to the
 //! queue and fails those it has given up on (see `quote_pipeline::reconcile`).
+//!
+//! An operator invokes it with `{"requeue_failed": {...}}` to return failed quotes to pending
+//! once their cause is fixed (see [`RequeueRequest`] and the README's Operations section).
 
+use chrono::{DateTime, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use quote_pipeline::metrics::{self, Count, Metrics};
 use quote_pipeline::queue::QuoteQueue;
-use quote_pipeline::reconcile::{ReconcileReport, reconcile};
+use quote_pipeline::reconcile::{ReconcileReport, RequeueFilter, reconcile, requeue_failed};
 use quote_pipeline::store::{ReconcilePolicy, ReconcileStore};
+use serde::Deserialize;
+
+/// The most failed quotes one requeue request returns to pending.
+pub const MAX_REQUEUE: i64 = 100_000;
 
 /// The function's clients and policy, built once per container.
 pub struct App<S, Q> {
@@ -14,20 +22,69 @@ pub struct App<S, Q> {
     pub policy: ReconcilePolicy,
 }
 
-/// Runs one sweep. The scheduled event's content does not matter; a failed sweep is an
-/// invocation error, so it shows in the function's error metric, and the next run retries.
+/// The body of a `requeue_failed` request: which failed quotes go back to pending.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequeueRequest {
+    /// Only quotes whose `failure_reason` contains this text (for example "ML engine").
+    pub reason_contains: Option<String>,
+    /// Only quotes created at or after this RFC 3339 time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// At most this many, oldest first (1 to `MAX_REQUEUE`, default the sweep's limit).
+    pub limit: Option<i64>,
+}
+
+/// What an invocation asks for: the scheduled sweep (any event without `requeue_failed`), or
+/// failed quotes returned to pending and swept.
+fn requested(
+    event: &serde_json::Value,
+    policy: &ReconcilePolicy,
+) -> Result<Option<RequeueFilter>, String> {
+    let Some(request) = event.get("requeue_failed") else {
+        return Ok(None);
+    };
+    let request =
+        RequeueRequest::deserialize(request).map_err(|e| format!("requeue_failed: {e}"))?;
+    let limit = request.limit.unwrap_or(policy.limit);
+    if !(1..=MAX_REQUEUE).contains(&limit) {
+        return Err(format!(
+            "requeue_failed.limit: must be from 1 to {MAX_REQUEUE}"
+        ));
+    }
+    Ok(Some(RequeueFilter {
+        reason_contains: request.reason_contains,
+        created_after: request.created_after,
+        limit,
+    }))
+}
+
+/// Runs one sweep, after returning failed quotes to pending if the event asks for it. A
+/// failed sweep (or a malformed request) is an invocation error, so it shows in the
+/// function's error metric, and the next scheduled run retries the sweep.
 pub async fn handle<S: ReconcileStore, Q: QuoteQueue>(
     app: &App<S, Q>,
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<ReconcileReport, Diagnostic> {
     let cold_start = metrics::cold_start();
-    match reconcile(&app.store, &app.queue, &app.policy).await {
+    let filter = requested(&event.payload, &app.policy).map_err(|message| {
+        tracing::error!(error = %message, "invalid reconcile request");
+        Diagnostic {
+            error_type: "InvalidRequest".into(),
+            error_message: message,
+        }
+    })?;
+    let outcome = match &filter {
+        Some(filter) => requeue_failed(&app.store, &app.queue, &app.policy, filter).await,
+        None => reconcile(&app.store, &app.queue, &app.policy).await,
+    };
+    match outcome {
         Ok(report) => {
             tracing::info!(
                 cold_start,
                 failed = report.failed,
                 reenqueued = report.reenqueued,
                 keys_purged = report.keys_purged,
+                requeued = report.requeued,
                 "reconciled"
             );
             let mut metrics = Metrics::for_function("reconcile");
@@ -35,6 +92,7 @@ pub async fn handle<S: ReconcileStore, Q: QuoteQueue>(
                 .count(Count::QuotesReenqueued, report.reenqueued)
                 .count(Count::QuotesFailed, report.failed)
                 .count(Count::IdempotencyKeysPurged, report.keys_purged)
+                .count(Count::QuotesRequeued, report.requeued)
                 .property("requestId", event.context.request_id.as_str())
                 .cold_start(cold_start);
             metrics.flush();
@@ -46,6 +104,71 @@ pub async fn handle<S: ReconcileStore, Q: QuoteQueue>(
                 error_type: "ReconcileFailed".into(),
                 error_message: e.to_string(),
             })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn policy() -> ReconcilePolicy {
+        ReconcilePolicy {
+            min_age: Duration::from_secs(300),
+            max_attempts: 5,
+            limit: 1000,
+        }
+    }
+
+    #[test]
+    fn a_scheduled_event_asks_for_the_sweep_alone() {
+        let scheduled =
+            json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+        assert_eq!(requested(&scheduled, &policy()), Ok(None));
+        assert_eq!(requested(&json!(null), &policy()), Ok(None));
+    }
+
+    #[test]
+    fn a_requeue_request_names_its_filter_and_defaults_to_the_sweeps_limit() {
+        let event = json!({"requeue_failed": {"reason_contains": "ML engine", "created_after": "2026-11-28T00:00:00Z"}});
+        let filter = requested(&event, &policy()).unwrap().unwrap();
+        assert_eq!(filter.reason_contains.as_deref(), Some("ML engine"));
+        assert_eq!(
+            filter.created_after.unwrap().to_rfc3339(),
+            "2026-11-28T00:00:00+00:00"
+        );
+        assert_eq!(filter.limit, 1000);
+        assert_eq!(
+            requested(&json!({"requeue_failed": {}}), &policy())
+                .unwrap()
+                .unwrap()
+                .limit,
+            1000
+        );
+    }
+
+    #[test]
+    fn a_malformed_requeue_request_is_refused_naming_the_field() {
+        for (event, field) in [
+            (json!({"requeue_failed": {"reason": "x"}}), "reason"),
+            (
+                json!({"requeue_failed": {"created_after": "yesterday"}}),
+                "requeue_failed",
+            ),
+            (
+                json!({"requeue_failed": {"limit": 0}}),
+                "requeue_failed.limit",
+            ),
+            (
+                json!({"requeue_failed": {"limit": 1_000_000}}),
+                "requeue_failed.limit",
+            ),
+            (json!({"requeue_failed": "all"}), "requeue_failed"),
+        ] {
+            let error = requested(&event, &policy()).unwrap_err();
+            assert!(error.contains(field), "{event}: {error}");
         }
     }
 }

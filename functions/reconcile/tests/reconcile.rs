@@ -62,7 +62,7 @@ async fn stranded_quotes_are_queued_again_and_their_attempt_counted() {
     let app = app(&env, policy(5, 1000));
     assert_eq!(
         run(&app).await,
-        serde_json::json!({"failed": 0, "reenqueued": 250, "keys_purged": 0})
+        serde_json::json!({"failed": 0, "reenqueued": 250, "keys_purged": 0, "requeued": 0})
     );
     let queued: Vec<Uuid> = env.queued_ids().await;
     assert_eq!(queued.len(), 250);
@@ -86,7 +86,7 @@ async fn stranded_quotes_are_queued_again_and_their_attempt_counted() {
     };
     assert_eq!(
         run(&patient).await,
-        serde_json::json!({"failed": 0, "reenqueued": 0, "keys_purged": 0})
+        serde_json::json!({"failed": 0, "reenqueued": 0, "keys_purged": 0, "requeued": 0})
     );
 }
 
@@ -101,7 +101,7 @@ async fn quotes_past_the_last_attempt_are_failed_with_the_reason() {
     let app = app(&env, policy(3, 1000));
     assert_eq!(
         run(&app).await,
-        serde_json::json!({"failed": 40, "reenqueued": 0, "keys_purged": 0})
+        serde_json::json!({"failed": 40, "reenqueued": 0, "keys_purged": 0, "requeued": 0})
     );
     let reasons: Vec<(String, Option<String>)> =
         sqlx::query_as("SELECT DISTINCT status, failure_reason FROM quotes")
@@ -205,7 +205,7 @@ async fn nothing_to_do_makes_no_queue_call() {
     };
     assert_eq!(
         run(&app).await,
-        serde_json::json!({"failed": 0, "reenqueued": 0, "keys_purged": 0})
+        serde_json::json!({"failed": 0, "reenqueued": 0, "keys_purged": 0, "requeued": 0})
     );
 }
 

@@ -85,7 +85,14 @@ pub async fn process<S: QuoteStore, P: Predictor>(
                     Count::MlEnginePermanentErrors,
                     report.permanent_errors.into(),
                 )
+                .count(
+                    Count::MlEngineSchemaMismatches,
+                    report.schema_mismatches.into(),
+                )
                 .time(Time::DatabaseTime, report.database_time);
+            if let Some(pricing) = report.pricing_time {
+                metrics.time(Time::PricingTime, pricing);
+            }
             for call in report.call_times.iter().take(MAX_LATENCY_VALUES) {
                 metrics.time(Time::MlEngineLatency, *call);
             }

@@ -115,21 +115,7 @@ async fn queue_unreachable_during_generate_then_reconcile_recovers() {
     assert_eq!((status, ids.len()), (503, 200));
     assert_eq!(env.depth(&env.queue_url).await, 0);
 
-    let reconcile = reconcile::App {
-        store: env.store.clone(),
-        queue: env.queue(50),
-        policy: ReconcilePolicy {
-            min_age: Duration::ZERO,
-            max_attempts: 5,
-            limit: 1000,
-        },
-    };
-    let report = reconcile::handle(
-        &reconcile,
-        LambdaEvent::new(json!({}), lambda_context(Duration::from_secs(10))),
-    )
-    .await
-    .unwrap();
+    let report = run_reconcile(&reconcile_app(&env, Duration::ZERO), json!({})).await;
     assert_eq!(report.reenqueued, 200);
     drain(&env, &score_app(&env, &engine_url(), 2000), 1).await;
     env.assert_every_quote_finished_once().await;
@@ -299,4 +285,168 @@ async fn postgres_restarted_in_the_middle_of_scoring() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     drain(&env, &app, 1).await;
     env.assert_every_quote_finished_once().await;
+}
+
+fn reconcile_app(env: &TestEnv, min_age: Duration) -> reconcile::App<PgStore, SqsQueue> {
+    reconcile::App {
+        store: env.store.clone(),
+        queue: env.queue(50),
+        policy: ReconcilePolicy {
+            min_age,
+            max_attempts: 5,
+            limit: 1000,
+        },
+    }
+}
+
+async fn run_reconcile(
+    app: &reconcile::App<PgStore, SqsQueue>,
+    event: serde_json::Value,
+) -> quote_pipeline::reconcile::ReconcileReport {
+    reconcile::handle(
+        app,
+        LambdaEvent::new(event, lambda_context(Duration::from_secs(10))),
+    )
+    .await
+    .unwrap()
+}
+
+async fn count_status(env: &TestEnv, status: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM quotes WHERE status = $1")
+        .bind(status)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap()
+}
+
+/// Longer than reconcile's minimum age, shorter than its give-up (5 attempts): messages are
+/// received until dead-lettered, reconcile sends the quotes again, and none is failed.
+#[tokio::test]
+async fn engine_down_longer_than_the_reconcile_age_then_back() {
+    let env = setup().await;
+    generate(&env, 200, 50).await;
+    let proxy = FaultProxy::start(&engine_url()).await;
+    proxy.set(Fault::Down);
+    let app = score_app(&env, &proxy.url, 300);
+    let reconcile = reconcile_app(&env, Duration::from_secs(2));
+    let outage = std::time::Instant::now();
+    let mut reenqueued = 0;
+    while outage.elapsed() < Duration::from_secs(7) {
+        env.drain(10, 1, async |event| {
+            invoke(&app, event, Duration::from_millis(1500)).await
+        })
+        .await;
+        reenqueued += run_reconcile(&reconcile, json!({})).await.reenqueued;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        reenqueued >= 200,
+        "reconcile sent the quotes again during the outage"
+    );
+    assert!(
+        !env.receive_all(&env.dlq_url, 1).await.is_empty(),
+        "the outage outlasted the queue's redelivery"
+    );
+    assert_eq!(count_status(&env, "pending_ml").await, 200, "none failed");
+
+    proxy.set(Fault::None);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    drain(&env, &app, 1).await;
+    run_reconcile(&reconcile, json!({})).await;
+    drain(&env, &app, 1).await;
+    env.assert_every_quote_finished_once().await;
+    assert_eq!(count_status(&env, "scored").await, 200);
+}
+
+/// `score` and the engine on different models: the engine names a feature it misses. An
+/// outage, not the quotes' fault: they stay pending, the messages come back at once, the
+/// mismatch is counted; once the engine matches, every quote is scored.
+#[tokio::test]
+async fn an_engine_serving_another_model_version_leaves_the_quotes_pending_until_it_matches() {
+    let env = setup().await;
+    generate(&env, 200, 50).await;
+    let proxy = FaultProxy::start(&engine_url()).await;
+    proxy.set(Fault::SkewedFeatureNames);
+    let app = score_app(&env, &proxy.url, 2000);
+    let messages = env.receive(10, 1).await;
+    let started = std::time::Instant::now();
+    let (response, metrics) = score::process(
+        &app,
+        LambdaEvent::new(
+            sqs_event(&messages),
+            lambda_context(Duration::from_secs(10)),
+        ),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "not retried until the deadline: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        response.batch_item_failures.len(),
+        messages.len(),
+        "every message comes back"
+    );
+    let emf = metrics.to_emf(0);
+    assert!(
+        emf["MlEngineSchemaMismatches"].as_f64() >= Some(1.0),
+        "{emf}"
+    );
+    assert_eq!(emf["QuotesFailed"].as_f64(), Some(0.0), "{emf}");
+    assert_eq!(count_status(&env, "pending_ml").await, 200);
+
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    env.delete_except(&messages, &failed).await;
+    proxy.set(Fault::None);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    drain(&env, &app, 1).await;
+    env.assert_every_quote_finished_once().await;
+    assert_eq!(count_status(&env, "scored").await, 200);
+}
+
+/// Quotes failed by an answer the engine would give again (here a 413: a chunk over its
+/// limit) are returned to pending by an operator once the cause is fixed, and scored: only
+/// those the request names, and a repeat of the request changes nothing.
+#[tokio::test]
+async fn failed_quotes_returned_to_pending_on_request_are_scored_again() {
+    let env = TestEnv::new().await;
+    generate(&env, 100, 50).await;
+    let proxy = FaultProxy::start(&engine_url()).await;
+    proxy.set(Fault::TooLarge);
+    let app = score_app(&env, &proxy.url, 2000);
+    drain(&env, &app, 1).await;
+    assert_eq!(count_status(&env, "failed").await, 100);
+    sqlx::query(
+        "UPDATE quotes SET failure_reason = 'the ML engine rejected the features: x' \
+         WHERE id IN (SELECT id FROM quotes ORDER BY id LIMIT 10)",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+
+    proxy.set(Fault::None);
+    let reconcile = reconcile_app(&env, Duration::from_secs(300));
+    let request = json!({"requeue_failed": {"reason_contains": "will not change on retry"}});
+    let report = run_reconcile(&reconcile, request.clone()).await;
+    assert_eq!((report.requeued, report.reenqueued), (90, 90));
+    drain(&env, &app, 1).await;
+    assert_eq!(count_status(&env, "scored").await, 90);
+    assert_eq!(
+        count_status(&env, "failed").await,
+        10,
+        "others are left failed"
+    );
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT max(enqueue_attempts) FROM quotes WHERE status = 'scored'")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, 1, "the attempts start again");
+    assert_eq!(run_reconcile(&reconcile, request).await.requeued, 0);
+    assert_eq!(env.depth(&env.queue_url).await, 0);
 }

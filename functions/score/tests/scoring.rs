@@ -357,11 +357,11 @@ async fn an_engine_that_is_down_or_failing_fails_the_messages_until_it_is_back()
 }
 
 #[tokio::test]
-async fn quotes_the_engine_rejects_end_failed_with_the_reason() {
+async fn quotes_the_engine_rejects_for_their_values_end_failed_with_the_reason() {
     let env = TestEnv::new().await;
     let ids = create_quotes(&env, 80, 20).await;
     let proxy = FaultProxy::start(&engine_url()).await;
-    proxy.set(Fault::DropFeatureOfEvenIds);
+    proxy.set(Fault::BadFeatureOfEvenIds);
     let app = app(&env, &proxy.url);
     let messages = env.receive(10, 30).await;
     assert!(
@@ -391,7 +391,7 @@ async fn quotes_the_engine_rejects_end_failed_with_the_reason() {
                 reason
                     .as_deref()
                     .unwrap()
-                    .contains("missing feature: risk_score"),
+                    .contains("non-numeric feature: risk_score"),
                 "{reason:?}"
             );
         } else {
@@ -554,4 +554,28 @@ async fn quotes_at_every_corner_of_the_apis_bounds_are_stored_and_priced_in_both
         embedded,
         "both modes price the edges alike"
     );
+}
+
+#[tokio::test]
+async fn both_modes_report_the_time_spent_pricing_the_batch() {
+    for embedded in [true, false] {
+        let env = TestEnv::new().await;
+        create_quotes(&env, 20, 10).await;
+        let messages = env.receive(10, 30).await;
+        let event = || {
+            LambdaEvent::new(
+                sqs_event(&messages),
+                lambda_context(Duration::from_secs(10)),
+            )
+        };
+        let (response, metrics) = if embedded {
+            score::process(&embedded_app(&env), event()).await
+        } else {
+            score::process(&app(&env, &engine_url()), event()).await
+        };
+        assert!(response.batch_item_failures.is_empty());
+        let emf = metrics.to_emf(0);
+        assert!(emf["PricingTime"].is_number(), "embedded {embedded}: {emf}");
+        assert_eq!(emf["MlEngineLatency"].is_null(), embedded, "{emf}");
+    }
 }

@@ -5,6 +5,12 @@
 //! 429) is retried with jittered backoff for as long as the invocation's deadline allows; quotes
 //! the engine rejects as invalid (422 naming them) are set aside and the rest of the chunk is
 //! sent again at once; an answer no retry would change fails the chunk's quotes at once.
+//!
+//! A 422 naming a missing or unknown feature *name* is not the quote's fault: `score` sends
+//! the same names for every quote, so the engine serves another model than `score` computes
+//! features for (a deploy of one side without the other). That is an outage until the two
+//! match again: the chunk's quotes stay pending, their messages come back, and the mismatch is
+//! counted apart, with an alarm of its own.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -66,6 +72,8 @@ enum CallError {
     WrongCount { answers: usize, quotes: usize },
     #[error("an answer out of order or out of range for quote {0}")]
     BadAnswer(Uuid),
+    #[error("the engine's model expects other features than score sends: {problems}")]
+    SchemaMismatch { problems: String },
 }
 
 impl CallError {
@@ -74,7 +82,9 @@ impl CallError {
     /// that does not answer the request (wrong count, order or values).
     fn is_permanent(&self) -> bool {
         match self {
-            CallError::Request(_) | CallError::ReadAnswer(_) => false,
+            CallError::Request(_) | CallError::ReadAnswer(_) | CallError::SchemaMismatch { .. } => {
+                false
+            }
             CallError::Status { status, .. } => {
                 status.is_client_error()
                     && *status != StatusCode::REQUEST_TIMEOUT
@@ -141,6 +151,16 @@ impl MlEngine {
                     }
                     continue;
                 }
+                Err(e @ CallError::SchemaMismatch { .. }) => {
+                    // Not mended within an invocation: a deploy of the engine or of `score`
+                    // mends it. Back to the queue now, rather than retried until the deadline.
+                    outcome.call_errors += 1;
+                    outcome.schema_mismatches += 1;
+                    tracing::error!(error = %e, quotes = items.len(), "score and the ML engine disagree on the model's features; the quotes stay pending");
+                    outcome.unavailable.extend(items.iter().map(|i| i.quote_id));
+                    outcome.reason = Some(e.to_string());
+                    return outcome;
+                }
                 Err(e) if e.is_permanent() => {
                     // The same request would get the same answer: its quotes fail now, with it
                     // as the reason, rather than come back until they are dead-lettered.
@@ -205,6 +225,9 @@ impl MlEngine {
                 };
                 let body: Rejection =
                     serde_json::from_slice(&bytes).map_err(|_| naming_no_quote())?;
+                if let Some(problems) = schema_problems(&body) {
+                    return Err(CallError::SchemaMismatch { problems });
+                }
                 let sent: HashSet<Uuid> = items.iter().map(|i| i.quote_id).collect();
                 let invalid: Vec<(Uuid, String)> = body
                     .invalid
@@ -257,6 +280,19 @@ impl Predictor for MlEngine {
 fn backoff(attempt: u32) -> Duration {
     let cap = (50u64 << attempt.min(6)).min(2000);
     Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
+}
+
+/// The problems of a rejection that name a feature the model lacks or wants, if any: those
+/// of the request, not of a quote's values.
+fn schema_problems(rejection: &Rejection) -> Option<String> {
+    let names: std::collections::BTreeSet<&str> = rejection
+        .invalid
+        .iter()
+        .flat_map(|i| &i.problems)
+        .map(String::as_str)
+        .filter(|p| p.starts_with("missing feature:") || p.starts_with("unknown feature:"))
+        .collect();
+    (!names.is_empty()).then(|| names.into_iter().collect::<Vec<_>>().join("; "))
 }
 
 fn check_answers(items: &[Item<'_>], answers: Vec<Answered>) -> Result<Vec<Prediction>, CallError> {
@@ -354,5 +390,32 @@ mod tests {
         };
         assert!(naming_no_quote.is_permanent() && wrong_count.is_permanent());
         assert!(CallError::BadAnswer(Uuid::nil()).is_permanent());
+        let skew = CallError::SchemaMismatch {
+            problems: "missing feature: risk_score".into(),
+        };
+        assert!(!skew.is_permanent());
+    }
+
+    #[test]
+    fn a_rejection_naming_feature_names_is_a_schema_mismatch_and_one_naming_values_is_not() {
+        let rejection = |problems: &[&str]| Rejection {
+            invalid: vec![RejectedItem {
+                quote_id: Uuid::nil().to_string(),
+                problems: problems.iter().map(|p| p.to_string()).collect(),
+            }],
+        };
+        assert_eq!(
+            schema_problems(&rejection(&[
+                "unknown feature: x",
+                "missing feature: risk_score",
+                "non-finite feature: age"
+            ]))
+            .as_deref(),
+            Some("missing feature: risk_score; unknown feature: x")
+        );
+        assert_eq!(
+            schema_problems(&rejection(&["non-numeric feature: risk_score"])),
+            None
+        );
     }
 }

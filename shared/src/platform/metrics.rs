@@ -49,6 +49,11 @@ pub enum Count {
     /// `score`: engine answers no retry would change (a 413, a 422 naming no quote, a 200
     /// that does not answer the request); their quotes fail with the answer as the reason.
     MlEnginePermanentErrors,
+    /// `score`: engine answers saying its model wants other features than `score` sends
+    /// (version skew); their quotes stay pending.
+    MlEngineSchemaMismatches,
+    /// `reconcile`: failed quotes an operator returned to pending and queued again.
+    QuotesRequeued,
     /// Every function: 1 on the first invocation of a new container (see [`Metrics::cold_start`]).
     ColdStart,
 }
@@ -62,10 +67,12 @@ pub enum Time {
     QueueTime,
     /// `score`: each engine call.
     MlEngineLatency,
+    /// `score`: pricing one batch's quotes, engine or in process, retries included.
+    PricingTime,
 }
 
 impl Count {
-    pub const ALL: [Count; 10] = [
+    pub const ALL: [Count; 12] = [
         Count::QuotesCreated,
         Count::QuotesEnqueued,
         Count::BatchSize,
@@ -76,6 +83,8 @@ impl Count {
         Count::ColdStart,
         Count::IdempotencyKeysPurged,
         Count::MlEnginePermanentErrors,
+        Count::MlEngineSchemaMismatches,
+        Count::QuotesRequeued,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -89,19 +98,27 @@ impl Count {
             Count::QuotesReenqueued => "QuotesReenqueued",
             Count::IdempotencyKeysPurged => "IdempotencyKeysPurged",
             Count::MlEnginePermanentErrors => "MlEnginePermanentErrors",
+            Count::MlEngineSchemaMismatches => "MlEngineSchemaMismatches",
+            Count::QuotesRequeued => "QuotesRequeued",
             Count::ColdStart => "ColdStart",
         }
     }
 }
 
 impl Time {
-    pub const ALL: [Time; 3] = [Time::DatabaseTime, Time::QueueTime, Time::MlEngineLatency];
+    pub const ALL: [Time; 4] = [
+        Time::DatabaseTime,
+        Time::QueueTime,
+        Time::MlEngineLatency,
+        Time::PricingTime,
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
             Time::DatabaseTime => "DatabaseTime",
             Time::QueueTime => "QueueTime",
             Time::MlEngineLatency => "MlEngineLatency",
+            Time::PricingTime => "PricingTime",
         }
     }
 }

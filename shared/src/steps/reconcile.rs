@@ -7,9 +7,14 @@
 //! reason. Two runs at once touch disjoint quotes (`FOR UPDATE SKIP LOCKED`); a run touches at
 //! most `limit` quotes of each kind. Each run also purges up to `limit` expired idempotency
 //! keys, which nothing else deletes.
+//!
+//! A failed quote stays failed until an operator, having fixed the cause, returns it to
+//! pending ([`requeue_failed`]): it is then due at once, with its attempts reset, and the same
+//! sweep sends it; if the queue refuses, the next scheduled run does.
 
 use serde::Serialize;
 
+pub use quote_domain::ports::RequeueFilter;
 use quote_domain::ports::{
     QueueError, QuoteQueue, ReconcilePolicy, ReconcileStore, StoreError, StuckQuotes,
 };
@@ -19,6 +24,8 @@ pub struct ReconcileReport {
     pub failed: u64,
     pub reenqueued: u64,
     pub keys_purged: u64,
+    /// Failed quotes returned to pending by [`requeue_failed`] (and among `reenqueued`).
+    pub requeued: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,5 +54,19 @@ pub async fn reconcile<S: ReconcileStore, Q: QuoteQueue>(
         failed,
         reenqueued,
         keys_purged,
+        requeued: 0,
     })
+}
+
+/// Returns the failed quotes `filter` picks to pending, then sweeps, which sends them (due at
+/// once, oldest enqueue first) with any other stuck quotes.
+pub async fn requeue_failed<S: ReconcileStore, Q: QuoteQueue>(
+    store: &S,
+    queue: &Q,
+    policy: &ReconcilePolicy,
+    filter: &RequeueFilter,
+) -> Result<ReconcileReport, ReconcileError> {
+    let requeued = store.return_failed(filter).await?;
+    let report = reconcile(store, queue, policy).await?;
+    Ok(ReconcileReport { requeued, ..report })
 }

@@ -24,10 +24,14 @@ pub struct Report {
     /// Quotes still pending that must be tried again.
     pub unfinished: HashSet<Uuid>,
     pub database_time: Duration,
+    /// Pricing the whole batch, in either mode; none when no quote was pending.
+    pub pricing_time: Option<Duration>,
     pub call_times: Vec<Duration>,
     pub call_errors: u32,
     /// Engine answers no retry would change; their quotes are among `failed`.
     pub permanent_errors: u32,
+    /// Engine answers saying it serves another model; their quotes are among `unfinished`.
+    pub schema_mismatches: u32,
 }
 
 /// Scores the still-pending quotes among `ids`.
@@ -50,10 +54,12 @@ pub async fn score<S: QuoteStore, P: Predictor>(
         .iter()
         .map(|q| (q.id, features(&q.input, q.created_at.date_naive())))
         .collect();
+    let pricing_started = Instant::now();
     let predicted = predictor
         .predict(&items, deadline)
         .instrument(tracing::info_span!("predict", quotes = items.len()))
         .await;
+    let pricing_time = pricing_started.elapsed();
     if let Some(reason) = &predicted.reason {
         tracing::warn!(quotes = predicted.unavailable.len(), %reason, "quotes left pending");
     }
@@ -76,8 +82,10 @@ pub async fn score<S: QuoteStore, P: Predictor>(
         failed,
         unfinished: predicted.unavailable.into_iter().collect(),
         database_time,
+        pricing_time: Some(pricing_time),
         call_times: predicted.call_times,
         call_errors: predicted.call_errors,
         permanent_errors: predicted.permanent_errors,
+        schema_mismatches: predicted.schema_mismatches,
     })
 }

@@ -22,7 +22,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use crate::iam_auth::{IamDatabase, auth_token};
 pub use quote_domain::ports::{
     Cursor, IdempotencyRecord, Inserted, ListFilter, MAX_PAGE_SIZE, Page, QuoteStore,
-    ReconcilePolicy, ReconcileStore, Recorded, StoreError, StuckQuotes,
+    ReconcilePolicy, ReconcileStore, Recorded, RequeueFilter, StoreError, StuckQuotes,
 };
 pub use quote_domain::pricing::Outcome;
 

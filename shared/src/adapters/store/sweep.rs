@@ -4,7 +4,9 @@
 use sqlx::Postgres;
 use uuid::Uuid;
 
-use quote_domain::ports::{ReconcilePolicy, ReconcileStore, StoreError, StuckQuotes};
+use quote_domain::ports::{
+    ReconcilePolicy, ReconcileStore, RequeueFilter, StoreError, StuckQuotes,
+};
 
 use super::{PgError, PgStore};
 
@@ -98,6 +100,30 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    async fn pg_return_failed(&self, filter: &RequeueFilter) -> Result<u64, PgError> {
+        let mut tx = self.begin().await?;
+        // Due at once: the sweep sends quotes whose last enqueue is oldest first.
+        let returned = sqlx::query(
+            "UPDATE quotes SET status = 'pending_ml', failure_reason = NULL, \
+                 enqueue_attempts = 0, last_enqueued_at = '-infinity' \
+             WHERE id IN ( \
+                 SELECT id FROM quotes \
+                 WHERE status = 'failed' AND ($1::timestamptz IS NULL OR created_at >= $1) \
+                     AND strpos(failure_reason, $2) > 0 \
+                 ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED)",
+        )
+        .persistent(false)
+        .bind(filter.created_after)
+        .bind(filter.reason_contains.as_deref().unwrap_or(""))
+        .bind(filter.limit)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(returned.rows_affected())
+    }
+}
+
 impl ReconcileStore for PgStore {
     type Stuck = PgStuckQuotes;
 
@@ -111,5 +137,9 @@ impl ReconcileStore for PgStore {
 
     async fn purge_expired_keys(&self, limit: i64) -> Result<u64, StoreError> {
         Ok(self.pg_purge_expired_keys(limit).await?)
+    }
+
+    async fn return_failed(&self, filter: &RequeueFilter) -> Result<u64, StoreError> {
+        Ok(self.pg_return_failed(filter).await?)
     }
 }
