@@ -17,7 +17,8 @@ use score::{App, handle};
 use serde_json::json;
 use sqlx::Row as _;
 use testkit::{
-    Fault, FaultProxy, TestEnv, engine_url, http_event, lambda_context, sqs_event, trained_model,
+    Fault, FaultProxy, PRICE_VALIDITY, TestEnv, engine_url, http_event, lambda_context, sqs_event,
+    trained_model,
 };
 use uuid::Uuid;
 
@@ -35,6 +36,7 @@ fn app(env: &TestEnv, url: &str) -> App<PgStore, MlEngine> {
     App {
         store: env.store.clone(),
         predictor: engine(url, 2000),
+        price_validity: PRICE_VALIDITY,
     }
 }
 
@@ -43,6 +45,7 @@ fn embedded_app(env: &TestEnv) -> App<PgStore, EmbeddedModel> {
     App {
         store: env.store.clone(),
         predictor: trained_model(),
+        price_validity: PRICE_VALIDITY,
     }
 }
 
@@ -326,6 +329,7 @@ async fn an_engine_that_is_down_or_failing_fails_the_messages_until_it_is_back()
     let app = App {
         store: env.store.clone(),
         predictor: engine(&proxy.url, 500),
+        price_validity: PRICE_VALIDITY,
     };
     let messages = env.receive(10, 30).await;
     let all: Vec<String> = messages

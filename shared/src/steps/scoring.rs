@@ -30,12 +30,14 @@ pub struct Report {
     pub permanent_errors: u32,
 }
 
-/// Scores the still-pending quotes among `ids`.
+/// Scores the still-pending quotes among `ids`; each price is valid for `validity` from its
+/// scoring.
 pub async fn score<S: QuoteStore, P: Predictor>(
     store: &S,
     predictor: &P,
     ids: &[Uuid],
     deadline: Instant,
+    validity: Duration,
 ) -> Result<Report, StoreError> {
     let started = Instant::now();
     let quotes = store.pending(ids).await?;
@@ -69,7 +71,7 @@ pub async fn score<S: QuoteStore, P: Predictor>(
         )
         .collect();
     let started = Instant::now();
-    let Recorded { scored, failed } = store.record(&outcomes).await?;
+    let Recorded { scored, failed } = store.record(&outcomes, validity).await?;
     database_time += started.elapsed();
     Ok(Report {
         scored,
