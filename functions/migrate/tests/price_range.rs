@@ -8,6 +8,9 @@ use support::{Database, real_migrator};
 
 const VERSION: i64 = 20261129000001;
 
+/// A quote's status, premium_low, premium_high and valid_until (UTC, to the second).
+type PriceColumns = (String, Option<f64>, Option<f64>, Option<String>);
+
 /// A database migrated up to just before the price range, with one quote of each status.
 async fn quotes_from_before() -> Database {
     let migrator = real_migrator().await;
@@ -45,7 +48,7 @@ async fn quotes_from_before() -> Database {
 #[tokio::test]
 async fn a_quote_scored_before_keeps_no_range_and_gets_the_default_validity() {
     let database = quotes_from_before().await;
-    let rows: Vec<(String, Option<f64>, Option<f64>, Option<String>)> = sqlx::query_as(
+    let rows: Vec<PriceColumns> = sqlx::query_as(
         "SELECT status, premium_low, premium_high, \
              to_char(valid_until AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') \
          FROM quotes ORDER BY id",
