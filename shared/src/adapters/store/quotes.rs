@@ -85,9 +85,9 @@ struct PricingColumns {
 
 /// The [`Pricing`] a row's columns describe: a scored row has its four pricing columns (and,
 /// unless an older deploy scored it, its range and validity) and no reason, a failed row its
-/// reason and no pricing, a pending row neither. The table's
-/// CHECK constraints keep rows so, but a row is outside input: one that contradicts its
-/// status is an error naming the columns, not a quote made up from part of it.
+/// reason and no pricing, a pending row neither. The table's CHECK constraints keep rows so,
+/// but a row is outside input: one that contradicts its status is an error naming the
+/// columns, not a quote made up from part of it.
 fn pricing_from_columns(columns: PricingColumns) -> Result<Pricing, String> {
     match columns {
         PricingColumns {
