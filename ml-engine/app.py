@@ -174,10 +174,11 @@ def create_app(model_dir=None) -> FastAPI:
                        if (problems := schema.problems(feats))]
             return _error(422, "invalid_features", invalid=invalid)
 
-        prediction, confidence = model.predict(matrix)
+        prediction, confidence, low, high = (a.tolist() for a in model.predict(matrix))
         return JSONResponse([
-            {"quote_id": qid, "prediction": p, "confidence": c, "model_version": model.version}
-            for qid, p, c in zip(ids, prediction.tolist(), confidence.tolist())
+            {"quote_id": qid, "prediction": p, "prediction_low": lo, "prediction_high": hi,
+             "confidence": c, "model_version": model.version}
+            for qid, p, lo, hi, c in zip(ids, prediction, low, high, confidence)
         ])
 
     return app

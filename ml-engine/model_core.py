@@ -1,10 +1,11 @@
-"""Load the trained premium model and turn its quantiles into (prediction, confidence).
+"""Load the trained premium model and turn its quantiles into a premium, its range and a confidence.
 
 The booster predicts the 10th, 50th and 90th percentiles of the premium (3 outputs).
 Post-processing, all in float32 exactly as written (a Rust evaluator replicates it):
 
     q10, q50, q90 = sorted(row)            # sorting fixes quantile crossing
     prediction    = max(q50, 0.0)
+    low, high     = max(q10, 0.0), max(q90, 0.0)   # the 10-90% range, low <= prediction <= high
     width         = q90 - q10              # float32 subtraction
     denom         = max(q50, 1.0)          # float32
     ratio         = width / denom          # float32 division
@@ -29,12 +30,13 @@ _ONE = np.float32(1.0)
 _ZERO = np.float32(0.0)
 
 
-def postprocess(quantiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 3) float32 quantiles -> (prediction, confidence), both float32 of shape (n,)."""
+def postprocess(quantiles: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(n, 3) float32 quantiles -> (prediction, confidence, low, high), float32 of shape (n,)."""
     q = np.sort(quantiles, axis=1)
     q10, q50, q90 = q[:, 0], q[:, 1], q[:, 2]
     ratio = (q90 - q10) / np.maximum(q50, _ONE)
-    return np.maximum(q50, _ZERO), _ONE / (_ONE + ratio)
+    low, prediction, high = np.maximum(q, _ZERO).T
+    return prediction, _ONE / (_ONE + ratio), low, high
 
 
 class Model:
@@ -46,6 +48,6 @@ class Model:
         self.booster = xgb.Booster()
         self.booster.load_model(model_dir / "model.json")
 
-    def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, ...]:
         """matrix: float32 (n, n_features) in feature_names order; one vectorised call."""
         return postprocess(self.booster.inplace_predict(matrix))

@@ -5,7 +5,7 @@ evaluator's parity test (shared/tests/model_parity.rs).
 
 FEATURES_FILE has one row a line, the float64 features in feature_names order, comma-separated
 (NaN for a missing value). Prints the model_version, then one line a row: the prediction's
-and the confidence's float32 bits in hex.
+the confidence's, the 10% premium's and the 90% premium's float32 bits in hex.
 """
 import sys
 
@@ -19,9 +19,10 @@ def main() -> None:
     model = Model(model_dir)
     rows = np.loadtxt(features_file, delimiter=",", dtype=np.float64, ndmin=2)
     # Rounded once to float32, as the engine does with a request's float64 values.
-    prediction, confidence = model.predict(rows.astype(np.float32))
+    outputs = model.predict(rows.astype(np.float32))
     lines = [model.version] + [
-        f"{p:08x} {c:08x}" for p, c in zip(prediction.view(np.uint32), confidence.view(np.uint32))
+        " ".join(f"{bits:08x}" for bits in row)
+        for row in zip(*(output.view(np.uint32) for output in outputs))
     ]
     sys.stdout.write("\n".join(lines) + "\n")
 

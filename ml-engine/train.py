@@ -52,7 +52,7 @@ def load_csv(path) -> tuple[list[str], np.ndarray, np.ndarray]:
 def holdout_metrics(booster: xgb.Booster, x: np.ndarray, y: np.ndarray) -> dict:
     """Scores what the service would answer (sorted quantiles, clipped median)."""
     q = np.sort(booster.inplace_predict(x), axis=1)
-    prediction, _ = postprocess(q)
+    prediction, *_ = postprocess(q)
     pred = prediction.astype(np.float64)
     r2 = 1.0 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2)
     inside = (y >= q[:, 0]) & (y <= q[:, 2])

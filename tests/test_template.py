@@ -547,6 +547,22 @@ def test_generate_has_a_reserved_concurrency_so_it_cannot_starve_score_and_recon
             assert function["Properties"].get("ReservedConcurrentExecutions") != 0, other
 
 
+def test_the_price_validity_is_a_parameter_given_to_score_alone_within_the_configs_bounds():
+    score = function_by_binary("score")
+    assert ref_name(env(score)["PRICE_VALIDITY_DAYS"]) == "PriceValidityDays"
+    for name, function in FUNCTIONS.items():
+        if function is not score:
+            assert "PRICE_VALIDITY_DAYS" not in env(function), name
+    # The template accepts exactly what score's configuration accepts, with the same default.
+    config = (ROOT / "shared/src/platform/config.rs").read_text()
+    found = re.search(r'env\.number\("PRICE_VALIDITY_DAYS", (\d+), (\d+), (\d+)\)', config)
+    assert found, "score reads PRICE_VALIDITY_DAYS with env.number(name, default, min, max)"
+    default, low, high = map(int, found.groups())
+    parameter = PARAMETERS["PriceValidityDays"]
+    assert (int(parameter["Default"]), int(parameter["MinValue"]), int(parameter["MaxValue"])) == (
+        default, low, high)
+
+
 def test_outputs_name_the_api_and_both_queues():
     outputs = TEMPLATE["Outputs"]
     assert {"ApiUrl", "QuotesQueueUrl", "QuotesDeadLetterQueueUrl"} <= outputs.keys()

@@ -65,9 +65,13 @@ impl<S: QuoteStore> QuoteStore for Timed<S> {
         result
     }
 
-    async fn record(&self, outcomes: &[Outcome]) -> Result<Recorded, StoreError> {
+    async fn record(
+        &self,
+        outcomes: &[Outcome],
+        validity: Duration,
+    ) -> Result<Recorded, StoreError> {
         let started = Instant::now();
-        let result = self.inner.record(outcomes).await;
+        let result = self.inner.record(outcomes, validity).await;
         self.clock.add(started.elapsed());
         result
     }

@@ -8,6 +8,7 @@
 //! - [`features`]: the model's features, computed here and nowhere else.
 //! - [`training`]: the labelled training set for the model.
 //! - [`pricing`]: predictions, the predictor port, and what the score step decides.
+//! - [`money`]: prices as clients see them, rounded to cents in one place.
 //! - [`message`]: the queue message that carries quote ids to the score step.
 //! - [`ports`]: the store and the queue the pipeline steps need, and their errors.
 
@@ -15,6 +16,7 @@ pub mod features;
 pub mod generator;
 pub mod import;
 pub mod message;
+pub mod money;
 pub mod ports;
 pub mod pricing;
 pub mod quote;

@@ -97,10 +97,12 @@ pub trait QuoteStore: Send + Sync {
     /// The quotes among `ids` that are still `pending_ml`, in one query.
     fn pending(&self, ids: &[Uuid]) -> impl Future<Output = Result<Vec<Quote>, StoreError>> + Send;
     /// Writes every outcome in one statement, to quotes still `pending_ml` only; returns how
-    /// many quotes became scored and failed.
+    /// many quotes became scored and failed. A scored quote's price is valid for `validity`
+    /// from the moment it is written (its `scored_at`).
     fn record(
         &self,
         outcomes: &[Outcome],
+        validity: Duration,
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
 }
 

@@ -11,11 +11,16 @@ use uuid::Uuid;
 
 use crate::features::Features;
 
-/// One priced quote.
+/// One priced quote: the model's median premium and its 10-90% range, unrounded
+/// (`premium_low <= premium <= premium_high`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
     pub quote_id: Uuid,
     pub premium: f64,
+    /// The 10th percentile premium.
+    pub premium_low: f64,
+    /// The 90th percentile premium.
+    pub premium_high: f64,
     pub confidence: f64,
     pub model_version: Arc<str>,
 }

@@ -95,15 +95,29 @@ pub struct Quote {
 pub enum Pricing {
     /// Waiting for the score step (`pending_ml`).
     Pending,
-    /// Priced by the model.
+    /// Priced by the model: the unrounded outputs, as audits need them (clients get
+    /// [`Money`](crate::money::Money)).
     Scored {
         premium: f64,
+        /// The 10-90% range around `premium`; `None` only for a quote scored before ranges
+        /// were kept (or by an older deploy during a rollback).
+        range: Option<PriceRange>,
         confidence: f64,
         model_version: String,
         scored_at: DateTime<Utc>,
+        /// When the price stops being an offer; `None` only for a quote scored by an older
+        /// deploy during a rollback.
+        valid_until: Option<DateTime<Utc>>,
     },
     /// Given up on: the model refused it, or it stayed pending through every enqueue.
     Failed { reason: String },
+}
+
+/// The model's 10th and 90th percentile premiums.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PriceRange {
+    pub low: f64,
+    pub high: f64,
 }
 
 impl Pricing {
@@ -112,6 +126,18 @@ impl Pricing {
             Pricing::Pending => QuoteStatus::PendingMl,
             Pricing::Scored { .. } => QuoteStatus::Scored,
             Pricing::Failed { .. } => QuoteStatus::Failed,
+        }
+    }
+
+    /// Whether the price has expired at `now`: it holds up to, not at, `valid_until`. `None`
+    /// when there is no price, or no validity was recorded with it.
+    pub fn expired(&self, now: DateTime<Utc>) -> Option<bool> {
+        match self {
+            Pricing::Scored {
+                valid_until: Some(valid_until),
+                ..
+            } => Some(now >= *valid_until),
+            _ => None,
         }
     }
 }
@@ -390,5 +416,28 @@ mod tests {
         .unwrap();
         assert_eq!(input.annual_revenue, 0);
         assert_eq!(input.founded_at, today());
+    }
+
+    #[test]
+    fn a_price_holds_until_its_valid_until_and_not_at_it() {
+        let valid_until = DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        let scored = |valid_until: Option<DateTime<Utc>>| Pricing::Scored {
+            premium: 100.0,
+            range: Some(PriceRange {
+                low: 90.0,
+                high: 110.0,
+            }),
+            confidence: 0.9,
+            model_version: "xgb-0123456789ab".into(),
+            scored_at: DateTime::from_timestamp(1_777_000_000, 0).unwrap(),
+            valid_until,
+        };
+        let second = chrono::Duration::seconds(1);
+        let priced = scored(Some(valid_until));
+        assert_eq!(priced.expired(valid_until - second), Some(false));
+        assert_eq!(priced.expired(valid_until), Some(true));
+        assert_eq!(priced.expired(valid_until + second), Some(true));
+        assert_eq!(scored(None).expired(valid_until), None);
+        assert_eq!(Pricing::Pending.expired(valid_until), None);
     }
 }

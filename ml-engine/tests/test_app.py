@@ -30,8 +30,9 @@ def test_predict_batch_in_order(client, metadata):
     results = r.json()
     assert [x["quote_id"] for x in results] == [f"q{i}" for i in range(50)]
     for x in results:
-        assert set(x) == {"quote_id", "prediction", "confidence", "model_version"}
-        assert x["prediction"] >= 0
+        assert set(x) == {"quote_id", "prediction", "prediction_low", "prediction_high",
+                          "confidence", "model_version"}
+        assert 0 <= x["prediction_low"] <= x["prediction"] <= x["prediction_high"]
         assert 0 < x["confidence"] <= 1
         assert x["model_version"] == metadata["model_version"]
 
@@ -53,6 +54,8 @@ def test_numbers_match_booster(client, model_dir):
     confidence = one / (one + (q[:, 2] - q[:, 0]) / np.maximum(q[:, 1], one))
     assert [x["prediction"] for x in results] == np.maximum(q[:, 1], np.float32(0)).tolist()
     assert [x["confidence"] for x in results] == confidence.tolist()
+    assert [x["prediction_low"] for x in results] == np.maximum(q[:, 0], np.float32(0)).tolist()
+    assert [x["prediction_high"] for x in results] == np.maximum(q[:, 2], np.float32(0)).tolist()
 
 
 def test_empty_batch(client):

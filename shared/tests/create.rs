@@ -72,7 +72,7 @@ impl QuoteStore for DownStore {
     async fn pending(&self, _: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
         Err(unavailable())
     }
-    async fn record(&self, _: &[Outcome]) -> Result<Recorded, StoreError> {
+    async fn record(&self, _: &[Outcome], _: Duration) -> Result<Recorded, StoreError> {
         Err(unavailable())
     }
 }

@@ -1,5 +1,5 @@
-//! The embedded evaluator against XGBoost itself: on the real model, every prediction and
-//! confidence must equal, bit for bit, what the ML engine answers (`ml-engine/parity.py` runs
+//! The embedded evaluator against XGBoost itself: on the real model, every prediction, confidence
+//! and end of the 10-90% range must equal, bit for bit, what the ML engine answers (`ml-engine/parity.py` runs
 //! the engine's own `model_core` on the same features).
 //!
 //! Needs the trained model in `ml-engine/model/` (`make test` trains it first) and the Python
@@ -12,7 +12,7 @@ use std::time::Instant;
 use chrono::NaiveDate;
 use quote_pipeline::features::{FEATURE_NAMES, Features, features};
 use quote_pipeline::generator::{GenerateParams, generate};
-use quote_pipeline::model::EmbeddedModel;
+use quote_pipeline::model::{EmbeddedModel, ModelOutput};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
@@ -78,8 +78,15 @@ fn edge_rows(model_json: &Value, base: &[Features]) -> Vec<Features> {
         .collect()
 }
 
-/// The engine's `(prediction, confidence)` bits for each row, and its model_version.
-fn engine_answers(model_dir: &Path, rows: &[Features]) -> (String, Vec<(u32, u32)>) {
+/// The bits of what the engine answers, in parity.py's order.
+type Bits = [u32; 4];
+
+fn bits_of(output: ModelOutput) -> Bits {
+    [output.premium, output.confidence, output.low, output.high].map(f32::to_bits)
+}
+
+/// The engine's outputs' bits for each row, and its model_version.
+fn engine_answers(model_dir: &Path, rows: &[Features]) -> (String, Vec<Bits>) {
     let input = std::env::temp_dir().join(format!("model_parity_{}.csv", std::process::id()));
     let text: String = rows
         .iter()
@@ -112,11 +119,11 @@ fn engine_answers(model_dir: &Path, rows: &[Features]) -> (String, Vec<(u32, u32
     let version = lines.next().unwrap().to_string();
     let bits = lines
         .map(|line| {
-            let (p, c) = line.split_once(' ').unwrap();
-            (
-                u32::from_str_radix(p, 16).unwrap(),
-                u32::from_str_radix(c, 16).unwrap(),
-            )
+            let words: Vec<u32> = line
+                .split(' ')
+                .map(|word| u32::from_str_radix(word, 16).unwrap())
+                .collect();
+            Bits::try_from(words).unwrap_or_else(|w| panic!("parity.py wrote {w:?}"))
         })
         .collect();
     (version, bits)
@@ -147,13 +154,13 @@ fn embedded_model_answers_exactly_what_the_engine_answers() {
         .iter()
         .zip(&expected)
         .enumerate()
-        .filter_map(|(i, (row, &(p, c)))| {
-            let (prediction, confidence) = model.predict(row);
-            ((prediction.to_bits(), confidence.to_bits()) != (p, c)).then(|| {
+        .filter_map(|(i, (row, &engine))| {
+            let embedded = model.predict(row);
+            (bits_of(embedded) != engine).then(|| {
                 format!(
-                    "row {i} {row:?}: embedded ({prediction}, {confidence}), engine ({}, {})",
-                    f32::from_bits(p),
-                    f32::from_bits(c)
+                    "row {i} {row:?}: embedded {embedded:?}, engine (premium, confidence, low, \
+                     high) {:?}",
+                    engine.map(f32::from_bits)
                 )
             })
         })

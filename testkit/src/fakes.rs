@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use quote_pipeline::queue::{MAX_IDS_PER_MESSAGE, QueueError, QuoteQueue};
-use quote_pipeline::quote::{Pricing, Quote, QuoteStatus};
+use quote_pipeline::quote::{PriceRange, Pricing, Quote, QuoteStatus};
 use quote_pipeline::store::{
     Cursor, IdempotencyRecord, Inserted, ListFilter, MAX_PAGE_SIZE, Outcome, Page, QuoteStore,
     ReconcilePolicy, ReconcileStore, Recorded, RequeueFilter, StoreError, StuckQuotes,
@@ -160,7 +160,11 @@ impl QuoteStore for MemoryStore {
             .collect())
     }
 
-    async fn record(&self, outcomes: &[Outcome]) -> Result<Recorded, StoreError> {
+    async fn record(
+        &self,
+        outcomes: &[Outcome],
+        validity: Duration,
+    ) -> Result<Recorded, StoreError> {
         let mut state = self.lock();
         let (mut scored, mut failed) = (0, 0);
         for outcome in outcomes {
@@ -178,11 +182,17 @@ impl QuoteStore for MemoryStore {
             };
             match outcome {
                 Outcome::Scored(p) => {
+                    let scored_at = Utc::now();
                     quote.pricing = Pricing::Scored {
                         premium: p.premium,
+                        range: Some(PriceRange {
+                            low: p.premium_low,
+                            high: p.premium_high,
+                        }),
                         confidence: p.confidence,
                         model_version: p.model_version.to_string(),
-                        scored_at: Utc::now(),
+                        scored_at,
+                        valid_until: Some(scored_at + validity),
                     };
                     scored += 1;
                 }

@@ -31,3 +31,6 @@ pub use fakes::{MemoryQueue, MemoryStore};
 pub use fault_proxy::{Fault, FaultProxy};
 pub use runtime_api::{RuntimeAnswer, RuntimeApi, UNSAMPLED_TRACE};
 pub use xray_daemon::DaemonStandIn;
+
+/// How long a price holds when `PRICE_VALIDITY_DAYS` is not set: what tests give `score`.
+pub const PRICE_VALIDITY: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);

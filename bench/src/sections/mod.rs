@@ -35,7 +35,7 @@ use quote_pipeline::quote::Quote;
 use quote_pipeline::scoring::Predictor;
 use quote_pipeline::store::{PgStore, QuoteStore};
 use serde_json::{Value, json};
-use testkit::{TestEnv, lambda_context, sqs_endpoint};
+use testkit::{PRICE_VALIDITY, TestEnv, lambda_context, sqs_endpoint};
 use uuid::Uuid;
 
 use crate::Res;

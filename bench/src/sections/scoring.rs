@@ -12,10 +12,12 @@ pub(super) async fn scoring(root: &Path, report: &mut Report, plot: &mut Vec<Ser
     let engine = score::App {
         store: store.clone(),
         predictor: MlEngine::new(&engine_config)?,
+        price_validity: PRICE_VALIDITY,
     };
     let embedded = score::App {
         store,
         predictor: EmbeddedModel::load(&root.join("ml-engine/model"))?,
+        price_validity: PRICE_VALIDITY,
     };
     let mut json = serde_json::Map::new();
     let (mut engine_best, mut embedded_best) = (0.0, 0.0_f64);

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
+use quote_pipeline::money::{CURRENCY, Money};
 use quote_pipeline::quote::{Pricing, Quote, QuoteInput, QuoteStatus};
 use serde::Serialize;
 use uuid::Uuid;
@@ -27,7 +28,8 @@ impl Accepted {
 
 /// A quote as its owner sees it: `openapi.yaml`'s `Quote`. The record's internal fields
 /// (`enqueue_attempts`) are not in it; its [`Pricing`] is flattened back to the documented
-/// members: a status, and `null` for whatever that status does not have.
+/// members: a status, and `null` for whatever that status does not have. Prices are
+/// [`Money`], rounded to cents here from the model's unrounded output that the store keeps.
 #[derive(Debug, Serialize)]
 pub struct QuoteView<'q> {
     pub id: Uuid,
@@ -36,15 +38,21 @@ pub struct QuoteView<'q> {
     pub input: &'q QuoteInput,
     pub status: QuoteStatus,
     pub created_at: DateTime<Utc>,
-    pub premium: Option<f64>,
+    pub premium: Option<Money>,
+    pub premium_low: Option<Money>,
+    pub premium_high: Option<Money>,
+    pub currency: Option<&'static str>,
     pub confidence: Option<f64>,
     pub model_version: Option<&'q str>,
     pub scored_at: Option<DateTime<Utc>>,
+    pub valid_until: Option<DateTime<Utc>>,
+    pub price_expired: Option<bool>,
     pub failure_reason: Option<&'q str>,
 }
 
-impl<'q> From<&'q Quote> for QuoteView<'q> {
-    fn from(quote: &'q Quote) -> Self {
+impl<'q> QuoteView<'q> {
+    /// The quote as seen at `now`, which tells whether its price has expired.
+    pub fn at(quote: &'q Quote, now: DateTime<Utc>) -> Self {
         let mut view = QuoteView {
             id: quote.id,
             user_id: &quote.user_id,
@@ -52,23 +60,37 @@ impl<'q> From<&'q Quote> for QuoteView<'q> {
             status: quote.status(),
             created_at: quote.created_at,
             premium: None,
+            premium_low: None,
+            premium_high: None,
+            currency: None,
             confidence: None,
             model_version: None,
             scored_at: None,
+            valid_until: None,
+            price_expired: quote.pricing.expired(now),
             failure_reason: None,
         };
+        // The model's premiums are finite and far below Money's bound of 92 trillion; one that
+        // were not would be answered as null rather than as a made-up amount.
+        let money = |amount: f64| Money::from_f64(amount).ok();
         match &quote.pricing {
             Pricing::Pending => {}
             Pricing::Scored {
                 premium,
+                range,
                 confidence,
                 model_version,
                 scored_at,
+                valid_until,
             } => {
-                view.premium = Some(*premium);
+                view.premium = money(*premium);
+                view.premium_low = range.and_then(|r| money(r.low));
+                view.premium_high = range.and_then(|r| money(r.high));
+                view.currency = Some(CURRENCY);
                 view.confidence = Some(*confidence);
                 view.model_version = Some(model_version);
                 view.scored_at = Some(*scored_at);
+                view.valid_until = *valid_until;
             }
             Pricing::Failed { reason } => view.failure_reason = Some(reason),
         }
@@ -101,7 +123,7 @@ pub fn json_text(status: StatusCode, body: String) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use chrono::NaiveDate;
-    use quote_pipeline::quote::{CoverageLevel, CoverageType};
+    use quote_pipeline::quote::{CoverageLevel, CoverageType, PriceRange};
     use serde_json::json;
 
     use super::*;
@@ -122,23 +144,79 @@ mod tests {
             },
             created_at,
         );
+        let valid_until = created_at + chrono::Duration::days(30);
         quote.pricing = Pricing::Scored {
-            premium: 1234.5,
+            premium: 660.1643676757812,
+            range: Some(PriceRange {
+                low: 512.125,
+                high: 801.0049,
+            }),
             confidence: 0.75,
             model_version: "xgb-0123456789ab".into(),
             scored_at: created_at,
+            valid_until: Some(valid_until),
         };
         quote.enqueue_attempts = 3;
         assert_eq!(
-            serde_json::to_value(QuoteView::from(&quote)).unwrap(),
+            serde_json::to_value(QuoteView::at(&quote, created_at)).unwrap(),
             json!({
                 "id": quote.id, "user_id": "ann", "coverage_type": "life",
                 "coverage_level": "basic", "estimated_amount": 5000, "user_age": 30,
                 "annual_revenue": 0, "num_employees": 1, "founded_at": "2020-01-02",
-                "status": "scored", "created_at": "2026-05-28T20:26:40Z", "premium": 1234.5,
-                "confidence": 0.75, "model_version": "xgb-0123456789ab",
-                "scored_at": "2026-05-28T20:26:40Z", "failure_reason": null
+                "status": "scored", "created_at": "2026-05-28T20:26:40Z",
+                "premium": "660.16", "premium_low": "512.13", "premium_high": "801.00",
+                "currency": "USD", "confidence": 0.75, "model_version": "xgb-0123456789ab",
+                "scored_at": "2026-05-28T20:26:40Z", "valid_until": "2026-06-27T20:26:40Z",
+                "price_expired": false, "failure_reason": null
             })
+        );
+        let later = serde_json::to_value(QuoteView::at(&quote, valid_until)).unwrap();
+        assert_eq!(later["price_expired"], true);
+    }
+
+    #[test]
+    fn a_quote_scored_before_ranges_and_validity_were_kept_answers_null_for_them() {
+        let created_at = DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        let mut quote = Quote::new_pending(
+            "ann",
+            QuoteInput {
+                coverage_type: CoverageType::Life,
+                coverage_level: CoverageLevel::Basic,
+                estimated_amount: 5000,
+                user_age: 30,
+                annual_revenue: 0,
+                num_employees: 1,
+                founded_at: NaiveDate::from_ymd_opt(2020, 1, 2).unwrap(),
+            },
+            created_at,
+        );
+        quote.pricing = Pricing::Scored {
+            premium: 1234.5,
+            range: None,
+            confidence: 0.75,
+            model_version: "xgb-0123456789ab".into(),
+            scored_at: created_at,
+            valid_until: None,
+        };
+        let view = serde_json::to_value(QuoteView::at(&quote, created_at)).unwrap();
+        assert_eq!(
+            [
+                "premium",
+                "premium_low",
+                "premium_high",
+                "currency",
+                "valid_until",
+                "price_expired"
+            ]
+            .map(|name| view[name].clone()),
+            [
+                json!("1234.50"),
+                json!(null),
+                json!(null),
+                json!("USD"),
+                json!(null),
+                json!(null)
+            ]
         );
     }
 
@@ -157,16 +235,21 @@ mod tests {
             },
             DateTime::from_timestamp(1_780_000_000, 0).unwrap(),
         );
-        const PRICING: [&str; 6] = [
+        const PRICING: [&str; 11] = [
             "status",
             "premium",
+            "premium_low",
+            "premium_high",
+            "currency",
             "confidence",
             "model_version",
             "scored_at",
+            "valid_until",
+            "price_expired",
             "failure_reason",
         ];
         let pricing = |quote: &Quote| {
-            let mut view = serde_json::to_value(QuoteView::from(quote)).unwrap();
+            let mut view = serde_json::to_value(QuoteView::at(quote, Utc::now())).unwrap();
             let members = view.as_object_mut().unwrap();
             members.retain(|name, _| PRICING.contains(&name.as_str()));
             view
@@ -174,8 +257,10 @@ mod tests {
         assert_eq!(
             pricing(&quote),
             json!({
-                "status": "pending_ml", "premium": null, "confidence": null,
-                "model_version": null, "scored_at": null, "failure_reason": null
+                "status": "pending_ml", "premium": null, "premium_low": null,
+                "premium_high": null, "currency": null, "confidence": null,
+                "model_version": null, "scored_at": null, "valid_until": null,
+                "price_expired": null, "failure_reason": null
             })
         );
         quote.pricing = Pricing::Failed {
@@ -184,8 +269,10 @@ mod tests {
         assert_eq!(
             pricing(&quote),
             json!({
-                "status": "failed", "premium": null, "confidence": null,
-                "model_version": null, "scored_at": null, "failure_reason": "refused"
+                "status": "failed", "premium": null, "premium_low": null,
+                "premium_high": null, "currency": null, "confidence": null,
+                "model_version": null, "scored_at": null, "valid_until": null,
+                "price_expired": null, "failure_reason": "refused"
             })
         );
     }

@@ -3,18 +3,22 @@
 //! requests turned away before anything is written are in `contract.rs`, on fakes.
 
 use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use generate::{App, handle};
 use lambda_http::Request;
 use quote_pipeline::config::QueueConfig;
+use quote_pipeline::pricing::{Outcome, Prediction};
 use quote_pipeline::queue::SqsQueue;
-use quote_pipeline::store::PgStore;
+use quote_pipeline::store::{PgStore, QuoteStore};
 use serde_json::{Value, json};
 use testkit::TestEnv;
 use testkit::api::{CSV_HEADER, body_json, post_json, request};
 use uuid::Uuid;
 
-const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+const DAY: Duration = Duration::from_secs(86_400);
 
 async fn app(env: &TestEnv) -> App<PgStore, SqsQueue> {
     App {
@@ -121,6 +125,103 @@ async fn one_quote_is_written_queued_and_read_back_by_its_owner_only() {
     );
     let listed = handle(&app, request("GET", "/quotes", Some("mallory"), None, "")).await;
     assert_eq!(body_json(&listed)["quotes"], json!([]));
+}
+
+/// Scores `id` as the score step does, with these unrounded model outputs.
+async fn score(env: &TestEnv, id: Uuid, [low, premium, high]: [f64; 3], validity: Duration) {
+    let prediction = Prediction {
+        quote_id: id,
+        premium,
+        premium_low: low,
+        premium_high: high,
+        confidence: 0.75,
+        model_version: "xgb-0123456789ab".into(),
+    };
+    let recorded = env
+        .store
+        .record(&[Outcome::Scored(prediction)], validity)
+        .await
+        .unwrap();
+    assert_eq!(recorded.scored, 1);
+}
+
+#[tokio::test]
+async fn a_scored_quote_answers_its_price_range_in_cents_and_until_when_it_holds() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let response = handle(&app, post_json("/quotes", "alice", &one_quote())).await;
+    let id = ids_of(&body_json(&response))[0];
+    // The model's f32 outputs: binary noise, and an exact half cent (512.125).
+    score(
+        &env,
+        id,
+        [512.125, 660.164_367_675_781_2, 801.004_9],
+        30 * DAY,
+    )
+    .await;
+
+    let read = handle(
+        &app,
+        request("GET", &format!("/quotes/{id}"), Some("alice"), None, ""),
+    )
+    .await;
+    assert_eq!(read.status(), 200);
+    let quote = body_json(&read);
+    let listed = handle(&app, request("GET", "/quotes", Some("alice"), None, "")).await;
+    assert_eq!(body_json(&listed)["quotes"], json!([quote.clone()]));
+    assert_eq!(
+        ["premium_low", "premium", "premium_high", "currency"].map(|m| quote[m].clone()),
+        [
+            json!("512.13"),
+            json!("660.16"),
+            json!("801.00"),
+            json!("USD")
+        ]
+    );
+    assert_eq!(quote["confidence"], 0.75);
+    let time = |member: &str| -> DateTime<Utc> { quote[member].as_str().unwrap().parse().unwrap() };
+    assert_eq!(
+        time("valid_until") - time("scored_at"),
+        chrono::Duration::days(30)
+    );
+    assert_eq!(quote["price_expired"], false);
+
+    // The unrounded outputs stay stored, for explanations and audits.
+    let stored: (f64, f64, f64) =
+        sqlx::query_as("SELECT premium_low, premium, premium_high FROM quotes WHERE id = $1")
+            .bind(id)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, (512.125, 660.164_367_675_781_2, 801.004_9));
+}
+
+#[tokio::test]
+async fn a_price_past_its_valid_until_is_answered_as_expired() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let response = handle(&app, post_json("/quotes", "alice", &one_quote())).await;
+    let id = ids_of(&body_json(&response))[0];
+    score(&env, id, [10.0, 20.0, 30.0], Duration::from_millis(1)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let read = handle(
+        &app,
+        request("GET", &format!("/quotes/{id}"), Some("alice"), None, ""),
+    )
+    .await;
+    let quote = body_json(&read);
+    assert_eq!(
+        (quote["status"].clone(), quote["price_expired"].clone()),
+        (json!("scored"), json!(true))
+    );
+    assert_eq!(quote["premium"], "20.00", "an expired price is still shown");
+    let listed = handle(
+        &app,
+        request("GET", "/quotes?status=scored", Some("alice"), None, ""),
+    )
+    .await;
+    assert_eq!(body_json(&listed)["quotes"][0]["price_expired"], true);
 }
 
 #[tokio::test]

@@ -19,10 +19,11 @@ use uuid::Uuid;
 /// EMF takes at most 100 values of one metric in a document.
 const MAX_LATENCY_VALUES: usize = 100;
 
-/// The function's clients, built once per container.
+/// The function's clients, built once per container, and how long a price holds.
 pub struct App<S, P> {
     pub store: S,
     pub predictor: P,
+    pub price_validity: Duration,
 }
 
 /// Handles one batch and writes its metrics to the log.
@@ -75,7 +76,14 @@ pub async fn process<S: QuoteStore, P: Predictor>(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    match scoring::score(&app.store, &app.predictor, &ids, deadline).await {
+    let scored = scoring::score(
+        &app.store,
+        &app.predictor,
+        &ids,
+        deadline,
+        app.price_validity,
+    );
+    match scored.await {
         Ok(report) => {
             metrics
                 .count(Count::QuotesScored, report.scored)

@@ -29,6 +29,7 @@ async fn start() -> Result<(), Error> {
             run(App {
                 store,
                 predictor: MlEngine::new(engine)?,
+                price_validity: config.price_validity,
             })
             .await
         }
@@ -38,6 +39,7 @@ async fn start() -> Result<(), Error> {
             run(App {
                 store,
                 predictor: model,
+                price_validity: config.price_validity,
             })
             .await
         }

@@ -14,8 +14,8 @@ use quote_pipeline::store::{PgStore, ReconcilePolicy};
 use score::{App, handle};
 use serde_json::json;
 use testkit::{
-    Fault, FaultProxy, TestEnv, emulator_sdk_config, engine_url, http_event, lambda_context,
-    sqs_event, trained_model,
+    Fault, FaultProxy, PRICE_VALIDITY, TestEnv, emulator_sdk_config, engine_url, http_event,
+    lambda_context, sqs_event, trained_model,
 };
 
 fn score_app(env: &TestEnv, url: &str, timeout_ms: u64) -> App<PgStore, MlEngine> {
@@ -28,6 +28,7 @@ fn score_app(env: &TestEnv, url: &str, timeout_ms: u64) -> App<PgStore, MlEngine
     App {
         store: env.store.clone(),
         predictor: MlEngine::new(&config).unwrap(),
+        price_validity: PRICE_VALIDITY,
     }
 }
 
@@ -94,6 +95,7 @@ fn embedded_app(env: &TestEnv) -> App<PgStore, EmbeddedModel> {
     App {
         store: env.store.clone(),
         predictor: trained_model(),
+        price_validity: PRICE_VALIDITY,
     }
 }
 

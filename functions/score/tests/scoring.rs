@@ -11,13 +11,15 @@ use quote_pipeline::config::MlEngineConfig;
 use quote_pipeline::features::FEATURE_NAMES;
 use quote_pipeline::ml_engine::MlEngine;
 use quote_pipeline::model::EmbeddedModel;
+use quote_pipeline::money::Money;
 use quote_pipeline::scoring::Predictor;
 use quote_pipeline::store::PgStore;
 use score::{App, handle};
 use serde_json::json;
 use sqlx::Row as _;
 use testkit::{
-    Fault, FaultProxy, TestEnv, engine_url, http_event, lambda_context, sqs_event, trained_model,
+    Fault, FaultProxy, PRICE_VALIDITY, TestEnv, engine_url, http_event, lambda_context, sqs_event,
+    trained_model,
 };
 use uuid::Uuid;
 
@@ -35,6 +37,7 @@ fn app(env: &TestEnv, url: &str) -> App<PgStore, MlEngine> {
     App {
         store: env.store.clone(),
         predictor: engine(url, 2000),
+        price_validity: PRICE_VALIDITY,
     }
 }
 
@@ -43,6 +46,7 @@ fn embedded_app(env: &TestEnv) -> App<PgStore, EmbeddedModel> {
     App {
         store: env.store.clone(),
         predictor: trained_model(),
+        price_validity: PRICE_VALIDITY,
     }
 }
 
@@ -98,7 +102,7 @@ type Row = (
     Option<String>,
 );
 
-/// A quote's facts, then its premium, confidence and model version.
+/// A quote's facts, then its premium, confidence, model version and price range.
 type PricedFacts = (
     String,
     String,
@@ -110,7 +114,42 @@ type PricedFacts = (
     f64,
     f64,
     String,
+    f64,
+    f64,
 );
+
+/// Every scored quote's prices, as the model gave them and as the API answers them, ordered
+/// by the quote's facts (the same quotes under other ids in another database come in the same
+/// order); checks on the way that each range holds its median and each price is valid
+/// [`PRICE_VALIDITY`] from its scoring.
+async fn scored_prices(env: &TestEnv) -> Vec<(Uuid, [u64; 3], [String; 3])> {
+    let rows = sqlx::query(
+        "SELECT id, premium_low, premium, premium_high, scored_at, valid_until FROM quotes \
+         WHERE status = 'scored' \
+         ORDER BY coverage_type, coverage_level, estimated_amount, user_age, annual_revenue, \
+                  num_employees, founded_at",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    let validity = chrono::Duration::from_std(PRICE_VALIDITY).unwrap();
+    rows.iter()
+        .map(|r| {
+            let id: Uuid = r.get("id");
+            let range: [f64; 3] = ["premium_low", "premium", "premium_high"].map(|c| r.get(c));
+            let [low, median, high] = range;
+            assert!(
+                0.0 <= low && low <= median && median <= high && high.is_finite(),
+                "{id}: the range {low} ..= {high} does not hold {median}"
+            );
+            let scored_at: chrono::DateTime<chrono::Utc> = r.get("scored_at");
+            let valid_until: chrono::DateTime<chrono::Utc> = r.get("valid_until");
+            assert_eq!(valid_until - scored_at, validity, "{id}");
+            let money = range.map(|v| Money::from_f64(v).unwrap().to_string());
+            (id, range.map(f64::to_bits), money)
+        })
+        .collect()
+}
 
 async fn rows(env: &TestEnv) -> HashMap<Uuid, Row> {
     let rows = sqlx::query(
@@ -213,6 +252,7 @@ async fn a_batch_of_1000_ends_scored<P: Predictor>(
         assert_eq!(model_version.as_deref(), Some(version.as_str()));
         assert!(scored_at.is_some() && reason.is_none());
     }
+    assert_eq!(scored_prices(env).await.len(), 1000);
     assert_eq!(env.depth(&env.queue_url).await, 0);
     assert_eq!(env.depth(&env.dlq_url).await, 0);
     rows
@@ -254,7 +294,8 @@ async fn embedded_scoring_gives_the_engines_premiums() {
     let priced = async |env: &TestEnv| -> Vec<PricedFacts> {
         sqlx::query_as(
             "SELECT coverage_type, coverage_level, estimated_amount, user_age, annual_revenue, num_employees, \
-                    founded_at, premium, confidence, model_version FROM quotes \
+                    founded_at, premium, confidence, model_version, premium_low, premium_high \
+             FROM quotes \
              ORDER BY coverage_type, coverage_level, estimated_amount, user_age, annual_revenue, \
                     num_employees, founded_at, premium, confidence",
         )
@@ -272,7 +313,7 @@ async fn embedded_scoring_gives_the_engines_premiums() {
         .collect();
     assert!(
         differ.is_empty(),
-        "embedded and engine premiums differ: {differ:?}"
+        "embedded and engine premiums or ranges differ: {differ:?}"
     );
 }
 
@@ -326,6 +367,7 @@ async fn an_engine_that_is_down_or_failing_fails_the_messages_until_it_is_back()
     let app = App {
         store: env.store.clone(),
         predictor: engine(&proxy.url, 500),
+        price_validity: PRICE_VALIDITY,
     };
     let messages = env.receive(10, 30).await;
     let all: Vec<String> = messages
@@ -498,6 +540,7 @@ fn edge_quotes_csv() -> (String, usize) {
 async fn quotes_at_every_corner_of_the_apis_bounds_are_stored_and_priced_in_both_modes() {
     let (csv, count) = edge_quotes_csv();
     let mut premiums: Vec<HashMap<Uuid, f64>> = Vec::new();
+    let mut ranges = Vec::new();
     for embedded in [false, true] {
         let env = TestEnv::new().await;
         let generate = generate::App {
@@ -538,6 +581,19 @@ async fn quotes_at_every_corner_of_the_apis_bounds_are_stored_and_priced_in_both
             prices.insert(*id, premium);
         }
         premiums.push(prices);
+        let scored = scored_prices(&env).await;
+        assert_eq!(scored.len(), count);
+        ranges.push(scored);
+    }
+    // Quote by quote (the same order of facts), the same range to the bit, and so the same
+    // rounded prices.
+    let [by_engine, embedded] = [&ranges[0], &ranges[1]];
+    for ((engine_id, engine, engine_money), (id, bits, money)) in by_engine.iter().zip(embedded) {
+        assert_eq!(
+            (engine, engine_money),
+            (bits, money),
+            "engine's {engine_id} and embedded {id}"
+        );
     }
     // The same quotes in both databases have other ids; the prices, sorted, are the same.
     let mut sorted: Vec<Vec<u64>> = premiums

@@ -306,15 +306,20 @@ fn check_answers(items: &[Item<'_>], answers: Vec<Answered>) -> Result<Vec<Predi
         .iter()
         .zip(answers)
         .map(|(item, a)| {
+            // A range that holds its median, from 0 up: NaN and infinities fail these too.
             let valid = a.quote_id == item.quote_id
-                && a.prediction.is_finite()
-                && a.prediction >= 0.0
+                && 0.0 <= a.prediction_low
+                && a.prediction_low <= a.prediction
+                && a.prediction <= a.prediction_high
+                && a.prediction_high.is_finite()
                 && (0.0..=1.0).contains(&a.confidence)
                 && !a.model_version.is_empty();
             if valid {
                 Ok(Prediction {
                     quote_id: a.quote_id,
                     premium: a.prediction,
+                    premium_low: a.prediction_low,
+                    premium_high: a.prediction_high,
                     confidence: a.confidence,
                     model_version: a.model_version.into(),
                 })
@@ -349,6 +354,8 @@ impl Serialize for FeatureMap<'_> {
 struct Answered {
     quote_id: Uuid,
     prediction: f64,
+    prediction_low: f64,
+    prediction_high: f64,
     confidence: f64,
     model_version: String,
 }
@@ -417,5 +424,44 @@ mod tests {
             schema_problems(&rejection(&["non-numeric feature: risk_score"])),
             None
         );
+    }
+
+    #[test]
+    fn an_answer_whose_range_does_not_hold_its_median_is_refused() {
+        let features = [0.0; FEATURE_NAMES.len()];
+        let item = Item {
+            quote_id: Uuid::now_v7(),
+            features: FeatureMap(&features),
+        };
+        let answer = |low: f64, median: f64, high: f64| Answered {
+            quote_id: item.quote_id,
+            prediction: median,
+            prediction_low: low,
+            prediction_high: high,
+            confidence: 0.5,
+            model_version: "xgb-0123456789ab".into(),
+        };
+        let checked = check_answers(std::slice::from_ref(&item), vec![answer(0.0, 1.5, 3.0)]);
+        let priced = checked.unwrap().pop().unwrap();
+        assert_eq!(
+            (priced.premium_low, priced.premium, priced.premium_high),
+            (0.0, 1.5, 3.0)
+        );
+        assert!(check_answers(std::slice::from_ref(&item), vec![answer(7.0, 7.0, 7.0)]).is_ok());
+        for (low, median, high) in [
+            (2.0, 1.5, 3.0),
+            (0.0, 3.5, 3.0),
+            (-0.5, 1.5, 3.0),
+            (f64::NAN, 1.5, 3.0),
+            (0.0, f64::NAN, 3.0),
+            (0.0, 1.5, f64::INFINITY),
+        ] {
+            let checked =
+                check_answers(std::slice::from_ref(&item), vec![answer(low, median, high)]);
+            assert!(
+                matches!(checked, Err(CallError::BadAnswer(id)) if id == item.quote_id),
+                "{low} {median} {high}"
+            );
+        }
     }
 }

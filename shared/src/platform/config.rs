@@ -181,11 +181,12 @@ impl FromEnv for GenerateConfig {
     }
 }
 
-/// `score`: the database and where predictions come from.
+/// `score`: the database, where predictions come from, and how long a price holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoreConfig {
     pub database: DatabaseConfig,
     pub scoring: ScoringMode,
+    pub price_validity: Duration,
 }
 
 impl FromEnv for ScoreConfig {
@@ -193,6 +194,9 @@ impl FromEnv for ScoreConfig {
         Ok(ScoreConfig {
             database: DatabaseConfig::read(env)?,
             scoring: ScoringMode::read(env)?,
+            price_validity: Duration::from_secs(
+                env.number("PRICE_VALIDITY_DAYS", 30, 1, 365)? * 86_400,
+            ),
         })
     }
 }
@@ -299,6 +303,25 @@ mod tests {
         let bad =
             ScoreConfig::from_lookup(lookup(&[("DATABASE_URL", "x"), ("SCORING_MODE", "magic")]));
         assert_eq!(bad.unwrap_err().variable, "SCORING_MODE");
+    }
+
+    #[test]
+    fn a_price_is_valid_30_days_unless_configured_from_1_to_365() {
+        let validity = |days: &str| {
+            ScoreConfig::from_lookup(lookup(&[
+                ("DATABASE_URL", "x"),
+                ("PRICE_VALIDITY_DAYS", days),
+            ]))
+            .map(|config| config.price_validity)
+        };
+        let day = Duration::from_secs(86_400);
+        assert_eq!(validity(""), Ok(30 * day));
+        assert_eq!(validity("7"), Ok(7 * day));
+        assert_eq!(validity("365"), Ok(365 * day));
+        for bad in ["0", "366", "-1", "2.5", "week"] {
+            let err = validity(bad).unwrap_err();
+            assert_eq!(err.variable, "PRICE_VALIDITY_DAYS", "{bad}");
+        }
     }
 
     #[test]

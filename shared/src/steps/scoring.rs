@@ -34,12 +34,14 @@ pub struct Report {
     pub schema_mismatches: u32,
 }
 
-/// Scores the still-pending quotes among `ids`.
+/// Scores the still-pending quotes among `ids`; each price is valid for `validity` from its
+/// scoring.
 pub async fn score<S: QuoteStore, P: Predictor>(
     store: &S,
     predictor: &P,
     ids: &[Uuid],
     deadline: Instant,
+    validity: Duration,
 ) -> Result<Report, StoreError> {
     let started = Instant::now();
     let quotes = store.pending(ids).await?;
@@ -75,7 +77,7 @@ pub async fn score<S: QuoteStore, P: Predictor>(
         )
         .collect();
     let started = Instant::now();
-    let Recorded { scored, failed } = store.record(&outcomes).await?;
+    let Recorded { scored, failed } = store.record(&outcomes, validity).await?;
     database_time += started.elapsed();
     Ok(Report {
         scored,

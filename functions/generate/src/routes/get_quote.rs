@@ -1,6 +1,7 @@
 //! `GET /quotes/{id}`: one of the caller's quotes. Another user's id is a 404, exactly like an
 //! id that does not exist (or is not a UUID).
 
+use chrono::Utc;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use quote_pipeline::ports::{QuoteQueue, QuoteStore};
@@ -23,5 +24,5 @@ pub async fn handle<S: QuoteStore, Q: QuoteQueue>(
         .await
         .map_err(ApiError::store)?;
     let quote = quote.ok_or_else(ApiError::not_found)?;
-    Ok(json(StatusCode::OK, &QuoteView::from(&quote)))
+    Ok(json(StatusCode::OK, &QuoteView::at(&quote, Utc::now())))
 }

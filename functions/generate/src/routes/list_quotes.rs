@@ -1,5 +1,6 @@
 //! `GET /quotes`: a page of the caller's quotes, newest first, filtered by the query.
 
+use chrono::Utc;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, RequestExt, Response};
 use quote_pipeline::ports::{Cursor, ListFilter, MAX_PAGE_SIZE, QuoteQueue, QuoteStore};
@@ -19,10 +20,11 @@ pub async fn handle<S: QuoteStore, Q: QuoteQueue>(
         .list(call.owner, &filter)
         .await
         .map_err(ApiError::store)?;
+    let now = Utc::now();
     Ok(json(
         StatusCode::OK,
         &QuotePage {
-            quotes: page.quotes.iter().map(QuoteView::from).collect(),
+            quotes: page.quotes.iter().map(|q| QuoteView::at(q, now)).collect(),
             next_cursor: page.next.map(|c| c.encode()),
         },
     ))

@@ -169,8 +169,8 @@ impl EmbeddedModel {
         &self.version
     }
 
-    /// The engine's `(prediction, confidence)` for these features.
-    pub fn predict(&self, features: &Features) -> (f32, f32) {
+    /// What the engine answers for these features.
+    pub fn predict(&self, features: &Features) -> ModelOutput {
         postprocess(self.margins(&features.map(|v| v as f32)))
     }
 
@@ -227,13 +227,30 @@ fn read_metadata(metadata_json: &[u8]) -> Result<Metadata, ModelError> {
     Ok(metadata)
 }
 
+/// One quote's outputs, in f32 as the engine answers them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelOutput {
+    /// The median premium, the engine's `prediction`.
+    pub premium: f32,
+    pub confidence: f32,
+    /// The 10th and 90th percentile premiums: `low <= premium <= high`.
+    pub low: f32,
+    pub high: f32,
+}
+
 /// `model_core.postprocess`, step by step in f32.
-fn postprocess(mut q: [f32; OUTPUTS]) -> (f32, f32) {
+fn postprocess(mut q: [f32; OUTPUTS]) -> ModelOutput {
     // Only the order of -0.0 and +0.0 can differ from np.sort, and it changes no result.
     q.sort_by(f32::total_cmp);
     let [q10, q50, q90] = q;
     let ratio = (q90 - q10) / np_maximum(q50, 1.0);
-    (np_maximum(q50, 0.0), 1.0 / (1.0 + ratio))
+    let [low, premium, high] = q.map(|v| np_maximum(v, 0.0));
+    ModelOutput {
+        premium,
+        confidence: 1.0 / (1.0 + ratio),
+        low,
+        high,
+    }
 }
 
 /// `np.maximum(a, b)` for a non-NaN `b`: NaN propagates and `max(-0.0, 0.0)` is `0.0`.
@@ -260,11 +277,13 @@ impl Predictor for EmbeddedModel {
         let predictions = quotes
             .iter()
             .map(|(quote_id, features)| {
-                let (premium, confidence) = EmbeddedModel::predict(self, features);
+                let output = EmbeddedModel::predict(self, features);
                 Prediction {
                     quote_id: *quote_id,
-                    premium: premium.into(),
-                    confidence: confidence.into(),
+                    premium: output.premium.into(),
+                    premium_low: output.low.into(),
+                    premium_high: output.high.into(),
+                    confidence: output.confidence.into(),
                     model_version: Arc::clone(self.model_version()),
                 }
             })
@@ -385,21 +404,46 @@ mod tests {
         );
     }
 
+    fn bits(output: ModelOutput) -> [u32; 4] {
+        [output.premium, output.confidence, output.low, output.high].map(f32::to_bits)
+    }
+
     #[test]
     fn postprocess_sorts_clips_and_derives_confidence_in_f32() {
-        assert_eq!(postprocess([30.0, 10.0, 20.0]), (20.0, 0.5));
-        // A negative median answers +0.0 and divides by 1.
-        let (prediction, confidence) = postprocess([-1.0, 3.0, -0.5]);
         assert_eq!(
-            (prediction.to_bits(), confidence),
-            (0.0f32.to_bits(), 1.0 / 5.0f32)
+            postprocess([30.0, 10.0, 20.0]),
+            ModelOutput {
+                premium: 20.0,
+                confidence: 0.5,
+                low: 10.0,
+                high: 30.0
+            }
         );
-        let (prediction, _) = postprocess([-0.0, -1.0, 3.0]);
-        assert_eq!(prediction.to_bits(), 0.0f32.to_bits());
+        // A negative median answers +0.0 and divides by 1; a negative end of the range is
+        // +0.0 too, so the range still holds the median.
+        assert_eq!(
+            bits(postprocess([-1.0, 3.0, -0.5])),
+            bits(ModelOutput {
+                premium: 0.0,
+                confidence: 1.0 / 5.0,
+                low: 0.0,
+                high: 3.0
+            })
+        );
+        let output = postprocess([-0.0, -1.0, 3.0]);
+        assert_eq!(
+            bits(output)[..3],
+            [0.0f32.to_bits(), (1.0f32 / 5.0).to_bits(), 0]
+        );
         let ratio = (1003.5f32 - 700.25) / 851.125;
         assert_eq!(
             postprocess([1003.5, 851.125, 700.25]),
-            (851.125, 1.0 / (1.0 + ratio))
+            ModelOutput {
+                premium: 851.125,
+                confidence: 1.0 / (1.0 + ratio),
+                low: 700.25,
+                high: 1003.5
+            }
         );
     }
 

@@ -1,5 +1,7 @@
 //! The statements behind [`QuoteStore`]: every batch is one statement.
 
+use std::time::Duration;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -10,7 +12,7 @@ use quote_domain::ports::{
     StoreError,
 };
 use quote_domain::pricing::Outcome;
-use quote_domain::quote::{Pricing, Quote, QuoteInput, QuoteStatus};
+use quote_domain::quote::{PriceRange, Pricing, Quote, QuoteInput, QuoteStatus};
 
 use super::{PgError, PgStore};
 
@@ -22,8 +24,9 @@ pub const POSTGRES_PENDING: &str = "postgres.pending";
 pub const POSTGRES_RECORD: &str = "postgres.record";
 
 const COLUMNS: &str = "id, user_id, coverage_type, coverage_level, estimated_amount, user_age, \
-     annual_revenue, num_employees, founded_at, status, created_at, premium, confidence, \
-     model_version, scored_at, failure_reason, enqueue_attempts";
+     annual_revenue, num_employees, founded_at, status, created_at, premium, premium_low, \
+     premium_high, confidence, model_version, scored_at, valid_until, failure_reason, \
+     enqueue_attempts";
 
 fn parse_text<T: std::str::FromStr<Err = String>>(row: &PgRow, column: &str) -> sqlx::Result<T> {
     let text: &str = row.try_get(column)?;
@@ -50,9 +53,12 @@ pub(crate) fn quote_from_row(row: &PgRow) -> sqlx::Result<Quote> {
         pricing: pricing_from_columns(PricingColumns {
             status: parse_text(row, "status")?,
             premium: row.try_get("premium")?,
+            premium_low: row.try_get("premium_low")?,
+            premium_high: row.try_get("premium_high")?,
             confidence: row.try_get("confidence")?,
             model_version: row.try_get("model_version")?,
             scored_at: row.try_get("scored_at")?,
+            valid_until: row.try_get("valid_until")?,
             failure_reason: row.try_get("failure_reason")?,
         })
         .map_err(|problem| sqlx::Error::ColumnDecode {
@@ -68,58 +74,81 @@ pub(crate) fn quote_from_row(row: &PgRow) -> sqlx::Result<Quote> {
 struct PricingColumns {
     status: QuoteStatus,
     premium: Option<f64>,
+    premium_low: Option<f64>,
+    premium_high: Option<f64>,
     confidence: Option<f64>,
     model_version: Option<String>,
     scored_at: Option<DateTime<Utc>>,
+    valid_until: Option<DateTime<Utc>>,
     failure_reason: Option<String>,
 }
 
-/// The [`Pricing`] a row's columns describe: a scored row has its four pricing columns and
-/// no reason, a failed row its reason and no pricing, a pending row neither. The table's
-/// CHECK constraints keep rows so, but a row is outside input: one that contradicts its
-/// status is an error naming the columns, not a quote made up from part of it.
+/// The [`Pricing`] a row's columns describe: a scored row has its four pricing columns (and,
+/// unless an older deploy scored it, its range and validity) and no reason, a failed row its
+/// reason and no pricing, a pending row neither. The table's CHECK constraints keep rows so,
+/// but a row is outside input: one that contradicts its status is an error naming the
+/// columns, not a quote made up from part of it.
 fn pricing_from_columns(columns: PricingColumns) -> Result<Pricing, String> {
     match columns {
         PricingColumns {
             status: QuoteStatus::PendingMl,
             premium: None,
+            premium_low: None,
+            premium_high: None,
             confidence: None,
             model_version: None,
             scored_at: None,
+            valid_until: None,
             failure_reason: None,
         } => Ok(Pricing::Pending),
         PricingColumns {
             status: QuoteStatus::Scored,
             premium: Some(premium),
+            premium_low,
+            premium_high,
             confidence: Some(confidence),
             model_version: Some(model_version),
             scored_at: Some(scored_at),
+            valid_until,
             failure_reason: None,
-        } => Ok(Pricing::Scored {
+        } if premium_low.is_some() == premium_high.is_some() => Ok(Pricing::Scored {
             premium,
+            range: premium_low
+                .zip(premium_high)
+                .map(|(low, high)| PriceRange { low, high }),
             confidence,
             model_version,
             scored_at,
+            valid_until,
         }),
         PricingColumns {
             status: QuoteStatus::Failed,
             premium: None,
+            premium_low: None,
+            premium_high: None,
             confidence: None,
             model_version: None,
             scored_at: None,
+            valid_until: None,
             failure_reason: Some(reason),
         } => Ok(Pricing::Failed { reason }),
         contradiction => {
             let expected = match contradiction.status {
                 QuoteStatus::PendingMl => "no pricing column set",
-                QuoteStatus::Scored => "only premium, confidence, model_version and scored_at set",
+                QuoteStatus::Scored => {
+                    "premium, confidence, model_version and scored_at set, both or neither of \
+                     premium_low and premium_high, and no failure_reason"
+                }
                 QuoteStatus::Failed => "only failure_reason set",
             };
             let set: Vec<&str> = [
                 ("premium", contradiction.premium.is_some()),
+                ("premium_low", contradiction.premium_low.is_some()),
+                ("premium_high", contradiction.premium_high.is_some()),
                 ("confidence", contradiction.confidence.is_some()),
                 ("model_version", contradiction.model_version.is_some()),
                 ("scored_at", contradiction.scored_at.is_some()),
+                ("valid_until", contradiction.valid_until.is_some()),
                 ("failure_reason", contradiction.failure_reason.is_some()),
             ]
             .into_iter()
@@ -319,13 +348,18 @@ impl PgStore {
             .collect::<sqlx::Result<Vec<_>>>()?)
     }
 
-    async fn pg_record(&self, outcomes: &[Outcome]) -> Result<Recorded, PgError> {
+    async fn pg_record(
+        &self,
+        outcomes: &[Outcome],
+        validity: Duration,
+    ) -> Result<Recorded, PgError> {
         if outcomes.is_empty() {
             return Ok(Recorded::default());
         }
         let n = outcomes.len();
         let (mut ids, mut statuses) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut premiums, mut confidences) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut lows, mut highs) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut versions, mut reasons) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for outcome in outcomes {
             match outcome {
@@ -333,6 +367,8 @@ impl PgStore {
                     ids.push(p.quote_id);
                     statuses.push(QuoteStatus::Scored.as_str());
                     premiums.push(Some(p.premium));
+                    lows.push(Some(p.premium_low));
+                    highs.push(Some(p.premium_high));
                     confidences.push(Some(p.confidence));
                     versions.push(Some(&*p.model_version));
                     reasons.push(None);
@@ -341,6 +377,8 @@ impl PgStore {
                     ids.push(*id);
                     statuses.push(QuoteStatus::Failed.as_str());
                     premiums.push(None);
+                    lows.push(None);
+                    highs.push(None);
                     confidences.push(None);
                     versions.push(None);
                     reasons.push(Some(reason.as_str()));
@@ -351,12 +389,16 @@ impl PgStore {
         let (scored, failed): (i64, i64) = sqlx::query_as(
             "WITH outcome AS ( \
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::float8[], \
-                     $5::text[], $6::text[]) \
-                     AS o(id, status, premium, confidence, model_version, failure_reason) \
+                     $5::float8[], $6::float8[], $7::text[], $8::text[]) \
+                     AS o(id, status, premium, premium_low, premium_high, confidence, \
+                         model_version, failure_reason) \
              ), updated AS ( \
                  UPDATE quotes q SET status = o.status, premium = o.premium, \
+                     premium_low = o.premium_low, premium_high = o.premium_high, \
                      confidence = o.confidence, model_version = o.model_version, \
                      scored_at = CASE WHEN o.status = 'scored' THEN now() END, \
+                     valid_until = CASE WHEN o.status = 'scored' \
+                         THEN now() + make_interval(secs => $9) END, \
                      failure_reason = o.failure_reason \
                  FROM outcome o WHERE q.id = o.id AND q.status = 'pending_ml' \
                  RETURNING q.status \
@@ -368,9 +410,12 @@ impl PgStore {
         .bind(ids)
         .bind(statuses)
         .bind(premiums)
+        .bind(lows)
+        .bind(highs)
         .bind(confidences)
         .bind(versions)
         .bind(reasons)
+        .bind(validity.as_secs_f64())
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -407,8 +452,12 @@ impl QuoteStore for PgStore {
     }
 
     #[tracing::instrument(name = POSTGRES_RECORD, skip_all, fields(outcomes = outcomes.len()), err(level = "warn"))]
-    async fn record(&self, outcomes: &[Outcome]) -> Result<Recorded, StoreError> {
-        Ok(self.pg_record(outcomes).await?)
+    async fn record(
+        &self,
+        outcomes: &[Outcome],
+        validity: Duration,
+    ) -> Result<Recorded, StoreError> {
+        Ok(self.pg_record(outcomes, validity).await?)
     }
 }
 
@@ -420,9 +469,12 @@ mod tests {
         PricingColumns {
             status: QuoteStatus::Scored,
             premium: Some(1234.5),
+            premium_low: Some(1000.25),
+            premium_high: Some(1500.0),
             confidence: Some(0.75),
             model_version: Some("xgb-0123456789ab".into()),
-            scored_at: Some(DateTime::from_timestamp(1_780_000_000, 0).unwrap()),
+            scored_at: Some(scored_at()),
+            valid_until: Some(scored_at() + chrono::Duration::days(30)),
             failure_reason: None,
         }
     }
@@ -431,11 +483,18 @@ mod tests {
         PricingColumns {
             status: QuoteStatus::PendingMl,
             premium: None,
+            premium_low: None,
+            premium_high: None,
             confidence: None,
             model_version: None,
             scored_at: None,
+            valid_until: None,
             failure_reason: None,
         }
+    }
+
+    fn scored_at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_780_000_000, 0).unwrap()
     }
 
     #[test]
@@ -445,9 +504,32 @@ mod tests {
             pricing_from_columns(scored()),
             Ok(Pricing::Scored {
                 premium: 1234.5,
+                range: Some(PriceRange {
+                    low: 1000.25,
+                    high: 1500.0
+                }),
                 confidence: 0.75,
                 model_version: "xgb-0123456789ab".into(),
-                scored_at: DateTime::from_timestamp(1_780_000_000, 0).unwrap(),
+                scored_at: scored_at(),
+                valid_until: Some(scored_at() + chrono::Duration::days(30)),
+            })
+        );
+        // Scored by a deploy that kept no range and no validity.
+        let legacy = PricingColumns {
+            premium_low: None,
+            premium_high: None,
+            valid_until: None,
+            ..scored()
+        };
+        assert_eq!(
+            pricing_from_columns(legacy),
+            Ok(Pricing::Scored {
+                premium: 1234.5,
+                range: None,
+                confidence: 0.75,
+                model_version: "xgb-0123456789ab".into(),
+                scored_at: scored_at(),
+                valid_until: None,
             })
         );
         let failed = PricingColumns {
@@ -471,17 +553,30 @@ mod tests {
                     premium: None,
                     ..scored()
                 },
-                "a `scored` quote must have only premium, confidence, model_version and \
-                 scored_at set, but has confidence, model_version, scored_at",
+                "a `scored` quote must have premium, confidence, model_version and scored_at \
+                 set, both or neither of premium_low and premium_high, and no failure_reason, \
+                 but has premium_low, premium_high, confidence, model_version, scored_at, \
+                 valid_until",
             ),
             (
                 PricingColumns {
                     failure_reason: Some("refused".into()),
                     ..scored()
                 },
-                "a `scored` quote must have only premium, confidence, model_version and \
-                 scored_at set, but has premium, confidence, model_version, scored_at, \
-                 failure_reason",
+                "a `scored` quote must have premium, confidence, model_version and scored_at \
+                 set, both or neither of premium_low and premium_high, and no failure_reason, \
+                 but has premium, premium_low, premium_high, confidence, model_version, \
+                 scored_at, valid_until, failure_reason",
+            ),
+            (
+                PricingColumns {
+                    premium_high: None,
+                    ..scored()
+                },
+                "a `scored` quote must have premium, confidence, model_version and scored_at \
+                 set, both or neither of premium_low and premium_high, and no failure_reason, \
+                 but has premium, premium_low, confidence, model_version, scored_at, \
+                 valid_until",
             ),
             (
                 PricingColumns {
@@ -496,7 +591,7 @@ mod tests {
                     ..scored()
                 },
                 "a `pending_ml` quote must have no pricing column set, but has premium, \
-                 confidence, model_version, scored_at",
+                 premium_low, premium_high, confidence, model_version, scored_at, valid_until",
             ),
         ];
         for (columns, message) in cases {
