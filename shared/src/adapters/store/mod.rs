@@ -6,8 +6,8 @@
 //!
 //! In three parts: this module connects (the pool, the rules of a transaction pooler, RDS
 //! Proxy's IAM tokens) and tells retryable failures from others, and a failed write from one
-//! whose `COMMIT` went unanswered; `quotes` holds the statements
-//! behind [`QuoteStore`]; `sweep` those behind [`ReconcileStore`].
+//! whose `COMMIT` went unanswered; `quotes` holds the statements behind [`QuoteStore`];
+//! `sweep` those behind [`ReconcileStore`].
 
 mod quotes;
 mod sweep;
