@@ -144,6 +144,12 @@ async fn a_write_to_a_stalled_database_answers_503_before_the_invocations_deadli
     let short = batch(3, None).with_lambda_context(lambda_context(budget::ENQUEUE));
     let response = handle(&app, short).await;
     assert_eq!(response.status(), 503);
-    assert!(started.elapsed() < Duration::from_millis(100));
-    assert!(saved_ids(&env).await.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered at once"
+    );
+    assert!(
+        saved_ids(&env).await.is_empty(),
+        "a healthy database, yet nothing written"
+    );
 }
