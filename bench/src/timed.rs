@@ -37,9 +37,10 @@ impl<S: QuoteStore> QuoteStore for Timed<S> {
         &self,
         quotes: &[Quote],
         idempotency: Option<&IdempotencyRecord>,
+        deadline: Instant,
     ) -> Result<Inserted, StoreError> {
         let started = Instant::now();
-        let result = self.inner.insert(quotes, idempotency).await;
+        let result = self.inner.insert(quotes, idempotency, deadline).await;
         self.clock.add(started.elapsed());
         result
     }

@@ -4,7 +4,7 @@
 //! only as a source.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -23,6 +23,10 @@ pub enum StoreError {
     /// The store could not be reached, or did not answer in time: worth retrying later.
     #[error("the database is unavailable: {0}")]
     Unavailable(#[source] BoxError),
+    /// A write's `COMMIT` was sent and its answer never came (the connection broke, or the
+    /// write's time ran out waiting): the write may or may not have been saved.
+    #[error("the database did not confirm the commit; the write may have been saved: {0}")]
+    OutcomeUnknown(#[source] BoxError),
     #[error("database error: {0}")]
     Other(#[source] BoxError),
 }
@@ -76,11 +80,14 @@ pub struct Page {
 pub trait QuoteStore: Send + Sync {
     /// Writes a batch of new quotes in one statement; all or nothing. With an idempotency
     /// record, the key is claimed in the same transaction, and a key already claimed writes
-    /// nothing and answers what its first request was answered.
+    /// nothing and answers what its first request was answered. Done by `deadline`: a write
+    /// that is not is abandoned, [`StoreError::Unavailable`] if its `COMMIT` was not yet sent,
+    /// [`StoreError::OutcomeUnknown`] if it was.
     fn insert(
         &self,
         quotes: &[Quote],
         idempotency: Option<&IdempotencyRecord>,
+        deadline: Instant,
     ) -> impl Future<Output = Result<Inserted, StoreError>> + Send;
     /// One quote, if it exists and belongs to `owner`.
     fn get(

@@ -2,9 +2,12 @@
 //! what it measures for the function's metrics. What the SQL does with a key (races, expiry)
 //! is tested against Postgres in `functions/generate/tests/api.rs`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use quote_pipeline::create::{Answer, CreateError, Created, Creation, Idempotency, create};
+use quote_pipeline::budget;
+use quote_pipeline::create::{
+    Answer, CreateError, Created, Creation, Deadline, Idempotency, create,
+};
 use quote_pipeline::generator::{GenerateParams, generate};
 use quote_pipeline::ports::{
     IdempotencyRecord, Inserted, ListFilter, Page, QueueError, QuoteQueue, QuoteStore, Recorded,
@@ -17,6 +20,25 @@ use uuid::Uuid;
 
 fn inputs(n: u32) -> Vec<QuoteInput> {
     generate(&GenerateParams::new(n))
+}
+
+/// A create with the whole of `generate`'s timeout ahead of it.
+fn deadline() -> Deadline {
+    Deadline {
+        at: Instant::now() + budget::GENERATE_TIMEOUT,
+        budget: budget::CREATE,
+    }
+}
+
+/// `owner`'s create of `n` quotes, with the whole of `generate`'s time ahead.
+async fn create_n(
+    store: &impl QuoteStore,
+    queue: &impl QuoteQueue,
+    owner: &str,
+    n: u32,
+    key: Option<Idempotency>,
+) -> Creation {
+    create(store, queue, owner, inputs(n), key, answer, deadline()).await
 }
 
 fn key(name: &str, request: u8) -> Option<Idempotency> {
@@ -60,6 +82,7 @@ impl QuoteStore for DownStore {
         &self,
         _: &[Quote],
         _: Option<&IdempotencyRecord>,
+        _: Instant,
     ) -> Result<Inserted, StoreError> {
         Err(unavailable())
     }
@@ -80,7 +103,7 @@ impl QuoteStore for DownStore {
 #[tokio::test]
 async fn new_quotes_are_saved_pending_and_queued_once() {
     let (store, queue) = (MemoryStore::default(), MemoryQueue::new(2));
-    let Creation { outcome, report } = create(&store, &queue, "ann", inputs(5), None, answer).await;
+    let Creation { outcome, report } = create_n(&store, &queue, "ann", 5, None).await;
     let Ok(Created::New { ids, answer: given }) = outcome else {
         panic!("not new: {outcome:?}");
     };
@@ -103,11 +126,11 @@ async fn new_quotes_are_saved_pending_and_queued_once() {
 #[tokio::test]
 async fn a_repeat_with_the_same_key_replays_the_first_answer_and_writes_nothing() {
     let (store, queue) = (MemoryStore::default(), MemoryQueue::new(100));
-    let first = create(&store, &queue, "ann", inputs(3), key("k", 1), answer).await;
+    let first = create_n(&store, &queue, "ann", 3, key("k", 1)).await;
     let Ok(Created::New { ids, answer: given }) = first.outcome else {
         panic!("not new: {:?}", first.outcome);
     };
-    let again = create(&store, &queue, "ann", inputs(3), key("k", 1), answer).await;
+    let again = create_n(&store, &queue, "ann", 3, key("k", 1)).await;
     assert_eq!(again.outcome.unwrap(), Created::Replayed(given));
     assert_eq!(store.quotes().len(), 3);
     assert_eq!(queue.queued_ids(), ids, "the repeat queues nothing");
@@ -120,11 +143,11 @@ async fn a_repeat_with_the_same_key_replays_the_first_answer_and_writes_nothing(
 #[tokio::test]
 async fn a_key_reused_with_another_request_writes_nothing() {
     let (store, queue) = (MemoryStore::default(), MemoryQueue::new(100));
-    create(&store, &queue, "ann", inputs(2), key("k", 1), answer)
+    create_n(&store, &queue, "ann", 2, key("k", 1))
         .await
         .outcome
         .unwrap();
-    let other = create(&store, &queue, "ann", inputs(4), key("k", 2), answer).await;
+    let other = create_n(&store, &queue, "ann", 4, key("k", 2)).await;
     assert!(
         matches!(other.outcome, Err(CreateError::KeyReused)),
         "{:?}",
@@ -132,7 +155,7 @@ async fn a_key_reused_with_another_request_writes_nothing() {
     );
     assert_eq!(store.quotes().len(), 2);
     assert_eq!(queue.queued_ids().len(), 2);
-    let someone_else = create(&store, &queue, "bo", inputs(4), key("k", 2), answer).await;
+    let someone_else = create_n(&store, &queue, "bo", 4, key("k", 2)).await;
     assert!(
         matches!(someone_else.outcome, Ok(Created::New { .. })),
         "keys are per owner"
@@ -142,8 +165,7 @@ async fn a_key_reused_with_another_request_writes_nothing() {
 #[tokio::test]
 async fn queue_down_after_the_write_names_the_saved_quotes_left_pending() {
     let store = MemoryStore::default();
-    let Creation { outcome, report } =
-        create(&store, &DownQueue, "ann", inputs(3), None, answer).await;
+    let Creation { outcome, report } = create_n(&store, &DownQueue, "ann", 3, None).await;
     let Err(CreateError::NotQueued { ids, .. }) = outcome else {
         panic!("not saved-but-not-queued: {outcome:?}");
     };
@@ -162,8 +184,7 @@ async fn queue_down_after_the_write_names_the_saved_quotes_left_pending() {
 #[tokio::test]
 async fn database_down_writes_and_queues_nothing() {
     let queue = MemoryQueue::new(100);
-    let Creation { outcome, report } =
-        create(&DownStore, &queue, "ann", inputs(3), key("k", 1), answer).await;
+    let Creation { outcome, report } = create_n(&DownStore, &queue, "ann", 3, key("k", 1)).await;
     assert!(
         matches!(outcome, Err(CreateError::Store(StoreError::Unavailable(_)))),
         "{outcome:?}"
@@ -173,4 +194,77 @@ async fn database_down_writes_and_queues_nothing() {
         (report.created, report.queue_time, report.enqueued),
         (None, None, None)
     );
+}
+
+/// The store's port with the deadline each write was given recorded.
+#[derive(Default)]
+struct RecordingStore {
+    inner: MemoryStore,
+    deadlines: std::sync::Mutex<Vec<Instant>>,
+}
+
+impl QuoteStore for RecordingStore {
+    async fn insert(
+        &self,
+        quotes: &[Quote],
+        idempotency: Option<&IdempotencyRecord>,
+        deadline: Instant,
+    ) -> Result<Inserted, StoreError> {
+        self.deadlines.lock().unwrap().push(deadline);
+        self.inner.insert(quotes, idempotency, deadline).await
+    }
+    async fn get(&self, owner: &str, id: Uuid) -> Result<Option<Quote>, StoreError> {
+        self.inner.get(owner, id).await
+    }
+    async fn list(&self, owner: &str, filter: &ListFilter) -> Result<Page, StoreError> {
+        self.inner.list(owner, filter).await
+    }
+    async fn pending(&self, ids: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
+        self.inner.pending(ids).await
+    }
+    async fn record(&self, outcomes: &[Outcome]) -> Result<Recorded, StoreError> {
+        self.inner.record(outcomes).await
+    }
+}
+
+#[tokio::test]
+async fn the_write_must_end_early_enough_to_leave_the_enqueue_and_the_answer_their_time() {
+    let (store, queue) = (RecordingStore::default(), MemoryQueue::new(100));
+    for left in [budget::GENERATE_TIMEOUT, Duration::from_secs(6)] {
+        let at = Instant::now() + left;
+        let started = Instant::now();
+        let time = Deadline {
+            at,
+            budget: budget::CREATE,
+        };
+        let created = create(&store, &queue, "ann", inputs(2), None, answer, time).await;
+        assert!(
+            matches!(created.outcome, Ok(Created::New { .. })),
+            "{left:?}"
+        );
+        let given = *store.deadlines.lock().unwrap().last().unwrap();
+        assert!(given + budget::ENQUEUE + budget::ANSWER <= at, "{left:?}");
+        assert!(given <= started + budget::CREATE.write + Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn a_write_with_too_little_time_left_is_not_started_and_answers_unavailable() {
+    let (store, queue) = (RecordingStore::default(), MemoryQueue::new(100));
+    let time = Deadline {
+        at: Instant::now() + budget::ENQUEUE + budget::ANSWER + Duration::from_millis(100),
+        budget: budget::CREATE,
+    };
+    let Creation { outcome, report } =
+        create(&store, &queue, "ann", inputs(3), key("k", 1), answer, time).await;
+    assert!(
+        matches!(outcome, Err(CreateError::Store(StoreError::Unavailable(_)))),
+        "{outcome:?}"
+    );
+    assert!(
+        store.deadlines.lock().unwrap().is_empty(),
+        "the store is not called"
+    );
+    assert!(store.inner.quotes().is_empty() && queue.queued_ids().is_empty());
+    assert_eq!(report.created, None);
 }

@@ -21,6 +21,11 @@ fn quotes(n: u32) -> Vec<Quote> {
         .collect()
 }
 
+/// A write's deadline well past anything these tests wait for.
+fn later() -> Instant {
+    Instant::now() + Duration::from_secs(10)
+}
+
 fn pooler_options(env: &TestEnv) -> PgConnectOptions {
     env.database.url.parse().expect("a valid pooler URL")
 }
@@ -29,7 +34,7 @@ fn pooler_options(env: &TestEnv) -> PgConnectOptions {
 async fn the_stores_connections_pass_a_pooler_as_strict_as_rds_proxy() {
     let env = TestEnv::new().await;
     env.store
-        .insert(&quotes(3), None)
+        .insert(&quotes(3), None, later())
         .await
         .expect("an insert through the pooler");
     let mut conn = for_pooler(pooler_options(&env))
@@ -83,7 +88,7 @@ async fn the_application_role_has_a_statement_timeout_without_sending_one() {
         .await
         .unwrap();
     let started = Instant::now();
-    let stuck = env.store.insert(&quotes(1), None).await;
+    let stuck = env.store.insert(&quotes(1), None, later()).await;
     assert!(
         matches!(stuck, Err(StoreError::Unavailable(_))),
         "{stuck:?}"
@@ -133,7 +138,7 @@ async fn the_store_leaves_no_session_state_on_shared_server_connections() {
     let rounds = stores.iter().flat_map(|store| {
         (0..20).map(move |round| async move {
             let batch = quotes(5);
-            store.insert(&batch, None).await?;
+            store.insert(&batch, None, later()).await?;
             store.get("ann", batch[0].id).await?;
             store.pending(&[batch[0].id, batch[1].id]).await?;
             let filter = ListFilter {

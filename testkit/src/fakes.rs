@@ -69,6 +69,8 @@ impl QuoteStore for MemoryStore {
         &self,
         quotes: &[Quote],
         idempotency: Option<&IdempotencyRecord>,
+        // Written at once: a deadline cannot pass.
+        _deadline: std::time::Instant,
     ) -> Result<Inserted, StoreError> {
         let mut state = self.lock();
         let now = Utc::now();
@@ -393,7 +395,7 @@ mod tests {
             .into_iter()
             .map(|input| Quote::new_pending("owner", input, Utc::now()))
             .collect();
-        block_on(store.insert(&quotes, None)).unwrap();
+        block_on(store.insert(&quotes, None, std::time::Instant::now())).unwrap();
         quotes.iter().map(|q| q.id).collect()
     }
 

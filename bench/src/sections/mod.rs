@@ -242,7 +242,9 @@ pub(crate) async fn insert_pending(
     while left > 0 {
         let count = left.min(1000);
         let quotes = new_quotes(count, owner);
-        store.insert(&quotes, None).await?;
+        store
+            .insert(&quotes, None, Instant::now() + Duration::from_secs(30))
+            .await?;
         ids.extend(quotes.iter().map(|q| q.id));
         left -= count;
     }

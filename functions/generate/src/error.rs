@@ -39,6 +39,8 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     /// The database is unreachable; nothing was written.
     DatabaseUnavailable,
+    /// The database did not confirm the write: it may or may not have been saved.
+    WriteOutcomeUnknown,
     /// The quotes were saved but not queued.
     QueueUnavailable,
     /// Anything else.
@@ -60,9 +62,9 @@ impl ErrorCode {
             ErrorCode::ValidationFailed
             | ErrorCode::InvalidCsv
             | ErrorCode::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::DatabaseUnavailable | ErrorCode::QueueUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ErrorCode::DatabaseUnavailable
+            | ErrorCode::WriteOutcomeUnknown
+            | ErrorCode::QueueUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -165,6 +167,17 @@ impl ApiError {
                 error.headers.push((header::RETRY_AFTER, "5".into()));
                 error
             }
+            StoreError::OutcomeUnknown(_) => {
+                tracing::error!(error = %e, "write outcome unknown");
+                let mut error = Self::new(
+                    ErrorCode::WriteOutcomeUnknown,
+                    "the database did not confirm the write: the quotes may or may not have \
+                     been saved. Resending with the same Idempotency-Key is safe (it answers \
+                     the first outcome); without a key, check GET /quotes before resending",
+                );
+                error.headers.push((header::RETRY_AFTER, "5".into()));
+                error
+            }
             StoreError::Other(_) => {
                 tracing::error!(error = %e, "database error");
                 Self::new(ErrorCode::Internal, "internal error")
@@ -211,6 +224,7 @@ mod tests {
                 422,
             ),
             (ErrorCode::DatabaseUnavailable, "database_unavailable", 503),
+            (ErrorCode::WriteOutcomeUnknown, "write_outcome_unknown", 503),
             (ErrorCode::QueueUnavailable, "queue_unavailable", 503),
             (ErrorCode::Internal, "internal", 500),
         ];

@@ -18,9 +18,10 @@ pub mod routes;
 pub mod views;
 pub mod write;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lambda_http::{Body, Request, RequestExt, Response};
+use quote_pipeline::budget;
 use quote_pipeline::metrics::{self, Metrics};
 use quote_pipeline::ports::{QuoteQueue, QuoteStore};
 
@@ -89,11 +90,17 @@ async fn dispatch<S: QuoteStore, Q: QuoteQueue>(
             "the request carries no user identity",
         )
     })?;
+    // Lambda's deadline; a request handed over without one (a test's) gets the timeout.
+    let deadline = request.lambda_context_ref().map_or_else(
+        || Instant::now() + budget::GENERATE_TIMEOUT,
+        |context| budget::invocation_deadline(context.deadline),
+    );
     let call = Call {
         owner: &owner,
         idempotency_key: request::idempotency_key(request)?,
         request,
         metrics,
+        deadline,
     };
     match route {
         Route::CreateQuote => routes::create_quote::handle(app, call).await,

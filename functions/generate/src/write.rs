@@ -2,7 +2,8 @@
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
-use quote_pipeline::create::{self, Answer, CreateError, Created, Creation, Idempotency};
+use quote_pipeline::budget;
+use quote_pipeline::create::{self, Answer, CreateError, Created, Creation, Deadline, Idempotency};
 use quote_pipeline::metrics::{Count, Time};
 use quote_pipeline::ports::{QuoteQueue, QuoteStore};
 use quote_pipeline::quote::QuoteInput;
@@ -16,7 +17,8 @@ use crate::views::{Accepted, json_text};
 
 /// Creates the quotes through the pipeline's create step and maps its outcome: 202 with the
 /// new ids; a replay's kept answer, marked `Idempotent-Replayed`; a 422 for a reused key; a
-/// 503 for the database, or a 503 naming the saved ids when they could not be queued.
+/// 503 for the database (nothing written, or the write's outcome unknown), or a 503 naming
+/// the saved ids when they could not be queued.
 pub async fn create_quotes<S: QuoteStore, Q: QuoteQueue>(
     app: &App<S, Q>,
     call: Call<'_>,
@@ -34,6 +36,10 @@ pub async fn create_quotes<S: QuoteStore, Q: QuoteQueue>(
         inputs,
         idempotency,
         accepted,
+        Deadline {
+            at: call.deadline,
+            budget: budget::CREATE,
+        },
     )
     .await;
     let metrics = call.metrics;

@@ -1,7 +1,7 @@
 //! Reconcile against the real local Postgres and SQS emulator.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lambda_runtime::LambdaEvent;
 use quote_pipeline::queue::SqsQueue;
@@ -38,7 +38,10 @@ async fn stranded(env: &TestEnv, n: u32) -> Vec<Uuid> {
         .into_iter()
         .map(|input| Quote::new_pending("stranded-owner", input, now))
         .collect();
-    env.store.insert(&quotes, None).await.unwrap();
+    env.store
+        .insert(&quotes, None, Instant::now() + Duration::from_secs(10))
+        .await
+        .unwrap();
     quotes.iter().map(|q| q.id).collect()
 }
 

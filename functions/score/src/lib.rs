@@ -5,7 +5,7 @@
 //! batch response naming exactly the messages that did not finish, so only they come back.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
@@ -47,7 +47,11 @@ pub async fn process<S: QuoteStore, P: Predictor>(
         .property("requestId", event.context.request_id.as_str())
         .cold_start(cold_start);
     metrics.count(Count::BatchSize, event.payload.records.len() as u64);
-    let deadline = deadline_of(&event.context);
+    // The predictor stops early enough to leave the final write its worst case.
+    let deadline = budget::score_predictor_deadline(
+        budget::invocation_deadline(event.context.deadline),
+        Instant::now(),
+    );
     tracing::debug!(
         budget_ms = deadline
             .saturating_duration_since(Instant::now())
@@ -135,54 +139,4 @@ pub async fn process<S: QuoteStore, P: Predictor>(
         })
         .collect();
     (response, metrics)
-}
-
-/// When the predictor must be done: the invocation's deadline less the time for the write.
-fn deadline_of(context: &lambda_runtime::Context) -> Instant {
-    // Lambda sends the deadline as epoch milliseconds; `cargo lambda watch` sends the function's
-    // timeout itself, a value no epoch deadline can be (before 2001).
-    const EPOCH_2001_MS: u64 = 978_307_200_000;
-    let remaining = if context.deadline < EPOCH_2001_MS {
-        Duration::from_millis(context.deadline)
-    } else {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
-        Duration::from_millis(context.deadline.saturating_sub(now_ms))
-    };
-    Instant::now() + remaining.saturating_sub(budget::SCORE_WRITE_RESERVE)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn context(deadline: u64) -> lambda_runtime::Context {
-        let mut context = lambda_runtime::Context::default();
-        context.deadline = deadline;
-        context
-    }
-
-    #[test]
-    fn the_deadline_keeps_time_back_for_the_write() {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        let budget =
-            deadline_of(&context(now_ms + 10_000)).saturating_duration_since(Instant::now());
-        assert!(
-            budget > Duration::from_millis(8000) && budget <= Duration::from_millis(8500),
-            "{budget:?}"
-        );
-        let past = deadline_of(&context(now_ms - 1000)).saturating_duration_since(Instant::now());
-        assert_eq!(past, Duration::ZERO);
-    }
-
-    #[test]
-    fn a_cargo_lambda_timeout_is_read_as_a_duration() {
-        let budget = deadline_of(&context(600_000)).saturating_duration_since(Instant::now());
-        assert!(budget > Duration::from_secs(590), "{budget:?}");
-    }
 }

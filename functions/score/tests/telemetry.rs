@@ -4,7 +4,7 @@
 //! address as subsegments of the function's segment.
 
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quote_pipeline::quote::Quote;
 use quote_pipeline::store::QuoteStore;
@@ -24,7 +24,10 @@ async fn log_lines_are_json_with_the_request_id_metrics_are_emf_and_spans_reach_
         .into_iter()
         .map(|input| Quote::new_pending("telemetry", input, chrono::Utc::now()))
         .collect();
-    env.store.insert(&quotes, None).await.unwrap();
+    env.store
+        .insert(&quotes, None, Instant::now() + Duration::from_secs(10))
+        .await
+        .unwrap();
     let queue = env.queue(10);
     quote_pipeline::queue::QuoteQueue::enqueue(
         &queue,

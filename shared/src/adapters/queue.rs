@@ -31,10 +31,10 @@ pub struct QueueConfig {
     pub ids_per_message: usize,
 }
 
-/// The most one enqueue may take, retries included: with the pool's wait and a statement it
-/// stays inside `generate`'s timeout, so a slow queue is a 503 naming the saved ids; it also
-/// bounds how long reconcile holds its row locks.
-pub const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(6);
+/// The most one enqueue may take, retries included (`budget::ENQUEUE`): `generate`'s write
+/// ends early enough to leave it whole, so a slow queue is a 503 naming the saved ids; it
+/// also bounds how long reconcile holds its row locks.
+pub const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The span around a send, by name: X-Ray draws it as a call to SQS.
 pub const SQS_ENQUEUE: &str = "sqs.enqueue";

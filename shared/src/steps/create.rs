@@ -7,6 +7,11 @@
 //! answers the first request's answer and writes nothing; the key with another request writes
 //! nothing either.
 //!
+//! The time before the invocation's deadline is shared out by a [`Budget`]: the write must end
+//! early enough to leave the enqueue its whole bound and the answer its margin, and a write
+//! with too little time left is not started (a 503, nothing written) rather than cut off by
+//! Lambda.
+//!
 //! Written against the ports, so it runs on Postgres and SQS or on the in-memory fakes.
 
 use std::time::{Duration, Instant};
@@ -36,6 +41,39 @@ pub struct Idempotency {
     pub ttl: Duration,
 }
 
+/// How a create shares out the time before its invocation's deadline (the function's own is
+/// `budget::CREATE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// The most the write may take: the pool's wait, the proxy's borrow, its statements and
+    /// `COMMIT`.
+    pub write: Duration,
+    /// The enqueue's own bound (the queue adapter's), left free after the write.
+    pub enqueue: Duration,
+    /// Left free after the enqueue, to answer.
+    pub answer: Duration,
+    /// The least time worth starting the write with; with less, it is not started.
+    pub least_write: Duration,
+}
+
+impl Budget {
+    /// When the write must be done, started at `now` in an invocation ending at `deadline`:
+    /// its own bound or the time left less what the later steps need, whichever comes first;
+    /// `None` if that leaves less than [`Budget::least_write`].
+    pub fn write_deadline(&self, deadline: Instant, now: Instant) -> Option<Instant> {
+        let latest = deadline.checked_sub(self.enqueue + self.answer)?;
+        let until = latest.min(now + self.write);
+        (until.saturating_duration_since(now) >= self.least_write).then_some(until)
+    }
+}
+
+/// The invocation's deadline and how to share out the time before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub at: Instant,
+    pub budget: Budget,
+}
+
 /// What a create achieved.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
@@ -51,7 +89,8 @@ pub enum CreateError {
     /// The key was used before with a different request; nothing was written.
     #[error("the idempotency key was used with a different request")]
     KeyReused,
-    /// Nothing was written.
+    /// Nothing was written, or with [`StoreError::OutcomeUnknown`], the write may have been
+    /// saved (its quotes are then not queued; reconcile queues them).
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The quotes were saved as `pending_ml` but not queued; reconcile queues them later, so
@@ -86,7 +125,9 @@ pub struct Creation {
 
 /// Creates `owner`'s quotes from `inputs`: writes them, then queues them. `answer` makes the
 /// answer for the new ids; it is kept with the key (when there is one) before anything is
-/// queued, so a repeat gets exactly what the first request got.
+/// queued, so a repeat gets exactly what the first request got. The write ends by the time
+/// `deadline`'s budget gives it, which leaves the enqueue its own bound and the answer its
+/// margin.
 pub async fn create<S: QuoteStore, Q: QuoteQueue>(
     store: &S,
     queue: &Q,
@@ -94,6 +135,7 @@ pub async fn create<S: QuoteStore, Q: QuoteQueue>(
     inputs: Vec<QuoteInput>,
     idempotency: Option<Idempotency>,
     answer: impl FnOnce(&[Uuid]) -> Answer,
+    deadline: Deadline,
 ) -> Creation {
     let now = Utc::now();
     let quotes: Vec<Quote> = inputs
@@ -112,7 +154,12 @@ pub async fn create<S: QuoteStore, Q: QuoteQueue>(
     });
     let mut report = Report::default();
     let started = Instant::now();
-    let inserted = store.insert(&quotes, record.as_ref()).await;
+    let inserted = match deadline.budget.write_deadline(deadline.at, started) {
+        Some(until) => store.insert(&quotes, record.as_ref(), until).await,
+        None => Err(StoreError::Unavailable(
+            "too little time left in the invocation to write".into(),
+        )),
+    };
     report.database_time = started.elapsed();
     let outcome = match inserted {
         Err(e) => Err(CreateError::Store(e)),

@@ -8,6 +8,8 @@ pub mod get_quote;
 pub mod import_csv;
 pub mod list_quotes;
 
+use std::time::Instant;
+
 use lambda_http::Request;
 use lambda_http::http::{Method, header};
 use quote_pipeline::metrics::Metrics;
@@ -15,12 +17,13 @@ use quote_pipeline::metrics::Metrics;
 use crate::error::{ApiError, ErrorCode};
 
 /// One identified call to a route: who makes it, its idempotency key if it has one, the
-/// request, and the invocation's metrics.
+/// request, the invocation's metrics and its deadline.
 pub struct Call<'r> {
     pub owner: &'r str,
     pub idempotency_key: Option<String>,
     pub request: &'r Request,
     pub metrics: &'r mut Metrics,
+    pub deadline: Instant,
 }
 
 /// A route the API serves.

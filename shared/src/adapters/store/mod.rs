@@ -5,8 +5,9 @@
 //! message delivered twice changes nothing the second time.
 //!
 //! In three parts: this module connects (the pool, the rules of a transaction pooler, RDS
-//! Proxy's IAM tokens) and tells retryable failures from others; `quotes` holds the statements
-//! behind [`QuoteStore`]; `sweep` those behind [`ReconcileStore`].
+//! Proxy's IAM tokens) and tells retryable failures from others, and a failed write from one
+//! whose `COMMIT` went unanswered; `quotes` holds the statements behind [`QuoteStore`];
+//! `sweep` those behind [`ReconcileStore`].
 
 mod quotes;
 mod sweep;
@@ -47,6 +48,11 @@ enum PgError {
     Sql(sqlx::Error),
     /// No IAM token could be signed (credentials or signing failed): a passing fault.
     Token(String),
+    /// The work's deadline came before its `COMMIT` was sent: nothing was written.
+    Deadline,
+    /// The `COMMIT` was sent and no answer came back (the connection broke, or the deadline
+    /// came first): the transaction may have committed.
+    CommitUnknown(String),
 }
 
 impl From<sqlx::Error> for PgError {
@@ -55,10 +61,36 @@ impl From<sqlx::Error> for PgError {
     }
 }
 
+/// SQLSTATE classes of errors that pass, explained where they are told apart below.
+const PASSING_CLASSES: [&str; 5] = ["08", "28", "40", "53", "57"];
+
+/// An error of a `COMMIT` already sent: an error answer to it means Postgres rolled the
+/// transaction back, so nothing was written; anything else (the connection lost or broken,
+/// no answer in time, a connection failure or shutdown reported while committing) leaves the
+/// outcome unknown.
+fn commit_error(e: sqlx::Error) -> PgError {
+    match &e {
+        sqlx::Error::Database(db)
+            if !db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57")) =>
+        {
+            PgError::Sql(e)
+        }
+        _ => PgError::CommitUnknown(e.to_string()),
+    }
+}
+
 impl From<PgError> for StoreError {
     fn from(e: PgError) -> Self {
         let e = match e {
             PgError::Token(reason) => return StoreError::Unavailable(reason.into()),
+            PgError::Deadline => {
+                return StoreError::Unavailable(
+                    "the database did not finish before the write's deadline".into(),
+                );
+            }
+            PgError::CommitUnknown(reason) => return StoreError::OutcomeUnknown(reason.into()),
             PgError::Sql(e) => e,
         };
         match e {
@@ -68,11 +100,9 @@ impl From<PgError> for StoreError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.into()),
             sqlx::Error::Database(ref db)
-                if db.code().is_some_and(|c| {
-                    ["08", "28", "40", "53", "57"]
-                        .iter()
-                        .any(|class| c.starts_with(class))
-                }) =>
+                if db
+                    .code()
+                    .is_some_and(|c| PASSING_CLASSES.iter().any(|class| c.starts_with(class))) =>
             {
                 // Connection exceptions (08), a rejected or expired IAM token (28), deadlocks and
                 // serialization failures (40), too many connections (53) and operator
@@ -227,7 +257,7 @@ impl PgStore {
         let pool = self.ready().await.map_err(|e| {
             sqlx::migrate::MigrateError::Execute(match e {
                 PgError::Sql(e) => e,
-                PgError::Token(reason) => sqlx::Error::Configuration(reason.into()),
+                other => sqlx::Error::Configuration(StoreError::from(other).to_string().into()),
             })
         })?;
         migrations().run(pool).await

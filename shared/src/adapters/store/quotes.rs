@@ -1,10 +1,13 @@
-//! The statements behind [`QuoteStore`]: every batch is one statement.
+//! The statements behind [`QuoteStore`]: every batch is one statement, and a write is bounded
+//! by its deadline.
+
+use std::time::Instant;
 
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use quote_domain::ports::{
@@ -14,7 +17,7 @@ use quote_domain::ports::{
 use quote_domain::pricing::Outcome;
 use quote_domain::quote::{PriceRange, Pricing, Quote, QuoteInput, QuoteStatus};
 
-use super::{PgError, PgStore};
+use super::{PgError, PgStore, commit_error};
 
 /// The spans around the statements, by name: X-Ray draws each as a call to PostgreSQL.
 pub const POSTGRES_INSERT: &str = "postgres.insert";
@@ -210,35 +213,29 @@ async fn insert_quotes<'e>(
     Ok(())
 }
 
-/// The statements behind [`QuoteStore`], failing with [`PgError`]; the port's impl below
-/// classifies it.
-impl PgStore {
-    async fn pg_insert(
-        &self,
-        quotes: &[Quote],
-        idempotency: Option<&IdempotencyRecord>,
-    ) -> Result<Inserted, PgError> {
-        let mut tx = self.begin().await?;
-        let Some(record) = idempotency else {
-            insert_quotes(&mut *tx, quotes).await?;
-            tx.commit().await?;
-            return Ok(Inserted::New);
-        };
-        sqlx::query(
-            "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND expires_at < now()",
-        )
-        .persistent(false)
-        .bind(&record.owner)
-        .bind(&record.key)
-        .execute(&mut *tx)
-        .await?;
-        // A concurrent request with the same key waits here for the first one to commit,
-        // then finds its row.
+/// The quotes, and with a record the key claimed, in one transaction on `conn`: at most two
+/// statements between `BEGIN` and `COMMIT` (claim the key, then insert the quotes or read the
+/// key's kept answer). `committing` is set once the `COMMIT` is about to be sent: from then
+/// on, a failure leaves the outcome unknown.
+async fn write_quotes(
+    conn: &mut PgConnection,
+    quotes: &[Quote],
+    idempotency: Option<&IdempotencyRecord>,
+    committing: &mut bool,
+) -> Result<Inserted, PgError> {
+    let mut tx = conn.begin().await?;
+    if let Some(record) = idempotency {
+        // Claims the key, or takes over an expired claim, in one statement. A concurrent
+        // request with the same key waits here for the first one to commit, then finds its
+        // live row and claims nothing.
         let claimed = sqlx::query(
             "INSERT INTO idempotency_keys \
                  (user_id, key, request_hash, status_code, response_body, expires_at) \
              VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) \
-             ON CONFLICT (user_id, key) DO NOTHING",
+             ON CONFLICT (user_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, \
+                 status_code = EXCLUDED.status_code, response_body = EXCLUDED.response_body, \
+                 created_at = now(), expires_at = EXCLUDED.expires_at \
+             WHERE idempotency_keys.expires_at < now()",
         )
         .persistent(false)
         .bind(&record.owner)
@@ -270,9 +267,43 @@ impl PgStore {
                 Inserted::KeyReused
             });
         }
-        insert_quotes(&mut *tx, quotes).await?;
-        tx.commit().await?;
-        Ok(Inserted::New)
+    }
+    insert_quotes(&mut *tx, quotes).await?;
+    *committing = true;
+    tx.commit().await.map_err(commit_error)?;
+    Ok(Inserted::New)
+}
+
+/// The statements behind [`QuoteStore`], failing with [`PgError`]; the port's impl below
+/// classifies it.
+impl PgStore {
+    /// The write, bounded by `deadline`: cut short, its connection is closed rather than
+    /// reused mid-conversation, and the error says whether its `COMMIT` had been sent.
+    async fn pg_insert(
+        &self,
+        quotes: &[Quote],
+        idempotency: Option<&IdempotencyRecord>,
+        deadline: Instant,
+    ) -> Result<Inserted, PgError> {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let pool = self.ready().await?;
+        let mut conn = tokio::time::timeout_at(deadline, pool.acquire())
+            .await
+            .map_err(|_| PgError::Deadline)??;
+        let mut committing = false;
+        let written = tokio::time::timeout_at(
+            deadline,
+            write_quotes(&mut conn, quotes, idempotency, &mut committing),
+        )
+        .await;
+        written.unwrap_or_else(|_| {
+            drop(conn.detach());
+            Err(if committing {
+                PgError::CommitUnknown("no answer to COMMIT before the write's deadline".into())
+            } else {
+                PgError::Deadline
+            })
+        })
     }
 
     async fn pg_get(&self, owner: &str, id: Uuid) -> Result<Option<Quote>, PgError> {
@@ -432,8 +463,9 @@ impl QuoteStore for PgStore {
         &self,
         quotes: &[Quote],
         idempotency: Option<&IdempotencyRecord>,
+        deadline: Instant,
     ) -> Result<Inserted, StoreError> {
-        Ok(self.pg_insert(quotes, idempotency).await?)
+        Ok(self.pg_insert(quotes, idempotency, deadline).await?)
     }
 
     #[tracing::instrument(name = POSTGRES_GET, skip_all, err(level = "warn"))]
