@@ -222,8 +222,12 @@ impl QuoteStore for RecordingStore {
     async fn pending(&self, ids: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
         self.inner.pending(ids).await
     }
-    async fn record(&self, outcomes: &[Outcome]) -> Result<Recorded, StoreError> {
-        self.inner.record(outcomes).await
+    async fn record(
+        &self,
+        outcomes: &[Outcome],
+        validity: std::time::Duration,
+    ) -> Result<Recorded, StoreError> {
+        self.inner.record(outcomes, validity).await
     }
 }
 
