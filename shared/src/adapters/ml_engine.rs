@@ -96,10 +96,14 @@ impl CallError {
         match self {
             // Credentials that could not be had now may be had on the next try.
             CallError::Request(_) | CallError::ReadAnswer(_) | CallError::Signing(_) => false,
+            // 401 and 403: an IAM function URL refusing the signature (credentials, clock or
+            // policy), an outage to fix, not the quotes' fault.
             CallError::Status { status, .. } => {
                 status.is_client_error()
                     && *status != StatusCode::REQUEST_TIMEOUT
                     && *status != StatusCode::TOO_MANY_REQUESTS
+                    && *status != StatusCode::UNAUTHORIZED
+                    && *status != StatusCode::FORBIDDEN
             }
             CallError::NotPredictions(_)
             | CallError::RejectionNamingNoQuote { .. }
@@ -382,7 +386,7 @@ mod tests {
 
     #[test]
     fn answers_a_retry_would_change_are_told_from_those_it_would_not() {
-        for passing in [500, 502, 503, 504, 408, 429] {
+        for passing in [500, 502, 503, 504, 408, 429, 401, 403] {
             assert!(!status(passing).is_permanent(), "{passing}");
         }
         for permanent in [400, 404, 413, 415] {
