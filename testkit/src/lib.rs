@@ -10,6 +10,7 @@
 //! - [`events`]: SQS, API Gateway and invocation-context events, as Lambda builds them.
 //! - [`fakes`]: in-memory stand-ins for the ports, for tests that need no real service.
 //! - [`fault_proxy`]: faults injected in front of the real ML engine.
+//! - [`iam_url`]: an `AWS_IAM` function URL in front of the real ML engine, checking signatures.
 //! - [`runtime_api`]: the Lambda Runtime API, for running a real function binary.
 //! - [`xray_daemon`]: the X-Ray daemon, to read back the traces sent to it.
 
@@ -19,6 +20,7 @@ pub mod events;
 pub mod fakes;
 pub mod fault_proxy;
 mod http1;
+pub mod iam_url;
 pub mod runtime_api;
 pub mod xray_daemon;
 
@@ -29,5 +31,6 @@ pub use env::{
 pub use events::{http_event, lambda_context, sqs_event};
 pub use fakes::{MemoryQueue, MemoryStore};
 pub use fault_proxy::{Fault, FaultProxy};
+pub use iam_url::IamFunctionUrl;
 pub use runtime_api::{RuntimeAnswer, RuntimeApi, UNSAMPLED_TRACE};
 pub use xray_daemon::DaemonStandIn;
