@@ -21,3 +21,19 @@ build-ScoreFunction:
 	cp target/lambda/score/bootstrap "$(ARTIFACTS_DIR)/"
 	mkdir -p "$(ARTIFACTS_DIR)/ml-engine/model"
 	cp ml-engine/model/model.bin ml-engine/model/metadata.json "$(ARTIFACTS_DIR)/ml-engine/model/"
+
+## `sam build`'s recipe for the ML engine's function (BuildMethod: makefile): the engine's
+## run-time packages as manylinux wheels for Lambda's python3.12 and architecture (whatever this
+## machine's Python), without bytecode (this machine's would not be 3.12's), then the app and
+## the model. LAMBDA_ARCH=x86_64 for Architecture=x86_64. Prints the unzipped size, whose
+## limit on Lambda is 262,144,000 bytes.
+build-MlEngineFunction:
+	bash -c 'source scripts/lib.sh && ensure_venv && ensure_model'
+	"$(CURDIR)/.venv/bin/pip" install --quiet --disable-pip-version-check --no-compile \
+		--target "$(ARTIFACTS_DIR)" --implementation cp --python-version 3.12 --only-binary=:all: \
+		$(if $(filter x86_64,$(LAMBDA_ARCH)),--platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64,--platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64) \
+		-r ml-engine/requirements-lambda.txt
+	cp ml-engine/app.py ml-engine/model_core.py ml-engine/lambda_handler.py "$(ARTIFACTS_DIR)/"
+	mkdir -p "$(ARTIFACTS_DIR)/model"
+	cp ml-engine/model/model.json ml-engine/model/metadata.json "$(ARTIFACTS_DIR)/model/"
+	@du -sb --apparent-size "$(ARTIFACTS_DIR)" | awk '{printf "ML engine package: %d bytes unzipped\n", $$1}'

@@ -4,8 +4,9 @@ cfn-lint and `sam validate --lint` check that the template is valid CloudFormati
 tests check that it still says what the pipeline relies on: every crate is deployed, the SQS
 settings that keep a quote from being lost or stuck, reconcile's age beyond the queue's
 redelivery, the authorizer on every route, CORS only for the origins given, the alarms an
-operator needs (each explained, here and in the README), generate's reserved concurrency, and
-no local-development switch.
+operator needs (each explained, here and in the README), generate's reserved concurrency, the
+ML engine deployed behind an IAM function URL only score may call, and no local-development
+switch.
 
 Run with `scripts/checks`, or `.venv/bin/python -m pytest tests/test_template.py`.
 """
@@ -61,6 +62,9 @@ def resources_of(kind: str) -> dict[str, dict]:
 
 
 FUNCTIONS = resources_of("AWS::Serverless::Function")
+# The ML engine (ml-engine/, Python) is the one function that is not a crate of functions/.
+ENGINE = "MlEngineFunction"
+RUST_FUNCTIONS = {name: f for name, f in FUNCTIONS.items() if name != ENGINE}
 
 
 def prop(function: dict, key: str):
@@ -194,15 +198,15 @@ def sqs_triggers() -> list[tuple[str, dict, str]]:
 def test_every_crate_is_a_function_and_every_function_a_crate():
     crates = crate_binaries()
     assert crates, "no crate under functions/"
-    binaries = {built_binary(name, f) for name, f in FUNCTIONS.items()}
+    binaries = {built_binary(name, f) for name, f in RUST_FUNCTIONS.items()}
     assert binaries == set(crates.values()), (
         f"crates under functions/ build {sorted(crates.values())}, "
         f"template.yaml deploys {sorted(map(str, binaries))}"
     )
-    assert len(binaries) == len(FUNCTIONS), "two functions build the same binary"
+    assert len(binaries) == len(RUST_FUNCTIONS), "two functions build the same binary"
 
 
-@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+@pytest.mark.parametrize("name", sorted(RUST_FUNCTIONS))
 def test_function_is_a_cargo_lambda_build_on_al2023(name):
     function = FUNCTIONS[name]
     assert prop(function, "Runtime") == "provided.al2023"
@@ -220,7 +224,7 @@ def test_function_is_a_cargo_lambda_build_on_al2023(name):
     assert isinstance(function["Properties"].get("Timeout"), int)
 
 
-@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+@pytest.mark.parametrize("name", sorted(RUST_FUNCTIONS))
 def test_function_has_its_own_role_and_is_in_the_vpc(name):
     function = FUNCTIONS[name]
     assert "Role" not in function["Properties"], "each function gets its own SAM-made role"
@@ -229,7 +233,7 @@ def test_function_has_its_own_role_and_is_in_the_vpc(name):
     assert vpc and vpc.get("SubnetIds") and vpc.get("SecurityGroupIds")
 
 
-@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+@pytest.mark.parametrize("name", sorted(RUST_FUNCTIONS))
 def test_function_connects_to_postgres_with_iam_tokens_and_no_password(name):
     variables = env(FUNCTIONS[name])
     missing = COMMON_ENV - variables.keys()
@@ -390,10 +394,13 @@ def test_cors_is_configured_only_for_the_origins_given():
 
 def test_nothing_reaches_a_function_around_the_authorizer():
     for kind in ("AWS::Lambda::Url", "AWS::ApiGatewayV2::Route", "AWS::ApiGatewayV2::Api",
-                 "AWS::Serverless::Api", "AWS::ApiGateway::RestApi"):
+                 "AWS::Serverless::Api", "AWS::ApiGateway::RestApi", "AWS::Lambda::Permission"):
         assert not resources_of(kind), f"template.yaml has a {kind}"
-    for name, function in FUNCTIONS.items():
+    # One function URL, the ML engine's, which answers only requests signed by an IAM
+    # principal allowed to call it (see test_only_score_may_call_the_engines_function_url).
+    for name, function in RUST_FUNCTIONS.items():
         assert "FunctionUrlConfig" not in function["Properties"], f"{name} has a function URL"
+    assert FUNCTIONS[ENGINE]["Properties"]["FunctionUrlConfig"] == {"AuthType": "AWS_IAM"}
     assert "FunctionUrlConfig" not in GLOBALS
 
 
@@ -643,7 +650,7 @@ def test_the_schema_is_applied_after_the_proxy_can_reach_the_database():
 
 def test_no_function_or_trigger_runs_before_its_schema_is_applied():
     (schema,) = schema_resources()
-    users = [n for n in FUNCTIONS if n != migrate_function_name()]
+    users = [n for n in RUST_FUNCTIONS if n != migrate_function_name()]
     users += list(resources_of("AWS::Lambda::EventSourceMapping"))
     for name in users:
         depends = RESOURCES[name].get("DependsOn", [])
@@ -666,7 +673,7 @@ def test_the_migrate_function_connects_as_the_owner_and_has_time_for_a_migration
     assert prop(function, "Timeout") >= 120
 
 
-@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+@pytest.mark.parametrize("name", sorted(RUST_FUNCTIONS))
 def test_no_application_function_uses_the_master_user(name):
     if name == migrate_function_name():
         return
@@ -693,7 +700,7 @@ def test_the_proxy_logs_in_as_the_application_role_with_iam_and_as_the_owner_wit
         for s in statements
         if s["Action"] == "rds-db:connect"
     }
-    app_users = {env(f)["DB_USER"] for n, f in FUNCTIONS.items() if n != migrate_function_name()}
+    app_users = {env(f)["DB_USER"] for n, f in RUST_FUNCTIONS.items() if n != migrate_function_name()}
     assert users == app_users, f"the proxy may log in as {users}, the functions use {app_users}"
     # An existing instance's resource id is required to name it.
     assert "ExistingDbResourceId" in PARAMETERS
@@ -703,7 +710,7 @@ def test_the_proxy_logs_in_as_the_application_role_with_iam_and_as_the_owner_wit
 
 def test_the_application_role_joins_rds_iam_in_a_migration():
     text = "\n".join(p.read_text() for p in sorted(MIGRATIONS.glob("*.sql")))
-    for user in {env(f)["DB_USER"] for n, f in FUNCTIONS.items() if n != migrate_function_name()}:
+    for user in {env(f)["DB_USER"] for n, f in RUST_FUNCTIONS.items() if n != migrate_function_name()}:
         assert re.search(rf"GRANT rds_iam TO {user}\b", text), f"no migration grants rds_iam to {user}"
 
 
@@ -712,6 +719,156 @@ def test_the_proxys_borrow_timeout_is_set_and_under_every_function_timeout():
     pool = target_group["Properties"].get("ConnectionPoolConfigurationInfo", {})
     borrow = pool.get("ConnectionBorrowTimeout")
     assert borrow is not None, "set ConnectionBorrowTimeout explicitly (the default is 120 s)"
-    for name, function in FUNCTIONS.items():
+    for name, function in RUST_FUNCTIONS.items():
         timeout = prop(function, "Timeout")
         assert highest(borrow) < timeout, f"borrow timeout {borrow} s >= {name} timeout {timeout} s"
+
+
+# ------------------------------------------------------------------------------ the ML engine
+
+ENGINE_MODES = [
+    # (ScoringMode, MlEngineUrl, MlEnginePort): whether the stack deploys the engine, and
+    # whether the parameters are accepted.
+    ("embedded", "", 443, False, True),
+    ("embedded", "https://engine.internal", 443, False, True),
+    ("engine", "", 443, True, True),
+    ("engine", "", 8443, True, False),
+    ("engine", "https://engine.internal", 443, False, True),
+    ("engine", "http://engine.internal:8001", 8001, False, True),
+]
+
+
+def engine_parameters(mode, url, port) -> dict:
+    return {"ScoringMode": mode, "MlEngineUrl": url, "MlEnginePort": port}
+
+
+def rules_hold(parameters: dict) -> bool:
+    """Whether every rule of the template accepts these parameter values (the others at their
+    defaults); Rules compare parameter values as strings."""
+    values = {name: parameter_default(name) for name, p in PARAMETERS.items() if "Default" in p}
+    values.update(parameters)
+    values = {k: v if isinstance(v, list) else str(v) for k, v in values.items()}
+    for rule in TEMPLATE.get("Rules", {}).values():
+        if "RuleCondition" in rule and not evaluate(rule["RuleCondition"], values):
+            continue
+        if not all(evaluate(a["Assert"], values) for a in rule["Assertions"]):
+            return False
+    return True
+
+
+def deploy_condition() -> str:
+    return FUNCTIONS[ENGINE]["Condition"]
+
+
+@pytest.mark.parametrize("mode,url,port,deployed,accepted", ENGINE_MODES)
+def test_the_engine_is_deployed_in_engine_mode_without_a_url(mode, url, port, deployed, accepted):
+    parameters = engine_parameters(mode, url, port)
+    condition = TEMPLATE["Conditions"][deploy_condition()]
+    assert evaluate(condition, parameters) is deployed
+    assert rules_hold(parameters) is accepted
+    # An engine hosted elsewhere gets its port opened; the deployed one is on 443.
+    other_port = evaluate(TEMPLATE["Conditions"]["MlEngineOnOtherPort"], parameters)
+    assert other_port is (mode == "engine" and port != 443)
+
+
+def test_everything_of_the_engine_exists_only_when_it_is_deployed():
+    """Its URL, log group and alarms have its condition; anything else names it only inside an
+    !If on that condition."""
+    condition = deploy_condition()
+    of_engine = {ENGINE, "MlEngineLogs"} | {
+        name for name, alarm in ALARMS.items()
+        if any(ref_name(v) == ENGINE for _, _, dims in alarm_metrics(alarm) for v in dims.values())
+    }
+    assert len(of_engine) == 5, of_engine
+    for name in of_engine:
+        assert RESOURCES[name].get("Condition") == condition, name
+    engine_refs = re.compile(rf"'(?:Ref|Fn::GetAtt)': \[?'({ENGINE}(?:Url)?)[.']")
+    for name, resource in RESOURCES.items():
+        if name not in of_engine:
+            without = str(unguarded_leaves(resource, condition))
+            assert not engine_refs.search(without), f"{name} names the engine outside an !If on {condition}"
+    outputs = {n: o for n, o in TEMPLATE["Outputs"].items() if engine_refs.search(str(o))}
+    assert outputs and all(o.get("Condition") == condition for o in outputs.values())
+
+
+def unguarded_leaves(value, condition):
+    """`value` with every !If on `condition` replaced by its false branch: what the template
+    says when the engine is not deployed."""
+    if isinstance(value, dict):
+        if list(value) == ["Fn::If"] and value["Fn::If"][0] == condition:
+            return unguarded_leaves(value["Fn::If"][2], condition)
+        return {k: unguarded_leaves(v, condition) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unguarded_leaves(v, condition) for v in value]
+    return value
+
+
+def test_the_engine_is_a_python_lambda_built_by_the_makefile_without_downloads_at_run_time():
+    function = FUNCTIONS[ENGINE]
+    props = function["Properties"]
+    assert props["Runtime"] == "python3.12"
+    assert props["Handler"] == "lambda_handler.handler"
+    assert (ROOT / "ml-engine" / "lambda_handler.py").exists()
+    assert function["Metadata"]["BuildMethod"] == "makefile"
+    recipe = makefile_recipe(f"build-{ENGINE}")
+    # Wheels for Lambda's Python and architecture, whatever the building machine runs.
+    assert "-r ml-engine/requirements-lambda.txt" in recipe
+    assert "--python-version 3.12" in recipe and "--only-binary=:all:" in recipe
+    assert "aarch64" in recipe and "x86_64" in recipe
+    assert "lambda_handler.py" in recipe and "model.json" in recipe
+    assert prop(function, "Architectures") == [{"Ref": "Architecture"}]
+    assert prop(function, "Tracing") == "Active"
+    assert prop(function, "LoggingConfig")["LogFormat"] == "JSON"
+    # Mangum is what lambda_handler imports; its version is pinned with the others.
+    pins = (ROOT / "ml-engine" / "requirements.txt").read_text()
+    assert re.search(r"^mangum==", pins, re.M)
+    assert "-c requirements.txt" in (ROOT / "ml-engine" / "requirements-lambda.txt").read_text()
+    # It calls nothing: SAM's own managed policies only.
+    assert props.get("Policies") == []
+
+
+def score_name() -> str:
+    return next(n for n, f in FUNCTIONS.items() if f is function_by_binary("score"))
+
+
+def statements(function: dict) -> list:
+    return [s for p in function["Properties"].get("Policies", []) if isinstance(p, dict)
+            for s in p.get("Statement", [])]
+
+
+def test_only_score_may_call_the_engines_function_url():
+    condition = deploy_condition()
+    invoking = []
+    for name, function in FUNCTIONS.items():
+        for statement in statements(function):
+            if "lambda:" in str(statement):
+                invoking.append((name, statement))
+    assert [name for name, _ in invoking] == [score_name()], invoking
+    ((_, statement),) = invoking
+    # Only when the engine is deployed, and on exactly that function.
+    assert list(statement) == ["Fn::If"] and statement["Fn::If"][0] == condition
+    assert statement["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    granted = statement["Fn::If"][1]
+    assert granted["Effect"] == "Allow"
+    # A function URL created since October 2025 needs both actions of its caller.
+    assert set(granted["Action"]) == {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"}
+    assert granted["Resource"] == {"Fn::GetAtt": [ENGINE, "Arn"]}
+
+
+def test_score_calls_the_deployed_engine_at_its_url_and_signs_for_it():
+    condition = deploy_condition()
+    variables = env(function_by_binary("score"))
+    assert variables["ML_ENGINE_URL"] == {
+        "Fn::If": [condition, {"Fn::GetAtt": [f"{ENGINE}Url", "FunctionUrl"]}, {"Ref": "MlEngineUrl"}]
+    }
+    assert variables["ML_ENGINE_AUTH"] == {"Fn::If": [condition, "iam", "none"]}
+
+
+def test_the_engines_alarms_cover_errors_throttles_and_calls_near_its_timeout():
+    for metric in ("Errors", "Throttles"):
+        assert alarms_on("AWS/Lambda", metric, FunctionName={"Ref": ENGINE}), metric
+    (duration,) = alarms_on("AWS/Lambda", "Duration", FunctionName={"Ref": ENGINE})
+    props = ALARMS[duration]["Properties"]
+    timeout_ms = 1000 * prop(FUNCTIONS[ENGINE], "Timeout")
+    assert props["Statistic"] == "Maximum"
+    assert 0.5 * timeout_ms <= int(props["Threshold"]) < timeout_ms

@@ -7,8 +7,9 @@
 //!   premiums, through a predictor) and [`reconcile`] (re-enqueueing or failing quotes left
 //!   pending).
 //! - [`adapters`], the ports made real: [`store`] (Postgres, with [`iam_auth`]'s tokens for
-//!   RDS Proxy), [`queue`] (SQS), [`ml_engine`] (the engine over HTTP) and [`model`] (the
-//!   engine's XGBoost model in process, bit-identical to it).
+//!   RDS Proxy), [`queue`] (SQS), [`ml_engine`] (the engine over HTTP, its requests signed by
+//!   [`request_signing`] for an IAM function URL) and [`model`] (the engine's XGBoost model in
+//!   process, bit-identical to it).
 //! - [`platform`], what runs a function: [`config`] (the environment, read into each
 //!   function's settings), [`aws`] (the AWS SDK), [`budget`] (every time budget),
 //!   [`ca_bundle`] (root certificates), [`telemetry`] and [`xray`] (logs and traces),
@@ -29,6 +30,7 @@ pub mod adapters {
     pub mod ml_engine;
     pub mod model;
     pub mod queue;
+    pub mod request_signing;
     pub mod store;
 }
 
@@ -43,7 +45,7 @@ pub mod platform {
     pub mod xray;
 }
 
-pub use adapters::{iam_auth, ml_engine, model, queue, store};
+pub use adapters::{iam_auth, ml_engine, model, queue, request_signing, store};
 pub use platform::{aws, budget, ca_bundle, config, metrics, telemetry, warm_up, xray};
 pub use quote_domain::{
     features, generator, import, message, money, ports, pricing, quote, training,

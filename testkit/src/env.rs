@@ -17,9 +17,11 @@ use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use quote_pipeline::config::{DatabaseConfig, QueueConfig};
+use quote_pipeline::generator::{GenerateParams, generate};
 use quote_pipeline::model::EmbeddedModel;
-use quote_pipeline::queue::{QuoteMessage, SqsQueue};
-use quote_pipeline::store::PgStore;
+use quote_pipeline::queue::{QuoteMessage, QuoteQueue, SqsQueue};
+use quote_pipeline::quote::Quote;
+use quote_pipeline::store::{PgStore, QuoteStore};
 
 use crate::events::sqs_event;
 
@@ -188,6 +190,37 @@ impl TestEnv {
                     .quote_ids
             })
             .collect()
+    }
+
+    /// `count` generated quotes (from `seed`) of `owner`, stored pending and queued 10 to a
+    /// message, and those messages received (hidden for 30 s): a `score` invocation's batch.
+    pub async fn queued_pending(
+        &self,
+        owner: &str,
+        count: u32,
+        seed: u64,
+    ) -> (Vec<Uuid>, Vec<Message>) {
+        let params = GenerateParams {
+            seed: Some(seed),
+            ..GenerateParams::new(count)
+        };
+        let quotes: Vec<Quote> = generate(&params)
+            .into_iter()
+            .map(|input| Quote::new_pending(owner, input, chrono::Utc::now()))
+            .collect();
+        self.store
+            .insert(
+                &quotes,
+                None,
+                std::time::Instant::now() + std::time::Duration::from_secs(10),
+            )
+            .await
+            .expect("insert");
+        let ids: Vec<Uuid> = quotes.iter().map(|q| q.id).collect();
+        QuoteQueue::enqueue(&self.queue(10), &ids)
+            .await
+            .expect("enqueue");
+        (ids, self.receive(count as usize, 30).await)
     }
 
     pub async fn count_quotes(&self) -> i64 {

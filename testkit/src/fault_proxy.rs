@@ -1,6 +1,6 @@
 //! Faults in front of the real ML engine, for the fault matrix and the scoring tests.
 
-use crate::http1::read_request;
+use crate::http1::{listen_before, read_request};
 
 /// How the [`FaultProxy`] treats the next requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,14 +44,7 @@ impl Drop for FaultProxy {
 impl FaultProxy {
     /// Listens on a free loopback port and forwards to `upstream`, an `http://host:port` URL.
     pub async fn start(upstream: &str) -> Self {
-        let upstream = upstream
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let url = format!("http://{}", listener.local_addr().expect("an address"));
+        let (listener, url, upstream) = listen_before(upstream).await;
         let fault = std::sync::Arc::new(std::sync::Mutex::new(Fault::None));
         let shared = fault.clone();
         let task = tokio::spawn(async move {
@@ -76,7 +69,7 @@ impl FaultProxy {
 }
 
 async fn proxy_one(mut client: tokio::net::TcpStream, upstream: String, fault: Fault) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let Some((head, mut body)) = read_request(&mut client).await else {
         return;
     };
@@ -126,7 +119,19 @@ async fn proxy_one(mut client: tokio::net::TcpStream, upstream: String, fault: F
         Fault::Delay(ms) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
         Fault::None | Fault::Flaky => {}
     }
-    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+    forward(client, &upstream, &head, body).await;
+}
+
+/// Sends the request (`head` and `body`) to `upstream` on a connection of its own, and its
+/// answer back to `client`.
+pub(crate) async fn forward(
+    mut client: tokio::net::TcpStream,
+    upstream: &str,
+    head: &str,
+    body: Vec<u8>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
         return;
     };
     let head: String = head

@@ -1,5 +1,19 @@
 //! Just enough HTTP/1.1 for the stand-ins: one request read off a TCP stream.
 
+/// A listener on a free loopback port, its `http://` URL, and `upstream` (an `http://host:port`
+/// URL) as the `host:port` to connect to: what a stand-in in front of the ML engine starts with.
+pub(crate) async fn listen_before(upstream: &str) -> (tokio::net::TcpListener, String, String) {
+    let upstream = upstream
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let url = format!("http://{}", listener.local_addr().expect("an address"));
+    (listener, url, upstream)
+}
+
 /// Reads one HTTP/1.1 request: its head (up to the blank line) and its body.
 pub(crate) async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
     use tokio::io::AsyncReadExt;

@@ -11,6 +11,7 @@
 //! - [`fakes`]: in-memory stand-ins for the ports, for tests that need no real service.
 //! - [`fault_proxy`]: faults injected in front of the real ML engine.
 //! - [`pg_proxy`]: faults injected in the Postgres protocol, in front of PgBouncer.
+//! - [`iam_url`]: an `AWS_IAM` function URL in front of the real ML engine, checking signatures.
 //! - [`runtime_api`]: the Lambda Runtime API, for running a real function binary.
 //! - [`xray_daemon`]: the X-Ray daemon, to read back the traces sent to it.
 
@@ -20,6 +21,7 @@ pub mod events;
 pub mod fakes;
 pub mod fault_proxy;
 mod http1;
+pub mod iam_url;
 pub mod pg_proxy;
 pub mod runtime_api;
 pub mod xray_daemon;
@@ -31,6 +33,7 @@ pub use env::{
 pub use events::{http_event, lambda_context, sqs_event};
 pub use fakes::{MemoryQueue, MemoryStore};
 pub use fault_proxy::{Fault, FaultProxy};
+pub use iam_url::IamFunctionUrl;
 pub use pg_proxy::{PgFault, PgFaultProxy};
 pub use runtime_api::{RuntimeAnswer, RuntimeApi, UNSAMPLED_TRACE};
 pub use xray_daemon::DaemonStandIn;

@@ -33,6 +33,19 @@ impl Drop for RuntimeApi {
 pub const UNSAMPLED_TRACE: &str = "Root=1-00000000-000000000000000000000000;Sampled=0";
 
 impl RuntimeApi {
+    /// The function `binary` (a path), to be spawned with what Lambda sets in its environment:
+    /// this Runtime API, the function's name, memory size and version.
+    pub fn command(&self, binary: &str, function_name: &str) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .env("AWS_LAMBDA_RUNTIME_API", &self.address)
+            .env("AWS_LAMBDA_FUNCTION_NAME", function_name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .kill_on_drop(true);
+        command
+    }
+
     /// Serves `events`, each with `trace_header` as its `Lambda-Runtime-Trace-Id`.
     pub async fn start(events: Vec<serde_json::Value>, trace_header: &str) -> Self {
         use std::sync::{Arc, Mutex};

@@ -160,7 +160,7 @@ async fn init_costs(root: &Path) -> Res<Vec<(&'static str, f64)>> {
     let _queue = SqsQueue::new(&sdk, &config.queue);
     costs.push(("SqsQueue::new", ms(t.elapsed())));
     let t = Instant::now();
-    let _engine = MlEngine::new(&engine_config(&config.database.url)?)?;
+    let _engine = MlEngine::new(&engine_config(&config.database.url)?, None)?;
     costs.push(("MlEngine::new (reqwest)", ms(t.elapsed())));
     let t = Instant::now();
     let _model = EmbeddedModel::load(&root.join("ml-engine/model"))?;

@@ -11,7 +11,7 @@ pub(super) async fn scoring(root: &Path, report: &mut Report, plot: &mut Vec<Ser
     let store = PgStore::connect_lazy(&env.database)?;
     let engine = score::App {
         store: store.clone(),
-        predictor: MlEngine::new(&engine_config)?,
+        predictor: MlEngine::new(&engine_config, None)?,
         price_validity: PRICE_VALIDITY,
     };
     let embedded = score::App {

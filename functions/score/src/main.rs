@@ -21,14 +21,14 @@ fn main() -> Result<(), Error> {
 async fn start() -> Result<(), Error> {
     telemetry::init();
     let config = ScoreConfig::from_env()?;
-    let sdk = aws::sdk_for_database(&config.database).await;
+    let sdk = aws::sdk_for_score(&config).await;
     let store = PgStore::from_config(&config.database, sdk.as_ref()).await?;
     // A malformed model stops the container here, not with a wrong premium later.
     match &config.scoring {
         ScoringMode::Engine(engine) => {
             run(App {
                 store,
-                predictor: MlEngine::new(engine)?,
+                predictor: MlEngine::new(engine, sdk.as_ref())?,
                 price_validity: config.price_validity,
             })
             .await

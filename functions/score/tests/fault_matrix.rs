@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use lambda_runtime::LambdaEvent;
-use quote_pipeline::config::{MlEngineConfig, QueueConfig};
+use quote_pipeline::config::{MlEngineAuth, MlEngineConfig, QueueConfig};
 use quote_pipeline::ml_engine::MlEngine;
 use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::queue::{QuoteMessage, SqsQueue};
@@ -24,10 +24,11 @@ fn score_app(env: &TestEnv, url: &str, timeout_ms: u64) -> App<PgStore, MlEngine
         chunk_size: 100,
         concurrency: 4,
         timeout_ms,
+        auth: MlEngineAuth::None,
     };
     App {
         store: env.store.clone(),
-        predictor: MlEngine::new(&config).unwrap(),
+        predictor: MlEngine::new(&config, None).unwrap(),
         price_validity: PRICE_VALIDITY,
     }
 }

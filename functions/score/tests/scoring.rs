@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::Message;
 use lambda_runtime::LambdaEvent;
-use quote_pipeline::config::MlEngineConfig;
+use quote_pipeline::config::{MlEngineAuth, MlEngineConfig};
 use quote_pipeline::features::FEATURE_NAMES;
 use quote_pipeline::ml_engine::MlEngine;
 use quote_pipeline::model::EmbeddedModel;
@@ -24,12 +24,16 @@ use testkit::{
 use uuid::Uuid;
 
 fn engine(url: &str, timeout_ms: u64) -> MlEngine {
-    MlEngine::new(&MlEngineConfig {
-        url: url.into(),
-        chunk_size: 250,
-        concurrency: 4,
-        timeout_ms,
-    })
+    MlEngine::new(
+        &MlEngineConfig {
+            url: url.into(),
+            chunk_size: 250,
+            concurrency: 4,
+            timeout_ms,
+            auth: MlEngineAuth::None,
+        },
+        None,
+    )
     .expect("an engine client")
 }
 

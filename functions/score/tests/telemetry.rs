@@ -4,10 +4,8 @@
 //! address as subsegments of the function's segment.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use quote_pipeline::quote::Quote;
-use quote_pipeline::store::QuoteStore;
 use serde_json::Value;
 use testkit::{DaemonStandIn, RuntimeApi, TestEnv, engine_url, sqs_event};
 use tokio::io::AsyncReadExt;
@@ -16,26 +14,7 @@ use tokio::io::AsyncReadExt;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_lines_are_json_with_the_request_id_metrics_are_emf_and_spans_reach_xray() {
     let env = TestEnv::new().await;
-    let params = quote_pipeline::generator::GenerateParams {
-        seed: Some(8),
-        ..quote_pipeline::generator::GenerateParams::new(20)
-    };
-    let quotes: Vec<Quote> = quote_pipeline::generator::generate(&params)
-        .into_iter()
-        .map(|input| Quote::new_pending("telemetry", input, chrono::Utc::now()))
-        .collect();
-    env.store
-        .insert(&quotes, None, Instant::now() + Duration::from_secs(10))
-        .await
-        .unwrap();
-    let queue = env.queue(10);
-    quote_pipeline::queue::QuoteQueue::enqueue(
-        &queue,
-        &quotes.iter().map(|q| q.id).collect::<Vec<_>>(),
-    )
-    .await
-    .unwrap();
-    let messages = env.receive(10, 30).await;
+    let (_, messages) = env.queued_pending("telemetry", 20, 8).await;
     assert_eq!(messages.len(), 2);
 
     let trace_id = "1-5759e988-bd862e3fe1be46a994272793";
@@ -46,17 +25,13 @@ async fn log_lines_are_json_with_the_request_id_metrics_are_emf_and_spans_reach_
     )
     .await;
     let daemon = DaemonStandIn::start(Duration::from_secs(5));
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_score"))
-        .env("AWS_LAMBDA_RUNTIME_API", &runtime.address)
-        .env("AWS_LAMBDA_FUNCTION_NAME", "score-test")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+    let mut child = runtime
+        .command(env!("CARGO_BIN_EXE_score"), "score-test")
         .env("AWS_XRAY_DAEMON_ADDRESS", daemon.address().to_string())
         .env("DATABASE_URL", &env.database.url)
         .env("ML_ENGINE_URL", engine_url())
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("the score binary starts");
     let answer = runtime

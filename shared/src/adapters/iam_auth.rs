@@ -73,7 +73,7 @@ pub fn auth_token(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
@@ -88,9 +88,20 @@ mod tests {
         (authority.into(), params)
     }
 
-    fn noon() -> SystemTime {
-        // 2026-11-27T12:00:00Z
+    /// The time of the known vectors (here and in `request_signing`): 2026-11-27T12:00:00Z.
+    pub(crate) fn noon() -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_780_800)
+    }
+
+    /// AWS's documented example keys, with a session token, as the known vectors were signed.
+    pub(crate) fn example_credentials() -> Credentials {
+        Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            Some("session-token-example".into()),
+            None,
+            "test",
+        )
     }
 
     // Both vectors come from botocore's `generate_db_auth_token` with its clock set to noon.
@@ -103,13 +114,7 @@ mod tests {
             user: "quotes_app".into(),
             region: "us-east-1".into(),
         };
-        let credentials = Credentials::new(
-            "AKIDEXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            Some("session-token-example".into()),
-            None,
-            "test",
-        );
+        let credentials = example_credentials();
         let expected = "quotes-proxy.proxy-abc.us-east-1.rds.amazonaws.com:5432/?Action=connect&DBUser=quotes_app\
             &X-Amz-Algorithm=AWS4-HMAC-SHA256\
             &X-Amz-Credential=AKIDEXAMPLE%2F20261127%2Fus-east-1%2Frds-db%2Faws4_request\

@@ -13,6 +13,7 @@
 //! counted apart, with an alarm of its own.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::features::{FEATURE_NAMES, Features};
+use crate::request_signing::{RequestSigner, SigningError};
 use quote_domain::pricing::{Predicted, Prediction, Predictor};
 
 /// The engine and how to call it: what `config` reads from the environment.
@@ -31,6 +33,16 @@ pub struct MlEngineConfig {
     pub chunk_size: usize,
     pub concurrency: usize,
     pub timeout_ms: u64,
+    pub auth: MlEngineAuth,
+}
+
+/// How requests prove who sends them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MlEngineAuth {
+    /// Not at all: an engine that only the functions' network reaches.
+    None,
+    /// SigV4, for a Lambda function URL with the `AWS_IAM` auth type in `region`.
+    Iam { region: String },
 }
 
 /// Connecting to the engine: a refused or unreachable engine is known at once.
@@ -48,18 +60,26 @@ pub struct MlEngine {
     chunk_size: usize,
     concurrency: usize,
     timeout: Duration,
+    /// With `MlEngineAuth::Iam`: signs every request.
+    signer: Option<Arc<RequestSigner>>,
 }
 
 /// Why the engine's client cannot be built.
 #[derive(Debug, thiserror::Error)]
-#[error("ML engine client: {0}")]
-pub struct MlEngineError(#[source] reqwest::Error);
+pub enum MlEngineError {
+    #[error("ML engine client: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error("ML engine client: {0}")]
+    Signing(#[from] SigningError),
+}
 
 /// Why one call to the engine priced nothing.
 #[derive(Debug, thiserror::Error)]
 enum CallError {
     #[error("request failed: {0}")]
     Request(#[source] reqwest::Error),
+    #[error("signing the request failed: {0}")]
+    Signing(#[source] SigningError),
     #[error("reading the answer failed: {0}")]
     ReadAnswer(#[source] reqwest::Error),
     #[error("the answer is not a prediction list: {0}")]
@@ -82,13 +102,19 @@ impl CallError {
     /// that does not answer the request (wrong count, order or values).
     fn is_permanent(&self) -> bool {
         match self {
-            CallError::Request(_) | CallError::ReadAnswer(_) | CallError::SchemaMismatch { .. } => {
-                false
-            }
+            // Credentials that could not be had now may be had on the next try.
+            CallError::Request(_)
+            | CallError::ReadAnswer(_)
+            | CallError::Signing(_)
+            | CallError::SchemaMismatch { .. } => false,
+            // 401 and 403: an IAM function URL refusing the signature (credentials, clock or
+            // policy), an outage to fix, not the quotes' fault.
             CallError::Status { status, .. } => {
                 status.is_client_error()
                     && *status != StatusCode::REQUEST_TIMEOUT
                     && *status != StatusCode::TOO_MANY_REQUESTS
+                    && *status != StatusCode::UNAUTHORIZED
+                    && *status != StatusCode::FORBIDDEN
             }
             CallError::NotPredictions(_)
             | CallError::RejectionNamingNoQuote { .. }
@@ -99,20 +125,30 @@ impl CallError {
 }
 
 impl MlEngine {
-    pub fn new(config: &MlEngineConfig) -> Result<Self, MlEngineError> {
+    /// The client `config` describes; with `MlEngineAuth::Iam` its requests are signed with the
+    /// credentials of `sdk` (the function's role on Lambda), which that mode needs.
+    pub fn new(
+        config: &MlEngineConfig,
+        sdk: Option<&aws_config::SdkConfig>,
+    ) -> Result<Self, MlEngineError> {
         let base = &config.url;
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .build()
-            .map_err(MlEngineError)?;
+            .map_err(MlEngineError::Client)?;
+        let signer = match &config.auth {
+            MlEngineAuth::None => None,
+            MlEngineAuth::Iam { region } => Some(Arc::new(RequestSigner::from_sdk(region, sdk)?)),
+        };
         Ok(MlEngine {
             http,
             predict_url: format!("{}/predict/batch", base.trim_end_matches('/')),
             chunk_size: config.chunk_size,
             concurrency: config.concurrency,
             timeout: Duration::from_millis(config.timeout_ms),
+            signer,
         })
     }
 
@@ -202,12 +238,22 @@ impl MlEngine {
         let timeout = self
             .timeout
             .min(deadline.saturating_duration_since(Instant::now()));
-        let response = self
+        let mut request = self
             .http
             .post(&self.predict_url)
             .timeout(timeout)
             .json(items)
-            .send()
+            .build()
+            .map_err(CallError::Request)?;
+        if let Some(signer) = &self.signer {
+            signer
+                .sign(&mut request)
+                .await
+                .map_err(CallError::Signing)?;
+        }
+        let response = self
+            .http
+            .execute(request)
             .await
             .map_err(CallError::Request)?;
         let status = response.status();
@@ -384,7 +430,7 @@ mod tests {
 
     #[test]
     fn answers_a_retry_would_change_are_told_from_those_it_would_not() {
-        for passing in [500, 502, 503, 504, 408, 429] {
+        for passing in [500, 502, 503, 504, 408, 429, 401, 403] {
             assert!(!status(passing).is_permanent(), "{passing}");
         }
         for permanent in [400, 404, 413, 415] {

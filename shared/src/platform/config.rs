@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::budget;
 use crate::iam_auth::IamDatabase;
-pub use crate::ml_engine::MlEngineConfig;
+pub use crate::ml_engine::{MlEngineAuth, MlEngineConfig};
 pub use crate::queue::QueueConfig;
 pub use crate::store::DatabaseConfig;
 use quote_domain::ports::ReconcilePolicy;
@@ -131,6 +131,7 @@ impl FromEnv for ScoringMode {
                 chunk_size: env.number("ML_CHUNK_SIZE", 250, 1, 1000)? as usize,
                 concurrency: env.number("ML_CONCURRENCY", 4, 1, 64)? as usize,
                 timeout_ms: env.number("ML_TIMEOUT_MS", 5000, 1, 900_000)?,
+                auth: MlEngineAuth::read(env)?,
             }))
         };
         match env.optional("SCORING_MODE").as_deref().map(str::trim) {
@@ -143,6 +144,26 @@ impl FromEnv for ScoringMode {
             Some(other) => Err(ConfigError {
                 variable: "SCORING_MODE",
                 problem: format!("must be engine or embedded, not {other:?}"),
+            }),
+        }
+    }
+}
+
+impl FromEnv for MlEngineAuth {
+    /// `ML_ENGINE_AUTH`: `none` (the default) or `iam`, for an engine behind a Lambda function
+    /// URL with the `AWS_IAM` auth type, in `ML_ENGINE_REGION` (default: the function's own).
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        match env.optional("ML_ENGINE_AUTH").as_deref().map(str::trim) {
+            None | Some("none") => Ok(MlEngineAuth::None),
+            Some("iam") => Ok(MlEngineAuth::Iam {
+                region: match env.optional("ML_ENGINE_REGION") {
+                    Some(region) => region,
+                    None => env.required("AWS_REGION")?,
+                },
+            }),
+            Some(other) => Err(ConfigError {
+                variable: "ML_ENGINE_AUTH",
+                problem: format!("must be none or iam, not {other:?}"),
             }),
         }
     }
@@ -322,6 +343,46 @@ mod tests {
             let err = validity(bad).unwrap_err();
             assert_eq!(err.variable, "PRICE_VALIDITY_DAYS", "{bad}");
         }
+    }
+
+    #[test]
+    fn the_engine_is_called_unsigned_unless_iam_is_asked_for() {
+        let engine = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("DATABASE_URL", "x"), ("ML_ENGINE_URL", "https://e")];
+            all.extend_from_slice(pairs);
+            match ScoreConfig::from_lookup(lookup(&all)).map(|c| c.scoring) {
+                Ok(ScoringMode::Engine(engine)) => Ok(engine.auth),
+                Ok(other) => panic!("not engine mode: {other:?}"),
+                Err(e) => Err(e.variable),
+            }
+        };
+        assert_eq!(engine(&[]), Ok(MlEngineAuth::None));
+        assert_eq!(
+            engine(&[("ML_ENGINE_AUTH", "none")]),
+            Ok(MlEngineAuth::None)
+        );
+        let iam = |region: &str| {
+            Ok(MlEngineAuth::Iam {
+                region: region.into(),
+            })
+        };
+        assert_eq!(
+            engine(&[("ML_ENGINE_AUTH", "iam"), ("AWS_REGION", "eu-west-1")]),
+            iam("eu-west-1")
+        );
+        assert_eq!(
+            engine(&[
+                ("ML_ENGINE_AUTH", "iam"),
+                ("AWS_REGION", "eu-west-1"),
+                ("ML_ENGINE_REGION", "us-east-2"),
+            ]),
+            iam("us-east-2")
+        );
+        assert_eq!(engine(&[("ML_ENGINE_AUTH", "iam")]), Err("AWS_REGION"));
+        assert_eq!(
+            engine(&[("ML_ENGINE_AUTH", "sigv4")]),
+            Err("ML_ENGINE_AUTH")
+        );
     }
 
     #[test]
