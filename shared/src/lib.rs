@@ -45,5 +45,7 @@ pub mod platform {
 
 pub use adapters::{iam_auth, ml_engine, model, queue, store};
 pub use platform::{aws, budget, ca_bundle, config, metrics, telemetry, warm_up, xray};
-pub use quote_domain::{features, generator, import, message, ports, pricing, quote, training};
+pub use quote_domain::{
+    features, generator, import, message, ports, pricing, quote, spread, training,
+};
 pub use steps::{create, reconcile, scoring};
