@@ -49,6 +49,9 @@ pub enum Count {
     /// `score`: engine answers no retry would change (a 413, a 422 naming no quote, a 200
     /// that does not answer the request); their quotes fail with the answer as the reason.
     MlEnginePermanentErrors,
+    /// `score`: predictions refused for a premium at or below 0 or not finite; their quotes
+    /// fail with the price as the reason, and no such price is ever written.
+    PremiumsRefused,
     /// Every function: 1 on the first invocation of a new container (see [`Metrics::cold_start`]).
     ColdStart,
 }
@@ -65,7 +68,7 @@ pub enum Time {
 }
 
 impl Count {
-    pub const ALL: [Count; 10] = [
+    pub const ALL: [Count; 11] = [
         Count::QuotesCreated,
         Count::QuotesEnqueued,
         Count::BatchSize,
@@ -76,6 +79,7 @@ impl Count {
         Count::ColdStart,
         Count::IdempotencyKeysPurged,
         Count::MlEnginePermanentErrors,
+        Count::PremiumsRefused,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -89,6 +93,7 @@ impl Count {
             Count::QuotesReenqueued => "QuotesReenqueued",
             Count::IdempotencyKeysPurged => "IdempotencyKeysPurged",
             Count::MlEnginePermanentErrors => "MlEnginePermanentErrors",
+            Count::PremiumsRefused => "PremiumsRefused",
             Count::ColdStart => "ColdStart",
         }
     }
