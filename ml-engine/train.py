@@ -3,9 +3,11 @@
     python train.py --data data/train.csv --out-dir model
 
 CSV: header row; `premium` is the label, `quote_id` (if present) is ignored and every
-other column is a numeric feature, in header order. Writes model.json (XGBoost's own
-format) and metadata.json. Same CSV -> same bytes: fixed seed, deterministic split,
-and no timestamps in the outputs.
+other column is a numeric feature, in header order. The booster learns ln(premium): the
+premium is a product of factors, which the log turns into a sum that trees fit far better,
+and the quantiles of ln(premium) are the logs of the premium's (model_core.postprocess takes
+exp). Writes model.json (XGBoost's own format) and metadata.json. Same CSV -> same bytes:
+fixed seed, deterministic split, and no timestamps in the outputs.
 """
 import argparse
 import csv
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
-from model_core import CONFIDENCE_FORMULA, QUANTILES, postprocess
+from model_core import CONFIDENCE_FORMULA, QUANTILES, TARGET, exp_f32, postprocess
 
 HERE = Path(__file__).resolve().parent
 LABEL, IGNORED = "premium", {"quote_id"}
@@ -50,9 +52,10 @@ def load_csv(path) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 
 def holdout_metrics(booster: xgb.Booster, x: np.ndarray, y: np.ndarray) -> dict:
-    """Scores what the service would answer (sorted quantiles, clipped median)."""
-    q = np.sort(booster.inplace_predict(x), axis=1)
-    prediction, *_ = postprocess(q)
+    """Scores what the service would answer, in premiums (`y`, not its log)."""
+    raw = booster.inplace_predict(x)
+    q = exp_f32(np.sort(raw, axis=1))
+    prediction, *_ = postprocess(raw)
     pred = prediction.astype(np.float64)
     r2 = 1.0 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2)
     inside = (y >= q[:, 0]) & (y <= q[:, 2])
@@ -69,7 +72,9 @@ def train(data_path, out_dir) -> dict:
     n_holdout = int(round(len(y) * HOLDOUT_SHARE))
     hold, fit = order[:n_holdout], order[n_holdout:]
 
-    dtrain = xgb.QuantileDMatrix(x[fit], y[fit], feature_names=names)
+    if not (y > 0).all():
+        raise SystemExit(f"{data_path}: every '{LABEL}' must be above 0 to learn its log")
+    dtrain = xgb.QuantileDMatrix(x[fit], np.log(y[fit]), feature_names=names)
     booster = xgb.train(PARAMS, dtrain, num_boost_round=NUM_ROUNDS)
 
     out_dir = Path(out_dir)
@@ -79,6 +84,7 @@ def train(data_path, out_dir) -> dict:
     metadata = {
         "model_version": "xgb-" + hashlib.sha256(model_bytes).hexdigest()[:12],
         "feature_names": names,
+        "target": TARGET,
         "quantiles": QUANTILES,
         "confidence": CONFIDENCE_FORMULA,
         "metrics": {**holdout_metrics(booster, x[hold], y[hold]),

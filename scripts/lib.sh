@@ -163,16 +163,25 @@ ensure_queues() {
     export QUOTES_QUEUE_URL="${urls%% *}" QUOTES_DLQ_URL="${urls##* }"
 }
 
-# Trains the model from the Rust-generated training set when there is none, and compiles it
-# for embedded scoring (model.bin) when that is missing or older.
+# Trains the model from the Rust-generated training set when there is none, or when the one
+# there predicts something else than ln(premium) (trained before the log scale), and compiles
+# it for embedded scoring (model.bin) when that is missing or older. Writes the held-out
+# evaluation set (ml-engine/evaluate.py's) beside the training set when it is missing or the
+# model is retrained.
 ensure_model() {
-    local dir="$ROOT/ml-engine/model"
-    if [[ ! -f "$dir/model.json" || ! -f "$dir/metadata.json" ]]; then
+    local dir="$ROOT/ml-engine/model" data="$ROOT/ml-engine/data"
+    if [[ ! -f "$dir/model.json" || ! -f "$dir/metadata.json" ]] ||
+        ! grep -q '"target": "ln(premium)"' "$dir/metadata.json"; then
         log "Training the model (training set from the Rust feature code)"
-        mkdir -p "$ROOT/ml-engine/data"
+        mkdir -p "$data"
         cargo run --quiet --locked -p quote-pipeline --bin training-data -- \
-            --rows 50000 --seed 20261127 --out "$ROOT/ml-engine/data/train.csv"
+            --rows 30000 --spread-rows 30000 --seed 20261127 --out "$data/train.csv"
         (cd "$ROOT/ml-engine" && "$VENV/bin/python" train.py --data data/train.csv --out-dir model)
+        rm -f "$data/eval.csv"
+    fi
+    if [[ ! -f "$data/eval.csv" ]]; then
+        cargo run --quiet --locked -p quote-pipeline --bin training-data -- --evaluation \
+            --rows 10000 --spread-rows 10000 --seed 20261201 --out "$data/eval.csv"
     fi
     if [[ ! -f "$dir/model.bin" || "$dir/model.json" -nt "$dir/model.bin" ]]; then
         cargo run --quiet --locked -p quote-pipeline --bin model-compile -- "$dir"

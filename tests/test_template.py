@@ -501,7 +501,7 @@ def test_the_apis_5xx_rate_is_alarmed():
     assert 0 < int(threshold["Default"]) <= 10 and int(threshold["MaxValue"]) <= 100
 
 
-def test_failed_quotes_and_engine_errors_are_alarmed():
+def test_failed_quotes_engine_errors_and_refused_premiums_are_alarmed():
     namespace = GLOBALS["Environment"]["Variables"]["METRICS_NAMESPACE"]
     names = {built_binary(n, f): n for n, f in FUNCTIONS.items()}
     # QuotesFailed as shared/src/platform/metrics.rs emits it: from score and from reconcile.
@@ -510,6 +510,8 @@ def test_failed_quotes_and_engine_errors_are_alarmed():
             f"no alarm on {binary}'s QuotesFailed"
         )
     assert alarms_on(namespace, "MlEngineErrors", FunctionName={"Ref": names["score"]})
+    # A premium at or below 0 refused by score: never written, and someone must look.
+    assert alarms_on(namespace, "PremiumsRefused", FunctionName={"Ref": names["score"]})
 
 
 @pytest.mark.parametrize("name", sorted(ALARMS))

@@ -4,6 +4,7 @@
 //!
 //! - [`quote`]: a quote, its validation and its status.
 //! - [`generator`]: realistic synthetic quotes.
+//! - [`spread`]: quotes spread over the whole valid domain, for training and measuring the model.
 //! - [`import`]: quotes from a CSV file.
 //! - [`features`]: the model's features, computed here and nowhere else.
 //! - [`training`]: the labelled training set for the model.
@@ -20,4 +21,5 @@ pub mod money;
 pub mod ports;
 pub mod pricing;
 pub mod quote;
+pub mod spread;
 pub mod training;

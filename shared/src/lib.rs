@@ -48,6 +48,6 @@ pub mod platform {
 pub use adapters::{iam_auth, ml_engine, model, queue, request_signing, store};
 pub use platform::{aws, budget, ca_bundle, config, metrics, telemetry, warm_up, xray};
 pub use quote_domain::{
-    features, generator, import, message, money, ports, pricing, quote, training,
+    features, generator, import, message, money, ports, pricing, quote, spread, training,
 };
 pub use steps::{create, reconcile, scoring};

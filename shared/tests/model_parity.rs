@@ -1,6 +1,7 @@
 //! The embedded evaluator against XGBoost itself: on the real model, every prediction, confidence
-//! and end of the 10-90% range must equal, bit for bit, what the ML engine answers (`ml-engine/parity.py` runs
-//! the engine's own `model_core` on the same features).
+//! and end of the 10-90% range must equal, bit for bit, what the ML engine answers
+//! (`ml-engine/parity.py` runs the engine's own `model_core` on the same features), exp of the
+//! log-scale quantiles included.
 //!
 //! Needs the trained model in `ml-engine/model/` (`make test` trains it first) and the Python
 //! of `.venv` (or `PYTHON`) with the engine's packages.
@@ -13,11 +14,13 @@ use chrono::NaiveDate;
 use quote_pipeline::features::{FEATURE_NAMES, Features, features};
 use quote_pipeline::generator::{GenerateParams, generate};
 use quote_pipeline::model::{EmbeddedModel, ModelOutput};
+use quote_pipeline::spread::spread;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
 const SEEDS: std::ops::RangeInclusive<u64> = 1..=12;
+const SPREAD_ROWS: u32 = 500;
 const EDGE_ROWS: usize = 3000;
 
 fn repo() -> PathBuf {
@@ -27,7 +30,8 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// Features of generated quotes, 1000 a seed, created on dates a few years apart.
+/// Features of generated quotes, 1000 a seed, and of quotes spread over the API's whole
+/// domain, 500 a seed, created on dates a few years apart.
 fn generated_rows() -> Vec<Features> {
     let mut rows = Vec::new();
     for seed in SEEDS {
@@ -37,7 +41,10 @@ fn generated_rows() -> Vec<Features> {
             seed: Some(seed),
             ..GenerateParams::new(1000)
         };
-        rows.extend(generate(&params).iter().map(|q| features(q, created)));
+        let quotes = generate(&params)
+            .into_iter()
+            .chain(spread(SPREAD_ROWS, seed, created));
+        rows.extend(quotes.map(|q| features(&q, created)));
     }
     rows
 }
@@ -167,7 +174,7 @@ fn embedded_model_answers_exactly_what_the_engine_answers() {
         .collect();
     assert!(
         mismatches.is_empty(),
-        "{} of {} rows differ ({generated} generated, {EDGE_ROWS} on thresholds), first: {:#?}",
+        "{} of {} rows differ ({generated} generated or spread, {EDGE_ROWS} on thresholds), first: {:#?}",
         mismatches.len(),
         rows.len(),
         &mismatches[..mismatches.len().min(5)]

@@ -101,6 +101,7 @@ pub async fn process<S: QuoteStore, P: Predictor>(
                     Count::MlEngineSchemaMismatches,
                     report.schema_mismatches.into(),
                 )
+                .count(Count::PremiumsRefused, report.refused_premiums)
                 .time(Time::DatabaseTime, report.database_time);
             if let Some(pricing) = report.pricing_time {
                 metrics.time(Time::PricingTime, pricing);
@@ -139,4 +140,98 @@ pub async fn process<S: QuoteStore, P: Predictor>(
         })
         .collect();
     (response, metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Prices every quote at the premium its index names, in the order asked.
+    struct FixedPremiums(Vec<f64>);
+
+    impl Predictor for FixedPremiums {
+        async fn predict(
+            &self,
+            quotes: &[(Uuid, quote_pipeline::features::Features)],
+            _deadline: Instant,
+        ) -> scoring::Predicted {
+            scoring::Predicted {
+                predictions: quotes
+                    .iter()
+                    .zip(&self.0)
+                    .map(|((quote_id, _), &premium)| scoring::Prediction {
+                        quote_id: *quote_id,
+                        premium,
+                        premium_low: premium,
+                        premium_high: premium,
+                        confidence: 0.5,
+                        model_version: "xgb-test".into(),
+                    })
+                    .collect(),
+                ..scoring::Predicted::default()
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_premium_at_or_below_zero_or_not_finite_is_never_written_but_fails_its_quote() {
+        use quote_pipeline::quote::{Pricing, Quote};
+        use quote_pipeline::store::QuoteStore as _;
+
+        let store = testkit::MemoryStore::default();
+        let quotes: Vec<Quote> =
+            quote_pipeline::generator::generate(&quote_pipeline::generator::GenerateParams {
+                seed: Some(1),
+                ..quote_pipeline::generator::GenerateParams::new(5)
+            })
+            .into_iter()
+            .map(|input| Quote::new_pending("alice", input, chrono::Utc::now()))
+            .collect();
+        store
+            .insert(&quotes, None, Instant::now() + Duration::from_secs(10))
+            .await
+            .unwrap();
+        // `pending` answers in insertion order, so the premiums go to the quotes in order.
+        let premiums = vec![812.5, 0.0, -3.0, f64::NAN, f64::INFINITY];
+        let app = App {
+            store: store.clone(),
+            predictor: FixedPremiums(premiums.clone()),
+            price_validity: testkit::PRICE_VALIDITY,
+        };
+        let ids: Vec<Uuid> = quotes.iter().map(|q| q.id).collect();
+        let message = aws_sdk_sqs::types::Message::builder()
+            .message_id("m-1")
+            .body(quote_pipeline::queue::QuoteMessage::new(ids).to_body())
+            .build();
+        let event = LambdaEvent::new(
+            testkit::sqs_event(&[message]),
+            testkit::lambda_context(Duration::from_secs(30)),
+        );
+        let (response, metrics) = process(&app, event).await;
+
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "every quote is done"
+        );
+        let stored = store.quotes();
+        assert!(matches!(stored[0].pricing, Pricing::Scored { premium, .. } if premium == 812.5));
+        for (quote, premium) in stored[1..].iter().zip(&premiums[1..]) {
+            let Pricing::Failed { reason } = &quote.pricing else {
+                panic!("{premium} was written: {:?}", quote.pricing);
+            };
+            assert_eq!(
+                reason,
+                &format!(
+                    "model xgb-test priced it at {premium}, not a positive finite premium; \
+                     no price was written"
+                )
+            );
+        }
+        let emf = metrics.to_emf(0);
+        assert_eq!(emf["PremiumsRefused"], 4.0);
+        assert_eq!(
+            (emf["QuotesScored"].clone(), emf["QuotesFailed"].clone()),
+            (1.0.into(), 4.0.into())
+        );
+    }
 }

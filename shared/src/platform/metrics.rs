@@ -54,6 +54,9 @@ pub enum Count {
     MlEngineSchemaMismatches,
     /// `reconcile`: failed quotes an operator returned to pending and queued again.
     QuotesRequeued,
+    /// `score`: predictions refused for a premium at or below 0 or not finite; their quotes
+    /// fail with the price as the reason, and no such price is ever written.
+    PremiumsRefused,
     /// Every function: 1 on the first invocation of a new container (see [`Metrics::cold_start`]).
     ColdStart,
 }
@@ -72,7 +75,7 @@ pub enum Time {
 }
 
 impl Count {
-    pub const ALL: [Count; 12] = [
+    pub const ALL: [Count; 13] = [
         Count::QuotesCreated,
         Count::QuotesEnqueued,
         Count::BatchSize,
@@ -85,6 +88,7 @@ impl Count {
         Count::MlEnginePermanentErrors,
         Count::MlEngineSchemaMismatches,
         Count::QuotesRequeued,
+        Count::PremiumsRefused,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -100,6 +104,7 @@ impl Count {
             Count::MlEnginePermanentErrors => "MlEnginePermanentErrors",
             Count::MlEngineSchemaMismatches => "MlEngineSchemaMismatches",
             Count::QuotesRequeued => "QuotesRequeued",
+            Count::PremiumsRefused => "PremiumsRefused",
             Count::ColdStart => "ColdStart",
         }
     }

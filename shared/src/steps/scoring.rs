@@ -5,6 +5,11 @@
 //! that is no longer pending (scored by an earlier delivery) or does not exist is done; a
 //! quote the predictor rejects as invalid becomes `failed` with the reason; a quote the
 //! predictor could not reach is left pending and reported, so its message comes back.
+//!
+//! No price at or below 0, or not finite, is ever written: whatever the model, such a
+//! prediction fails its quote with the price as the reason and is counted
+//! (`Report::refused_premiums`), since a client holding a premium of 0 is worse off than one
+//! told its quote could not be priced.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -32,6 +37,9 @@ pub struct Report {
     pub permanent_errors: u32,
     /// Engine answers saying it serves another model; their quotes are among `unfinished`.
     pub schema_mismatches: u32,
+    /// Predictions refused for a premium at or below 0 or not finite; their quotes are among
+    /// `failed`.
+    pub refused_premiums: u64,
 }
 
 /// Scores the still-pending quotes among `ids`; each price is valid for `validity` from its
@@ -65,10 +73,21 @@ pub async fn score<S: QuoteStore, P: Predictor>(
     if let Some(reason) = &predicted.reason {
         tracing::warn!(quotes = predicted.unavailable.len(), %reason, "quotes left pending");
     }
+    let mut refused_premiums = 0;
     let outcomes: Vec<Outcome> = predicted
         .predictions
         .into_iter()
-        .map(Outcome::Scored)
+        .map(|prediction| match refusal(&prediction) {
+            None => Outcome::Scored(prediction),
+            Some(reason) => {
+                tracing::error!(quote_id = %prediction.quote_id, %reason, "premium refused");
+                refused_premiums += 1;
+                Outcome::Failed {
+                    id: prediction.quote_id,
+                    reason,
+                }
+            }
+        })
         .chain(
             predicted
                 .rejected
@@ -89,5 +108,17 @@ pub async fn score<S: QuoteStore, P: Predictor>(
         call_errors: predicted.call_errors,
         permanent_errors: predicted.permanent_errors,
         schema_mismatches: predicted.schema_mismatches,
+        refused_premiums,
+    })
+}
+
+/// Why a prediction's premium may not be written, if it may not: at or below 0, or not finite.
+fn refusal(prediction: &Prediction) -> Option<String> {
+    let premium = prediction.premium;
+    (!(premium.is_finite() && premium > 0.0)).then(|| {
+        format!(
+            "model {} priced it at {premium}, not a positive finite premium; no price was written",
+            prediction.model_version
+        )
     })
 }

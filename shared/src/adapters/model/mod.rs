@@ -215,6 +215,15 @@ fn read_metadata(metadata_json: &[u8]) -> Result<Metadata, ModelError> {
             file: "metadata.json",
             source,
         })?;
+    if metadata.target.as_deref() != Some(TARGET) {
+        return Err(ModelError::Invalid {
+            file: "metadata.json",
+            problem: format!(
+                "the model predicts {:?}, not {TARGET:?}: train it again (train.py)",
+                metadata.target
+            ),
+        });
+    }
     if metadata.feature_names != FEATURE_NAMES {
         return Err(ModelError::Invalid {
             file: "metadata.json",
@@ -238,19 +247,42 @@ pub struct ModelOutput {
     pub high: f32,
 }
 
-/// `model_core.postprocess`, step by step in f32.
+/// `model_core.postprocess`, step by step in f32: the trees give quantiles of ln(premium).
 fn postprocess(mut q: [f32; OUTPUTS]) -> ModelOutput {
-    // Only the order of -0.0 and +0.0 can differ from np.sort, and it changes no result.
+    // Only the order of -0.0 and +0.0 can differ from np.sort, and exp makes them alike.
     q.sort_by(f32::total_cmp);
-    let [q10, q50, q90] = q;
+    let [q10, q50, q90] = q.map(exp_f32);
     let ratio = (q90 - q10) / np_maximum(q50, 1.0);
-    let [low, premium, high] = q.map(|v| np_maximum(v, 0.0));
     ModelOutput {
-        premium,
+        premium: q50,
         confidence: 1.0 / (1.0 + ratio),
-        low,
-        high,
+        low: q10,
+        high: q90,
     }
+}
+
+/// `model_core.exp_f32`: exp of an f32 computed in f64 from basic operations only, in the
+/// engine's order, then rounded once to f32. Each operation is correctly rounded, so the bits
+/// are numpy's, where `f64::exp` (the C library's) and numpy's own exp may differ in the last
+/// bit. x = k ln2 + r, |r| <= ln(2) / 2; exp(r) by its series in Horner's form; then times 2^k.
+fn exp_f32(x: f32) -> f32 {
+    // ln 2 in two parts (fdlibm's), so that k * LN2_HI is exact.
+    const LN2_HI: f64 = 0.6931471803691238;
+    const LN2_LO: f64 = 1.9082149292705877e-10;
+    // 1 / ln 2: the double model_core writes as 1.4426950408889634.
+    const INV_LN2: f64 = std::f64::consts::LOG2_E;
+    const TERMS: u32 = 13;
+    // Beyond these the f32 result is inf or 0 anyway, and 2^k below stays a normal f64.
+    let x = f64::from(x).clamp(-104.0, 89.0);
+    let k = (x * INV_LN2).round_ties_even();
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let mut p = 1.0;
+    for n in (1..=TERMS).rev() {
+        p = 1.0 + (r / f64::from(n)) * p;
+    }
+    // 2^k exactly, k in [-150, 129] (a NaN's k is 0, and its p NaN).
+    let two_to_k = f64::from_bits(((k as i64 + 1023) as u64) << 52);
+    (p * two_to_k) as f32
 }
 
 /// `np.maximum(a, b)` for a non-NaN `b`: NaN propagates and `max(-0.0, 0.0)` is `0.0`.
@@ -269,7 +301,13 @@ fn version_of(model_json: &[u8]) -> String {
 struct Metadata {
     model_version: String,
     feature_names: Vec<String>,
+    /// What the trees predict; absent in models trained before it was written.
+    #[serde(default)]
+    target: Option<String>,
 }
+
+/// What [`postprocess`] takes the trees' outputs to be (`model_core.TARGET`).
+const TARGET: &str = "ln(premium)";
 
 /// The model evaluated in process: no call can fail, so every quote is priced.
 impl Predictor for EmbeddedModel {
@@ -342,7 +380,7 @@ mod tests {
     /// Loads `model` with a metadata.json that matches it.
     fn load(model: &Value) -> Result<EmbeddedModel, ModelError> {
         let bytes = serde_json::to_vec(model).unwrap();
-        let metadata = serde_json::json!({"model_version": version_of(&bytes), "feature_names": FEATURE_NAMES});
+        let metadata = serde_json::json!({"model_version": version_of(&bytes), "feature_names": FEATURE_NAMES, "target": TARGET});
         EmbeddedModel::from_json(&bytes, &serde_json::to_vec(&metadata).unwrap())
     }
 
@@ -404,45 +442,72 @@ mod tests {
         );
     }
 
-    fn bits(output: ModelOutput) -> [u32; 4] {
-        [output.premium, output.confidence, output.low, output.high].map(f32::to_bits)
+    /// Inputs and the bits `model_core.exp_f32` gives for them (ml-engine/tests/test_model_core.py
+    /// holds the same list).
+    const EXP_BITS: [(f32, u32); 11] = [
+        (0.0, 0x3f80_0000),
+        (1.0, 0x402d_f854),
+        (-1.0, 0x3ebc_5ab2),
+        (5.0103, 0x4315_f322),
+        (7.25, 0x44b0_035b),
+        (10.5, 0x470d_db81),
+        (16.2, 0x4b25_9c98),
+        (88.7, 0x7f7a_37fc),
+        (89.0, 0x7f80_0000),
+        (-103.9, 0x0000_0001),
+        (-104.5, 0x0000_0000),
+    ];
+
+    #[test]
+    fn exp_f32_gives_the_engines_bits_and_is_exp_to_within_an_ulp() {
+        for (x, bits) in EXP_BITS {
+            assert_eq!(exp_f32(x).to_bits(), bits, "exp({x})");
+        }
+        assert!(exp_f32(f32::NAN).is_nan());
+        assert_eq!(exp_f32(f32::INFINITY), f32::INFINITY);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        let (mut exact, n) = (0, 200_000);
+        for i in 0..n {
+            let x = -110.0 + 205.0 * i as f32 / n as f32;
+            let (ours, libm) = (exp_f32(x), f64::from(x).exp() as f32);
+            let ulps = ours.to_bits().abs_diff(libm.to_bits());
+            assert!(ulps <= 1, "exp({x}): {ours} against {libm}");
+            exact += usize::from(ulps == 0);
+        }
+        assert!(
+            exact > n * 999 / 1000,
+            "{exact} of {n} equal to the C library's"
+        );
     }
 
     #[test]
-    fn postprocess_sorts_clips_and_derives_confidence_in_f32() {
+    fn postprocess_sorts_takes_exp_and_derives_confidence_and_range_in_f32() {
+        // The trees' outputs are ln(premium); sorted first, whatever their order.
+        let (q10, q50, q90) = (exp_f32(6.0), exp_f32(7.25), exp_f32(8.5));
+        let ratio = (q90 - q10) / q50;
+        let expected = ModelOutput {
+            premium: q50,
+            confidence: 1.0 / (1.0 + ratio),
+            low: q10,
+            high: q90,
+        };
+        for q in [[8.5, 7.25, 6.0], [6.0, 8.5, 7.25]] {
+            assert_eq!(postprocess(q), expected);
+        }
+        // The engine's answer for [8.5, 7.25, 6.0], bit for bit.
+        let output = postprocess([8.5, 7.25, 6.0]);
+        assert_eq!((output.premium, output.confidence), (1408.1049, 0.237_877_85));
+        // A premium below 1 divides by 1; an empty interval is a confidence of 1.
+        let output = postprocess([-1.0, -1.0, -1.0]);
+        assert_eq!((output.premium, output.confidence), (exp_f32(-1.0), 1.0));
+        let (q10, q50, q90) = (exp_f32(-2.0), exp_f32(-1.0), exp_f32(0.0));
         assert_eq!(
-            postprocess([30.0, 10.0, 20.0]),
+            postprocess([0.0, -1.0, -2.0]),
             ModelOutput {
-                premium: 20.0,
-                confidence: 0.5,
-                low: 10.0,
-                high: 30.0
-            }
-        );
-        // A negative median answers +0.0 and divides by 1; a negative end of the range is
-        // +0.0 too, so the range still holds the median.
-        assert_eq!(
-            bits(postprocess([-1.0, 3.0, -0.5])),
-            bits(ModelOutput {
-                premium: 0.0,
-                confidence: 1.0 / 5.0,
-                low: 0.0,
-                high: 3.0
-            })
-        );
-        let output = postprocess([-0.0, -1.0, 3.0]);
-        assert_eq!(
-            bits(output)[..3],
-            [0.0f32.to_bits(), (1.0f32 / 5.0).to_bits(), 0]
-        );
-        let ratio = (1003.5f32 - 700.25) / 851.125;
-        assert_eq!(
-            postprocess([1003.5, 851.125, 700.25]),
-            ModelOutput {
-                premium: 851.125,
-                confidence: 1.0 / (1.0 + ratio),
-                low: 700.25,
-                high: 1003.5
+                premium: q50,
+                confidence: 1.0 / (1.0 + (q90 - q10)),
+                low: q10,
+                high: q90,
             }
         );
     }
@@ -553,7 +618,7 @@ mod tests {
         }
         // JSON has no NaN: XGBoost's `NaN` is not JSON, which is an error too.
         let nan = TINY.replace("[40.0, -1.5, 2.5]", "[NaN, -1.5, 2.5]");
-        let metadata = serde_json::json!({"model_version": version_of(nan.as_bytes()), "feature_names": FEATURE_NAMES});
+        let metadata = serde_json::json!({"model_version": version_of(nan.as_bytes()), "feature_names": FEATURE_NAMES, "target": TARGET});
         let error =
             EmbeddedModel::from_json(nan.as_bytes(), &serde_json::to_vec(&metadata).unwrap());
         assert!(matches!(
@@ -568,7 +633,7 @@ mod tests {
     #[test]
     fn metadata_must_match_the_model_and_the_pipeline() {
         let bytes = serde_json::to_vec(&tiny()).unwrap();
-        let wrong_version = serde_json::json!({"model_version": "xgb-000000000000", "feature_names": FEATURE_NAMES});
+        let wrong_version = serde_json::json!({"model_version": "xgb-000000000000", "feature_names": FEATURE_NAMES, "target": TARGET});
         let error = EmbeddedModel::from_json(&bytes, &serde_json::to_vec(&wrong_version).unwrap())
             .unwrap_err();
         assert!(
@@ -578,14 +643,23 @@ mod tests {
 
         let mut names = FEATURE_NAMES.map(String::from).to_vec();
         names.swap(0, 1);
-        let swapped =
-            serde_json::json!({"model_version": version_of(&bytes), "feature_names": names});
+        let swapped = serde_json::json!({"model_version": version_of(&bytes), "feature_names": names, "target": TARGET});
         let error =
             EmbeddedModel::from_json(&bytes, &serde_json::to_vec(&swapped).unwrap()).unwrap_err();
         assert!(
             error
                 .to_string()
                 .contains("are not the pipeline's features"),
+            "{error}"
+        );
+
+        let untransformed = serde_json::json!({"model_version": version_of(&bytes), "feature_names": FEATURE_NAMES});
+        let error = EmbeddedModel::from_json(&bytes, &serde_json::to_vec(&untransformed).unwrap())
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("the model predicts None, not \"ln(premium)\""),
             "{error}"
         );
 
@@ -601,8 +675,7 @@ mod tests {
     #[test]
     fn a_compiled_model_predicts_exactly_as_its_json() {
         let json = load(&tiny()).unwrap();
-        let metadata =
-            serde_json::json!({"model_version": json.version, "feature_names": FEATURE_NAMES});
+        let metadata = serde_json::json!({"model_version": json.version, "feature_names": FEATURE_NAMES, "target": TARGET});
         let metadata = serde_json::to_vec(&metadata).unwrap();
         let compiled = EmbeddedModel::from_compiled(&json.to_compiled(), &metadata).unwrap();
         for age in [0.0, 39.0, 40.0, 41.0, f64::NAN] {
@@ -622,7 +695,7 @@ mod tests {
         let json = load(&tiny()).unwrap();
         let metadata = |version: &str| {
             serde_json::to_vec(
-                &serde_json::json!({"model_version": version, "feature_names": FEATURE_NAMES}),
+                &serde_json::json!({"model_version": version, "feature_names": FEATURE_NAMES, "target": TARGET}),
             )
             .unwrap()
         };
