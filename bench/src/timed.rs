@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use quote_pipeline::queue::{QueueError, QuoteQueue};
 use quote_pipeline::quote::Quote;
 use quote_pipeline::store::{
-    IdempotencyRecord, Inserted, ListFilter, Outcome, Page, QuoteStore, Recorded, StoreError,
+    BatchProgress, IdempotencyRecord, Inserted, ListFilter, Outcome, Page, QuoteStore, Recorded,
+    StoreError,
 };
 use uuid::Uuid;
 
@@ -35,11 +36,12 @@ pub struct Timed<T> {
 impl<S: QuoteStore> QuoteStore for Timed<S> {
     async fn insert(
         &self,
+        batch_id: Uuid,
         quotes: &[Quote],
         idempotency: Option<&IdempotencyRecord>,
     ) -> Result<Inserted, StoreError> {
         let started = Instant::now();
-        let result = self.inner.insert(quotes, idempotency).await;
+        let result = self.inner.insert(batch_id, quotes, idempotency).await;
         self.clock.add(started.elapsed());
         result
     }
@@ -47,6 +49,13 @@ impl<S: QuoteStore> QuoteStore for Timed<S> {
     async fn get(&self, owner: &str, id: Uuid) -> Result<Option<Quote>, StoreError> {
         let started = Instant::now();
         let result = self.inner.get(owner, id).await;
+        self.clock.add(started.elapsed());
+        result
+    }
+
+    async fn batch(&self, owner: &str, id: Uuid) -> Result<Option<BatchProgress>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.batch(owner, id).await;
         self.clock.add(started.elapsed());
         result
     }

@@ -1,4 +1,4 @@
-//! The ports: what the pipeline steps need of the store and the queue, as traits the adapters
+//! The ports: what the pipeline steps need of the store, the queue and the event bus, as traits the adapters
 //! (Postgres and SQS in `quote_pipeline`, in-memory fakes in `testkit`) implement, with errors
 //! that name what a caller can act on (retry later, or not) and keep the adapter's own error
 //! only as a source.
@@ -32,6 +32,8 @@ pub enum StoreError {
 pub struct ListFilter {
     pub status: Option<QuoteStatus>,
     pub coverage_type: Option<CoverageType>,
+    /// Only the quotes of this batch.
+    pub batch: Option<Uuid>,
     /// Resume after this position (exclusive), newest first.
     pub after: Option<Cursor>,
     pub limit: i64,
@@ -74,11 +76,13 @@ pub struct Page {
 
 /// The store the functions need: a port, so the domain does not depend on Postgres itself.
 pub trait QuoteStore: Send + Sync {
-    /// Writes a batch of new quotes in one statement; all or nothing. With an idempotency
-    /// record, the key is claimed in the same transaction, and a key already claimed writes
-    /// nothing and answers what its first request was answered.
+    /// Writes a batch of new quotes in one statement, and the batch `batch_id` that holds them
+    /// (owned by their owner); all or nothing. With an idempotency record, the key is claimed
+    /// in the same transaction, and a key already claimed writes nothing and answers what its
+    /// first request was answered.
     fn insert(
         &self,
+        batch_id: Uuid,
         quotes: &[Quote],
         idempotency: Option<&IdempotencyRecord>,
     ) -> impl Future<Output = Result<Inserted, StoreError>> + Send;
@@ -88,6 +92,12 @@ pub trait QuoteStore: Send + Sync {
         owner: &str,
         id: Uuid,
     ) -> impl Future<Output = Result<Option<Quote>, StoreError>> + Send;
+    /// One batch's progress, if it exists and belongs to `owner`.
+    fn batch(
+        &self,
+        owner: &str,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<BatchProgress>, StoreError>> + Send;
     /// One page of `owner`'s quotes, newest first.
     fn list(
         &self,
@@ -112,6 +122,73 @@ pub struct Recorded {
     pub failed: u64,
 }
 
+/// A batch (the quotes of one write) as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchProgress {
+    pub id: Uuid,
+    pub size: u32,
+    pub pending: u32,
+    pub scored: u32,
+    pub failed: u32,
+    pub created_at: DateTime<Utc>,
+    /// When the batch was found with no quote pending (its completion event is sent then).
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A batch whose every quote has ended: what its completion event tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedBatch {
+    pub id: Uuid,
+    pub owner: String,
+    pub size: u32,
+    pub scored: u32,
+    pub failed: u32,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: DateTime<Utc>,
+}
+
+/// What the completion of batches needs of the store: marking each finished batch completed
+/// exactly once, and the outbox of their events.
+pub trait BatchStore: Send + Sync {
+    /// Marks completed each batch of `quote_ids` with no quote left pending and not completed
+    /// yet, and returns them: a batch is returned once, to whichever caller marks it, however
+    /// many find it finished at once. Call it after the quotes' outcomes are committed.
+    fn complete_batches(
+        &self,
+        quote_ids: &[Uuid],
+    ) -> impl Future<Output = Result<Vec<CompletedBatch>, StoreError>> + Send;
+    /// Records that these batches' events were sent.
+    fn events_sent(
+        &self,
+        batch_ids: &[Uuid],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Completed batches whose event is unsent and was last tried at least `retry_after` ago
+    /// (at most `limit`, the longest waiting first), marked tried now, so a concurrent claim
+    /// skips them.
+    fn claim_unsent_events(
+        &self,
+        retry_after: Duration,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<CompletedBatch>, StoreError>> + Send;
+}
+
+/// What a publish sent and what it could not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    pub sent: Vec<Uuid>,
+    /// Each batch not sent, and why.
+    pub failed: Vec<(Uuid, String)>,
+}
+
+/// Where batch events go: a port, so the domain does not depend on EventBridge itself.
+pub trait EventPublisher: Send + Sync {
+    /// Publishes one `QuoteBatchCompleted` event per batch.
+    fn batches_completed(
+        &self,
+        batches: &[CompletedBatch],
+    ) -> impl Future<Output = Published> + Send;
+}
+
 /// When a pending quote counts as stuck, and when reconcile gives up on it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReconcilePolicy {
@@ -128,11 +205,11 @@ pub struct ReconcilePolicy {
 pub trait ReconcileStore: Send + Sync {
     type Stuck: StuckQuotes;
     /// Fails the quotes that stayed pending through `max_attempts` enqueues, the last one at
-    /// least `min_age` ago; at most `limit` of them. Returns how many.
+    /// least `min_age` ago; at most `limit` of them. Returns their ids.
     fn fail_exhausted(
         &self,
         policy: &ReconcilePolicy,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Uuid>, StoreError>> + Send;
     /// Locks the pending quotes due for another enqueue (at most `limit`, oldest first), and
     /// skips those another run holds, so two runs never send the same quote.
     fn claim_stuck(

@@ -7,8 +7,8 @@ use std::time::Duration;
 use quote_pipeline::create::{Answer, CreateError, Created, Creation, Idempotency, create};
 use quote_pipeline::generator::{GenerateParams, generate};
 use quote_pipeline::ports::{
-    IdempotencyRecord, Inserted, ListFilter, Page, QueueError, QuoteQueue, QuoteStore, Recorded,
-    StoreError,
+    BatchProgress, IdempotencyRecord, Inserted, ListFilter, Page, QueueError, QuoteQueue,
+    QuoteStore, Recorded, StoreError,
 };
 use quote_pipeline::pricing::Outcome;
 use quote_pipeline::quote::{Quote, QuoteInput, QuoteStatus};
@@ -27,11 +27,11 @@ fn key(name: &str, request: u8) -> Option<Idempotency> {
     })
 }
 
-/// The answer a caller would give: the ids, so a replay can be told apart.
-fn answer(ids: &[Uuid]) -> Answer {
+/// The answer a caller would give: the batch and the ids, so a replay can be told apart.
+fn answer(batch_id: Uuid, ids: &[Uuid]) -> Answer {
     Answer {
         status_code: 202,
-        body: format!("{ids:?}"),
+        body: format!("{batch_id} {ids:?}"),
     }
 }
 
@@ -58,12 +58,16 @@ fn unavailable() -> StoreError {
 impl QuoteStore for DownStore {
     async fn insert(
         &self,
+        _: Uuid,
         _: &[Quote],
         _: Option<&IdempotencyRecord>,
     ) -> Result<Inserted, StoreError> {
         Err(unavailable())
     }
     async fn get(&self, _: &str, _: Uuid) -> Result<Option<Quote>, StoreError> {
+        Err(unavailable())
+    }
+    async fn batch(&self, _: &str, _: Uuid) -> Result<Option<BatchProgress>, StoreError> {
         Err(unavailable())
     }
     async fn list(&self, _: &str, _: &ListFilter) -> Result<Page, StoreError> {
@@ -78,14 +82,26 @@ impl QuoteStore for DownStore {
 }
 
 #[tokio::test]
-async fn new_quotes_are_saved_pending_and_queued_once() {
+async fn new_quotes_are_saved_pending_and_queued_once_as_one_batch_of_the_caller() {
     let (store, queue) = (MemoryStore::default(), MemoryQueue::new(2));
     let Creation { outcome, report } = create(&store, &queue, "ann", inputs(5), None, answer).await;
-    let Ok(Created::New { ids, answer: given }) = outcome else {
+    let Ok(Created::New {
+        batch_id,
+        ids,
+        answer: given,
+    }) = outcome
+    else {
         panic!("not new: {outcome:?}");
     };
     assert_eq!(ids.len(), 5);
-    assert_eq!(given, answer(&ids));
+    assert_eq!(given, answer(batch_id, &ids));
+    let batch = store
+        .batch("ann", batch_id)
+        .await
+        .unwrap()
+        .expect("the batch");
+    assert_eq!((batch.size, batch.pending), (5, 5));
+    assert_eq!(store.batch("bo", batch_id).await.unwrap(), None);
     let saved = store.quotes();
     assert_eq!(saved.iter().map(|q| q.id).collect::<Vec<_>>(), ids);
     assert!(
@@ -104,7 +120,10 @@ async fn new_quotes_are_saved_pending_and_queued_once() {
 async fn a_repeat_with_the_same_key_replays_the_first_answer_and_writes_nothing() {
     let (store, queue) = (MemoryStore::default(), MemoryQueue::new(100));
     let first = create(&store, &queue, "ann", inputs(3), key("k", 1), answer).await;
-    let Ok(Created::New { ids, answer: given }) = first.outcome else {
+    let Ok(Created::New {
+        ids, answer: given, ..
+    }) = first.outcome
+    else {
         panic!("not new: {:?}", first.outcome);
     };
     let again = create(&store, &queue, "ann", inputs(3), key("k", 1), answer).await;
@@ -144,9 +163,11 @@ async fn queue_down_after_the_write_names_the_saved_quotes_left_pending() {
     let store = MemoryStore::default();
     let Creation { outcome, report } =
         create(&store, &DownQueue, "ann", inputs(3), None, answer).await;
-    let Err(CreateError::NotQueued { ids, .. }) = outcome else {
+    let Err(CreateError::NotQueued { batch_id, ids, .. }) = outcome else {
         panic!("not saved-but-not-queued: {outcome:?}");
     };
+    let batch = store.batch("ann", batch_id).await.unwrap();
+    assert_eq!(batch.map(|b| (b.size, b.pending)), Some((3, 3)));
     let saved = store.quotes();
     assert_eq!(saved.iter().map(|q| q.id).collect::<Vec<_>>(), ids);
     assert!(

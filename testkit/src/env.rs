@@ -6,7 +6,8 @@
 //! `postgres://quote_app@127.0.0.1:6432/postgres?sslmode=require`) the PgBouncer in front of
 //! Postgres, in transaction mode, and the application role that the code under test connects
 //! as, as it does through RDS Proxy on AWS; `AWS_ENDPOINT_URL_SQS` (default
-//! `http://127.0.0.1:9324`) the emulator.
+//! `http://127.0.0.1:9324`) the emulator, which serves EventBridge too: [`TestEnv::event_bus`]
+//! makes a bus whose events a test reads back from a queue.
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sqs::Client;
@@ -17,6 +18,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use quote_pipeline::config::{DatabaseConfig, QueueConfig};
+use quote_pipeline::events::EventBridgeBus;
 use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::queue::{QuoteMessage, SqsQueue};
 use quote_pipeline::store::PgStore;
@@ -329,5 +331,107 @@ impl TestEnv {
         .await
         .expect("count");
         assert_eq!(twice, 0, "no quote is scored twice");
+    }
+}
+
+/// A test's own EventBridge bus on the emulator, with a rule that copies each of its
+/// `QuoteBatchCompleted` events to a queue the test reads: what a consumer would see.
+pub struct TestBus {
+    /// The publisher the functions get, on this bus.
+    pub events: EventBridgeBus,
+    pub name: String,
+    queue_url: String,
+    sqs: Client,
+}
+
+impl TestEnv {
+    /// A new bus, its rule and the queue the rule sends to.
+    pub async fn event_bus(&self) -> TestBus {
+        let name = format!("test-bus-{}", Uuid::now_v7().simple());
+        let bridge = aws_sdk_eventbridge::Client::new(&self.sdk);
+        bridge
+            .create_event_bus()
+            .name(&name)
+            .send()
+            .await
+            .expect("the emulator serves EventBridge");
+        let queue_url = create_queue(&self.sqs, &format!("{name}-events"), None).await;
+        let queue_arn = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("a queue ARN");
+        let pattern = serde_json::json!({
+            "source": [quote_pipeline::events::SOURCE],
+            "detail-type": [quote_pipeline::events::BATCH_COMPLETED],
+        });
+        bridge
+            .put_rule()
+            .name(format!("{name}-completed"))
+            .event_bus_name(&name)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .expect("put the rule");
+        bridge
+            .put_targets()
+            .rule(format!("{name}-completed"))
+            .event_bus_name(&name)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(queue_arn)
+                    .build()
+                    .expect("id and arn are set"),
+            )
+            .send()
+            .await
+            .expect("target the queue");
+        TestBus {
+            events: EventBridgeBus::new(&self.sdk, &name),
+            name,
+            queue_url,
+            sqs: self.sqs.clone(),
+        }
+    }
+}
+
+impl TestBus {
+    /// Every event the rule delivered so far (each received once: they are deleted), as
+    /// EventBridge's envelope (`source`, `detail-type`, `detail`).
+    pub async fn received(&self) -> Vec<serde_json::Value> {
+        let mut events = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("receive");
+            if out.messages().is_empty() {
+                return events;
+            }
+            for m in out.messages() {
+                events.push(
+                    serde_json::from_str(m.body().unwrap_or_default()).expect("an event envelope"),
+                );
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
     }
 }

@@ -17,7 +17,7 @@ pub(super) async fn postgres_write(report: &mut Report) -> Res<()> {
     for i in 0..COPY_REPEATS {
         let quotes = new_quotes(1000, "bench-write");
         let started = Instant::now();
-        store.insert(&quotes, None).await?;
+        store.insert(Uuid::now_v7(), &quotes, None).await?;
         insert.push(ms(started.elapsed()));
 
         let file = dir.join(format!("quotes-{i}.csv"));

@@ -3,6 +3,9 @@
 //! A message that cannot be read fails alone. The quotes of all the others are scored
 //! together (one query, one predictor pass, one update), and the answer is an SQS partial
 //! batch response naming exactly the messages that did not finish, so only they come back.
+//! Once the outcomes are committed, the batches those quotes finished are completed and their
+//! `QuoteBatchCompleted` events published (`quote_pipeline::completion`): a failure there
+//! sends every message back, and the redelivery completes the batches.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -10,24 +13,28 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use quote_pipeline::budget;
+use quote_pipeline::completion;
+use quote_pipeline::events::EventPublisher;
 use quote_pipeline::metrics::{self, Count, Metrics, Time};
 use quote_pipeline::queue::QuoteMessage;
 use quote_pipeline::scoring::{self, Predictor};
-use quote_pipeline::store::QuoteStore;
+use quote_pipeline::store::{BatchStore, QuoteStore};
 use uuid::Uuid;
 
 /// EMF takes at most 100 values of one metric in a document.
 const MAX_LATENCY_VALUES: usize = 100;
 
 /// The function's clients, built once per container.
-pub struct App<S, P> {
+pub struct App<S, P, E> {
     pub store: S,
     pub predictor: P,
+    /// Where batch completion events go.
+    pub events: E,
 }
 
 /// Handles one batch and writes its metrics to the log.
-pub async fn handle<S: QuoteStore, P: Predictor>(
-    app: &App<S, P>,
+pub async fn handle<S: QuoteStore + BatchStore, P: Predictor, E: EventPublisher>(
+    app: &App<S, P, E>,
     event: LambdaEvent<SqsEvent>,
 ) -> SqsBatchResponse {
     let (response, metrics) = process(app, event).await;
@@ -36,8 +43,8 @@ pub async fn handle<S: QuoteStore, P: Predictor>(
 }
 
 /// Handles one batch; returns the partial batch response and the invocation's metrics.
-pub async fn process<S: QuoteStore, P: Predictor>(
-    app: &App<S, P>,
+pub async fn process<S: QuoteStore + BatchStore, P: Predictor, E: EventPublisher>(
+    app: &App<S, P, E>,
     event: LambdaEvent<SqsEvent>,
 ) -> (SqsBatchResponse, Metrics) {
     let mut metrics = Metrics::for_function("score");
@@ -75,8 +82,16 @@ pub async fn process<S: QuoteStore, P: Predictor>(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    match scoring::score(&app.store, &app.predictor, &ids, deadline).await {
-        Ok(report) => {
+    let scored = match scoring::score(&app.store, &app.predictor, &ids, deadline).await {
+        // Also the quotes already ended: a batch this delivery finds finished but not
+        // completed (an earlier one failed between its write and the completion) completes now.
+        Ok(report) => completion::complete(&app.store, &app.events, &ids)
+            .await
+            .map(|completion| (report, completion)),
+        Err(e) => Err(e),
+    };
+    match scored {
+        Ok((report, completion)) => {
             metrics
                 .count(Count::QuotesScored, report.scored)
                 .count(Count::QuotesFailed, report.failed)
@@ -84,6 +99,12 @@ pub async fn process<S: QuoteStore, P: Predictor>(
                 .count(
                     Count::MlEnginePermanentErrors,
                     report.permanent_errors.into(),
+                )
+                .count(Count::BatchesCompleted, completion.completed)
+                .count(Count::BatchEventsPublished, completion.published)
+                .count(
+                    Count::BatchEventPublishFailures,
+                    completion.publish_failures,
                 )
                 .time(Time::DatabaseTime, report.database_time);
             for call in report.call_times.iter().take(MAX_LATENCY_VALUES) {

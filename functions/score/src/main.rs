@@ -3,6 +3,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use quote_pipeline::config::{FromEnv, ScoreConfig, ScoringMode};
+use quote_pipeline::events::EventBridgeBus;
 use quote_pipeline::ml_engine::MlEngine;
 use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::scoring::Predictor;
@@ -21,14 +22,16 @@ fn main() -> Result<(), Error> {
 async fn start() -> Result<(), Error> {
     telemetry::init();
     let config = ScoreConfig::from_env()?;
-    let sdk = aws::sdk_for_database(&config.database).await;
-    let store = PgStore::from_config(&config.database, sdk.as_ref()).await?;
+    let sdk = aws::aws_sdk_config().await;
+    let store = PgStore::from_config(&config.database, Some(&sdk)).await?;
+    let events = EventBridgeBus::new(&sdk, &config.event_bus);
     // A malformed model stops the container here, not with a wrong premium later.
     match &config.scoring {
         ScoringMode::Engine(engine) => {
             run(App {
                 store,
                 predictor: MlEngine::new(engine)?,
+                events,
             })
             .await
         }
@@ -38,13 +41,14 @@ async fn start() -> Result<(), Error> {
             run(App {
                 store,
                 predictor: model,
+                events,
             })
             .await
         }
     }
 }
 
-async fn run<P: Predictor + 'static>(app: App<PgStore, P>) -> Result<(), Error> {
+async fn run<P: Predictor + 'static>(app: App<PgStore, P, EventBridgeBus>) -> Result<(), Error> {
     // The first batch's Postgres connection, opened during init; bounded, and never fatal (a
     // database down now sends the first batch's messages back to the queue). The ML engine's
     // client connects on its first call.

@@ -14,11 +14,11 @@ use quote_pipeline::store::{PgStore, ReconcilePolicy};
 use score::{App, handle};
 use serde_json::json;
 use testkit::{
-    Fault, FaultProxy, TestEnv, emulator_sdk_config, engine_url, http_event, lambda_context,
-    sqs_event, trained_model,
+    Fault, FaultProxy, MemoryEvents, TestEnv, emulator_sdk_config, engine_url, http_event,
+    lambda_context, sqs_event, trained_model,
 };
 
-fn score_app(env: &TestEnv, url: &str, timeout_ms: u64) -> App<PgStore, MlEngine> {
+fn score_app(env: &TestEnv, url: &str, timeout_ms: u64) -> App<PgStore, MlEngine, MemoryEvents> {
     let config = MlEngineConfig {
         url: url.into(),
         chunk_size: 100,
@@ -28,6 +28,7 @@ fn score_app(env: &TestEnv, url: &str, timeout_ms: u64) -> App<PgStore, MlEngine
     App {
         store: env.store.clone(),
         predictor: MlEngine::new(&config).unwrap(),
+        events: MemoryEvents::default(),
     }
 }
 
@@ -62,7 +63,7 @@ async fn generate(env: &TestEnv, count: u32, ids_per_message: usize) {
 
 /// Invokes `score` for an SQS event with `budget` left; returns the failed message ids.
 async fn invoke<P: Predictor>(
-    app: &App<PgStore, P>,
+    app: &App<PgStore, P, MemoryEvents>,
     event: aws_lambda_events::event::sqs::SqsEvent,
     budget: Duration,
 ) -> Vec<String> {
@@ -75,7 +76,7 @@ async fn invoke<P: Predictor>(
 }
 
 /// Feeds the queue to `app` until it is empty, waiting out the visibility timeout of failures.
-async fn drain<P: Predictor>(env: &TestEnv, app: &App<PgStore, P>, visibility: i32) {
+async fn drain<P: Predictor>(env: &TestEnv, app: &App<PgStore, P, MemoryEvents>, visibility: i32) {
     for _ in 0..20 {
         env.drain(10, visibility, async |event| {
             invoke(app, event, Duration::from_secs(10)).await
@@ -90,10 +91,11 @@ async fn drain<P: Predictor>(env: &TestEnv, app: &App<PgStore, P>, visibility: i
 }
 
 /// `score` evaluating the engine's model in process.
-fn embedded_app(env: &TestEnv) -> App<PgStore, EmbeddedModel> {
+fn embedded_app(env: &TestEnv) -> App<PgStore, EmbeddedModel, MemoryEvents> {
     App {
         store: env.store.clone(),
         predictor: trained_model(),
+        events: MemoryEvents::default(),
     }
 }
 
@@ -118,6 +120,7 @@ async fn queue_unreachable_during_generate_then_reconcile_recovers() {
     let reconcile = reconcile::App {
         store: env.store.clone(),
         queue: env.queue(50),
+        events: MemoryEvents::default(),
         policy: ReconcilePolicy {
             min_age: Duration::ZERO,
             max_attempts: 5,
@@ -200,7 +203,7 @@ async fn a_score_invocation_killed_mid_batch_comes_back() {
 }
 
 /// Delivers the same messages three times at once and once more: each quote is scored once.
-async fn delivered_three_times<P: Predictor>(app: &App<PgStore, P>, env: &TestEnv) {
+async fn delivered_three_times<P: Predictor>(app: &App<PgStore, P, MemoryEvents>, env: &TestEnv) {
     let messages = env.receive(10, 30).await;
     let (a, b, c) = tokio::join!(
         invoke(app, sqs_event(&messages), Duration::from_secs(10)),
@@ -217,7 +220,10 @@ async fn delivered_three_times<P: Predictor>(app: &App<PgStore, P>, env: &TestEn
 }
 
 /// A poison message among good ones ends in the dead-letter queue, alone.
-async fn poison_to_the_dead_letter_queue<P: Predictor>(app: &App<PgStore, P>, env: &TestEnv) {
+async fn poison_to_the_dead_letter_queue<P: Predictor>(
+    app: &App<PgStore, P, MemoryEvents>,
+    env: &TestEnv,
+) {
     env.sqs
         .send_message()
         .queue_url(&env.queue_url)

@@ -51,6 +51,13 @@ pub enum Count {
     MlEnginePermanentErrors,
     /// Every function: 1 on the first invocation of a new container (see [`Metrics::cold_start`]).
     ColdStart,
+    /// `score` and `reconcile`: batches found with their last quote ended, marked completed.
+    BatchesCompleted,
+    /// `score` and `reconcile`: batch completion events published.
+    BatchEventsPublished,
+    /// `score` and `reconcile`: batch completion events EventBridge did not take; reconcile
+    /// sends them again.
+    BatchEventPublishFailures,
 }
 
 /// A duration measured per invocation, in milliseconds.
@@ -65,7 +72,7 @@ pub enum Time {
 }
 
 impl Count {
-    pub const ALL: [Count; 10] = [
+    pub const ALL: [Count; 13] = [
         Count::QuotesCreated,
         Count::QuotesEnqueued,
         Count::BatchSize,
@@ -76,6 +83,9 @@ impl Count {
         Count::ColdStart,
         Count::IdempotencyKeysPurged,
         Count::MlEnginePermanentErrors,
+        Count::BatchesCompleted,
+        Count::BatchEventsPublished,
+        Count::BatchEventPublishFailures,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -90,6 +100,9 @@ impl Count {
             Count::IdempotencyKeysPurged => "IdempotencyKeysPurged",
             Count::MlEnginePermanentErrors => "MlEnginePermanentErrors",
             Count::ColdStart => "ColdStart",
+            Count::BatchesCompleted => "BatchesCompleted",
+            Count::BatchEventsPublished => "BatchEventsPublished",
+            Count::BatchEventPublishFailures => "BatchEventPublishFailures",
         }
     }
 }

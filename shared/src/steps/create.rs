@@ -1,7 +1,8 @@
 //! Creating quotes: from validated inputs to quotes saved and queued for scoring.
 //!
-//! The quotes are written in one statement (with an idempotency key, the key is claimed in the
-//! same transaction), then their ids are put on the queue. A queue failure after the write
+//! The quotes are written in one statement, as one batch owned by the caller (with an
+//! idempotency key, the key is claimed in the same transaction), then their ids are put on the
+//! queue. A queue failure after the write
 //! leaves the quotes saved as `pending_ml`, to be queued again by reconcile: the caller is told
 //! which ids were saved, so they are not sent twice. With a key, a repeat of the same request
 //! answers the first request's answer and writes nothing; the key with another request writes
@@ -39,8 +40,12 @@ pub struct Idempotency {
 /// What a create achieved.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
-    /// The quotes were written and queued.
-    New { ids: Vec<Uuid>, answer: Answer },
+    /// The quotes were written, as the batch `batch_id`, and queued.
+    New {
+        batch_id: Uuid,
+        ids: Vec<Uuid>,
+        answer: Answer,
+    },
     /// A repeat of an earlier request with the same key: that request's answer; nothing was
     /// written or queued.
     Replayed(Answer),
@@ -58,6 +63,7 @@ pub enum CreateError {
     /// they must not be sent again.
     #[error("{} quotes saved but not queued: {source}", ids.len())]
     NotQueued {
+        batch_id: Uuid,
         ids: Vec<Uuid>,
         #[source]
         source: QueueError,
@@ -84,8 +90,8 @@ pub struct Creation {
     pub report: Report,
 }
 
-/// Creates `owner`'s quotes from `inputs`: writes them, then queues them. `answer` makes the
-/// answer for the new ids; it is kept with the key (when there is one) before anything is
+/// Creates `owner`'s quotes from `inputs`: writes them as one new batch, then queues them.
+/// `answer` makes the answer for the batch and its new ids; it is kept with the key (when there is one) before anything is
 /// queued, so a repeat gets exactly what the first request got.
 pub async fn create<S: QuoteStore, Q: QuoteQueue>(
     store: &S,
@@ -93,7 +99,7 @@ pub async fn create<S: QuoteStore, Q: QuoteQueue>(
     owner: &str,
     inputs: Vec<QuoteInput>,
     idempotency: Option<Idempotency>,
-    answer: impl FnOnce(&[Uuid]) -> Answer,
+    answer: impl FnOnce(Uuid, &[Uuid]) -> Answer,
 ) -> Creation {
     let now = Utc::now();
     let quotes: Vec<Quote> = inputs
@@ -101,7 +107,8 @@ pub async fn create<S: QuoteStore, Q: QuoteQueue>(
         .map(|input| Quote::new_pending(owner, input, now))
         .collect();
     let ids: Vec<Uuid> = quotes.iter().map(|q| q.id).collect();
-    let answer = answer(&ids);
+    let batch_id = Uuid::now_v7();
+    let answer = answer(batch_id, &ids);
     let record = idempotency.map(|i| IdempotencyRecord {
         owner: owner.to_owned(),
         key: i.key,
@@ -112,7 +119,7 @@ pub async fn create<S: QuoteStore, Q: QuoteQueue>(
     });
     let mut report = Report::default();
     let started = Instant::now();
-    let inserted = store.insert(&quotes, record.as_ref()).await;
+    let inserted = store.insert(batch_id, &quotes, record.as_ref()).await;
     report.database_time = started.elapsed();
     let outcome = match inserted {
         Err(e) => Err(CreateError::Store(e)),
@@ -132,12 +139,20 @@ pub async fn create<S: QuoteStore, Q: QuoteQueue>(
             match enqueued {
                 Err(source) => {
                     tracing::error!(error = %source, quotes = ids.len(), "enqueue failed after the write");
-                    Err(CreateError::NotQueued { ids, source })
+                    Err(CreateError::NotQueued {
+                        batch_id,
+                        ids,
+                        source,
+                    })
                 }
                 Ok(_) => {
                     report.enqueued = Some(ids.len());
                     tracing::info!(quotes = ids.len(), "quotes created");
-                    Ok(Created::New { ids, answer })
+                    Ok(Created::New {
+                        batch_id,
+                        ids,
+                        answer,
+                    })
                 }
             }
         }

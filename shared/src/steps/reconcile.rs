@@ -5,20 +5,31 @@
 //! sends such quotes (pending, last enqueued at least `min_age` ago) to the queue again and
 //! counts the attempt; a quote still pending after `max_attempts` enqueues is failed with the
 //! reason. Two runs at once touch disjoint quotes (`FOR UPDATE SKIP LOCKED`); a run touches at
-//! most `limit` quotes of each kind. Each run also purges up to `limit` expired idempotency
-//! keys, which nothing else deletes.
+//! most `limit` quotes of each kind. The batches whose last quotes it fails are completed and
+//! their events published, as `score` does for the quotes it ends, and completion events
+//! whose publish failed (unsent, last tried at least `min_age` ago) are published again. Each
+//! run also purges up to `limit` expired idempotency keys, which nothing else deletes.
 
 use serde::Serialize;
 
 use quote_domain::ports::{
-    QueueError, QuoteQueue, ReconcilePolicy, ReconcileStore, StoreError, StuckQuotes,
+    BatchStore, EventPublisher, QueueError, QuoteQueue, ReconcilePolicy, ReconcileStore,
+    StoreError, StuckQuotes,
 };
+
+use crate::completion::{self, CompletionReport};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct ReconcileReport {
     pub failed: u64,
     pub reenqueued: u64,
     pub keys_purged: u64,
+    /// Batches completed by the quotes this run failed.
+    pub batches_completed: u64,
+    /// Completion events published, new or retried.
+    pub events_published: u64,
+    /// Completion events that failed to publish, new or retried; retried by a later run.
+    pub event_publish_failures: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +41,18 @@ pub enum ReconcileError {
     Queue(#[from] QueueError),
 }
 
-pub async fn reconcile<S: ReconcileStore, Q: QuoteQueue>(
+pub async fn reconcile<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPublisher>(
     store: &S,
     queue: &Q,
+    events: &E,
     policy: &ReconcilePolicy,
 ) -> Result<ReconcileReport, ReconcileError> {
-    let failed = store.fail_exhausted(policy).await?;
+    // Earlier events first, so an event this run fails to publish waits `min_age` for its
+    // retry like any other.
+    let retried = completion::retry_unsent(store, events, policy.min_age, policy.limit).await?;
+    let failed_ids = store.fail_exhausted(policy).await?;
+    let failed = failed_ids.len() as u64;
+    let completed = completion::complete(store, events, &failed_ids).await?;
     let stuck = store.claim_stuck(policy).await?;
     let reenqueued = stuck.ids().len() as u64;
     if reenqueued > 0 {
@@ -43,9 +60,17 @@ pub async fn reconcile<S: ReconcileStore, Q: QuoteQueue>(
         stuck.enqueued().await?;
     }
     let keys_purged = store.purge_expired_keys(policy.limit).await?;
+    let CompletionReport {
+        completed: batches_completed,
+        published,
+        publish_failures,
+    } = completed;
     Ok(ReconcileReport {
         failed,
         reenqueued,
         keys_purged,
+        batches_completed,
+        events_published: published + retried.published,
+        event_publish_failures: publish_failures + retried.publish_failures,
     })
 }

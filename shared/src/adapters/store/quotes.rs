@@ -6,8 +6,8 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use quote_domain::ports::{
-    Cursor, IdempotencyRecord, Inserted, ListFilter, MAX_PAGE_SIZE, Page, QuoteStore, Recorded,
-    StoreError,
+    BatchProgress, Cursor, IdempotencyRecord, Inserted, ListFilter, MAX_PAGE_SIZE, Page,
+    QuoteStore, Recorded, StoreError,
 };
 use quote_domain::pricing::Outcome;
 use quote_domain::quote::{Pricing, Quote, QuoteInput, QuoteStatus};
@@ -20,6 +20,7 @@ pub const POSTGRES_GET: &str = "postgres.get";
 pub const POSTGRES_LIST: &str = "postgres.list";
 pub const POSTGRES_PENDING: &str = "postgres.pending";
 pub const POSTGRES_RECORD: &str = "postgres.record";
+pub const POSTGRES_BATCH: &str = "postgres.batch";
 
 const COLUMNS: &str = "id, user_id, coverage_type, coverage_level, estimated_amount, user_age, \
      annual_revenue, num_employees, founded_at, status, created_at, premium, confidence, \
@@ -139,10 +140,16 @@ fn pricing_from_columns(columns: PricingColumns) -> Result<Pricing, String> {
 }
 
 /// One statement for a whole batch: each column goes as one array through `UNNEST`.
+/// The batch's row goes in the same statement, first (a data-modifying `WITH`), so a write
+/// costs no extra round trip for it.
 async fn insert_quotes<'e>(
     executor: impl sqlx::PgExecutor<'e>,
+    batch_id: Uuid,
     quotes: &[Quote],
 ) -> Result<(), PgError> {
+    let Some(first) = quotes.first() else {
+        return Ok(());
+    };
     let column = |f: fn(&Quote) -> String| quotes.iter().map(f).collect::<Vec<_>>();
     let ids: Vec<Uuid> = quotes.iter().map(|q| q.id).collect();
     let owners = column(|q| q.user_id.clone());
@@ -156,10 +163,14 @@ async fn insert_quotes<'e>(
     let created: Vec<DateTime<Utc>> = quotes.iter().map(|q| q.created_at).collect();
     let attempts: Vec<i32> = quotes.iter().map(|q| q.enqueue_attempts).collect();
     sqlx::query(
-        "INSERT INTO quotes (id, user_id, coverage_type, coverage_level, estimated_amount, \
+        "WITH batch AS ( \
+             INSERT INTO quote_batches (id, user_id, size, created_at) \
+             VALUES ($12, $13, $14, $15) \
+         ) \
+         INSERT INTO quotes (id, user_id, coverage_type, coverage_level, estimated_amount, \
              user_age, annual_revenue, num_employees, founded_at, created_at, enqueue_attempts, \
-             last_enqueued_at) \
-         SELECT u.*, u.created_at FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], \
+             last_enqueued_at, batch_id) \
+         SELECT u.*, u.created_at, $12 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], \
              $5::bigint[], $6::int[], $7::bigint[], $8::int[], $9::date[], $10::timestamptz[], \
              $11::int[]) AS u(id, user_id, coverage_type, coverage_level, estimated_amount, \
              user_age, annual_revenue, num_employees, founded_at, created_at, enqueue_attempts)",
@@ -176,6 +187,10 @@ async fn insert_quotes<'e>(
     .bind(founded)
     .bind(created)
     .bind(attempts)
+    .bind(batch_id)
+    .bind(&first.user_id)
+    .bind(quotes.len() as i32)
+    .bind(first.created_at)
     .execute(executor)
     .await?;
     Ok(())
@@ -186,12 +201,13 @@ async fn insert_quotes<'e>(
 impl PgStore {
     async fn pg_insert(
         &self,
+        batch_id: Uuid,
         quotes: &[Quote],
         idempotency: Option<&IdempotencyRecord>,
     ) -> Result<Inserted, PgError> {
         let mut tx = self.begin().await?;
         let Some(record) = idempotency else {
-            insert_quotes(&mut *tx, quotes).await?;
+            insert_quotes(&mut *tx, batch_id, quotes).await?;
             tx.commit().await?;
             return Ok(Inserted::New);
         };
@@ -241,7 +257,7 @@ impl PgStore {
                 Inserted::KeyReused
             });
         }
-        insert_quotes(&mut *tx, quotes).await?;
+        insert_quotes(&mut *tx, batch_id, quotes).await?;
         tx.commit().await?;
         Ok(Inserted::New)
     }
@@ -269,6 +285,9 @@ impl PgStore {
             .push_bind(owner);
         if let Some(status) = filter.status {
             query.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(batch) = filter.batch {
+            query.push(" AND batch_id = ").push_bind(batch);
         }
         if let Some(coverage_type) = filter.coverage_type {
             query
@@ -385,10 +404,16 @@ impl QuoteStore for PgStore {
     #[tracing::instrument(name = POSTGRES_INSERT, skip_all, fields(quotes = quotes.len()), err(level = "warn"))]
     async fn insert(
         &self,
+        batch_id: Uuid,
         quotes: &[Quote],
         idempotency: Option<&IdempotencyRecord>,
     ) -> Result<Inserted, StoreError> {
-        Ok(self.pg_insert(quotes, idempotency).await?)
+        Ok(self.pg_insert(batch_id, quotes, idempotency).await?)
+    }
+
+    #[tracing::instrument(name = POSTGRES_BATCH, skip_all, err(level = "warn"))]
+    async fn batch(&self, owner: &str, id: Uuid) -> Result<Option<BatchProgress>, StoreError> {
+        Ok(self.pg_batch(owner, id).await?)
     }
 
     #[tracing::instrument(name = POSTGRES_GET, skip_all, err(level = "warn"))]

@@ -41,25 +41,26 @@ impl PgStuckQuotes {
 
 /// The sweep's statements, failing with [`PgError`]; the port's impl below classifies it.
 impl PgStore {
-    async fn pg_fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<u64, PgError> {
+    async fn pg_fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<Vec<Uuid>, PgError> {
         let mut tx = self.begin().await?;
-        let failed = sqlx::query(
+        let failed: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE quotes SET status = 'failed', \
                  failure_reason = format('not scored after %s enqueue attempts', enqueue_attempts) \
              WHERE id IN ( \
                  SELECT id FROM quotes \
                  WHERE status = 'pending_ml' AND enqueue_attempts >= $1 \
                      AND last_enqueued_at < now() - make_interval(secs => $2) \
-                 ORDER BY last_enqueued_at LIMIT $3 FOR UPDATE SKIP LOCKED)",
+                 ORDER BY last_enqueued_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING id",
         )
         .persistent(false)
         .bind(policy.max_attempts)
         .bind(policy.min_age.as_secs_f64())
         .bind(policy.limit)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(failed.rows_affected())
+        Ok(failed)
     }
 
     async fn pg_claim_stuck(&self, policy: &ReconcilePolicy) -> Result<PgStuckQuotes, PgError> {
@@ -101,7 +102,7 @@ impl PgStore {
 impl ReconcileStore for PgStore {
     type Stuck = PgStuckQuotes;
 
-    async fn fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<u64, StoreError> {
+    async fn fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<Vec<Uuid>, StoreError> {
         Ok(self.pg_fail_exhausted(policy).await?)
     }
 

@@ -1,0 +1,81 @@
+//! Completing batches: when a batch's last quote ends (scored or failed), one
+//! `QuoteBatchCompleted` event for it.
+//!
+//! Whoever ends quotes (`score`, or reconcile giving up on them) calls [`complete`] with their
+//! ids once the outcomes are committed. The store marks each batch of those quotes that has no
+//! quote left pending, and hands it to one caller only, however many finish the batch at the
+//! same moment or see the same message twice; that caller publishes its event. The mark is
+//! also the event's outbox: an event whose publish fails stays unsent, and [`retry_unsent`]
+//! (run by reconcile) publishes it again once its last try is old enough. The one duplicate
+//! left is a publish that reached the bus but whose "sent" was not recorded (a crash between
+//! the two): consumers must treat the batch id as the event's identity.
+
+use std::time::Duration;
+
+use quote_domain::ports::{BatchStore, CompletedBatch, EventPublisher, StoreError};
+use uuid::Uuid;
+
+/// What a completion pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CompletionReport {
+    /// Batches this pass marked completed.
+    pub completed: u64,
+    /// Events published.
+    pub published: u64,
+    /// Events that could not be published, left for a retry.
+    pub publish_failures: u64,
+}
+
+/// Marks completed the batches of `quote_ids` that have no quote left pending, and publishes
+/// their events. Call it after the quotes' outcomes are committed.
+pub async fn complete<S: BatchStore, E: EventPublisher>(
+    store: &S,
+    events: &E,
+    quote_ids: &[Uuid],
+) -> Result<CompletionReport, StoreError> {
+    let batches = store.complete_batches(quote_ids).await?;
+    let mut report = publish(store, events, &batches).await?;
+    report.completed = batches.len() as u64;
+    Ok(report)
+}
+
+/// Publishes again the events of completed batches still unsent whose last try is at least
+/// `retry_after` old (at most `limit`).
+pub async fn retry_unsent<S: BatchStore, E: EventPublisher>(
+    store: &S,
+    events: &E,
+    retry_after: Duration,
+    limit: i64,
+) -> Result<CompletionReport, StoreError> {
+    let batches = store.claim_unsent_events(retry_after, limit).await?;
+    publish(store, events, &batches).await
+}
+
+async fn publish<S: BatchStore, E: EventPublisher>(
+    store: &S,
+    events: &E,
+    batches: &[CompletedBatch],
+) -> Result<CompletionReport, StoreError> {
+    if batches.is_empty() {
+        return Ok(CompletionReport::default());
+    }
+    let published = events.batches_completed(batches).await;
+    for (batch, reason) in &published.failed {
+        tracing::warn!(batch_id = %batch, %reason, "batch event not published; reconcile retries it");
+    }
+    store.events_sent(&published.sent).await?;
+    for batch in batches.iter().filter(|b| published.sent.contains(&b.id)) {
+        tracing::info!(
+            batch_id = %batch.id,
+            size = batch.size,
+            scored = batch.scored,
+            failed = batch.failed,
+            "batch completed"
+        );
+    }
+    Ok(CompletionReport {
+        completed: 0,
+        published: published.sent.len() as u64,
+        publish_failures: published.failed.len() as u64,
+    })
+}
