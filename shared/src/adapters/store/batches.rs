@@ -22,6 +22,17 @@ use super::{PgError, PgStore};
 /// PostgreSQL.
 pub const POSTGRES_COMPLETE: &str = "postgres.complete";
 
+/// A batch and its quotes counted by status.
+#[derive(FromRow)]
+struct ProgressRow {
+    size: i32,
+    created_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+    pending: i64,
+    scored: i64,
+    failed: i64,
+}
+
 /// What a completed batch's row answers: the event's content.
 #[derive(FromRow)]
 struct CompletedRow {
@@ -56,33 +67,30 @@ impl PgStore {
     ) -> Result<Option<BatchProgress>, PgError> {
         let mut tx = self.begin().await?;
         // The counts in the same statement as the batch, and only for its owner's batch.
-        let row: Option<(i32, DateTime<Utc>, Option<DateTime<Utc>>, i64, i64, i64)> =
-            sqlx::query_as(
-                "SELECT b.size, b.created_at, b.completed_at, \
-                     count(q.status) FILTER (WHERE q.status = 'pending_ml'), \
-                     count(q.status) FILTER (WHERE q.status = 'scored'), \
-                     count(q.status) FILTER (WHERE q.status = 'failed') \
-                 FROM quote_batches b LEFT JOIN quotes q ON q.batch_id = b.id \
-                 WHERE b.id = $1 AND b.user_id = $2 \
-                 GROUP BY b.id",
-            )
-            .persistent(false)
-            .bind(id)
-            .bind(owner)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row: Option<ProgressRow> = sqlx::query_as(
+            "SELECT b.size, b.created_at, b.completed_at, \
+                 count(q.status) FILTER (WHERE q.status = 'pending_ml') AS pending, \
+                 count(q.status) FILTER (WHERE q.status = 'scored') AS scored, \
+                 count(q.status) FILTER (WHERE q.status = 'failed') AS failed \
+             FROM quote_batches b LEFT JOIN quotes q ON q.batch_id = b.id \
+             WHERE b.id = $1 AND b.user_id = $2 \
+             GROUP BY b.id",
+        )
+        .persistent(false)
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(row.map(
-            |(size, created_at, completed_at, pending, scored, failed)| BatchProgress {
-                id,
-                size: size as u32,
-                pending: pending as u32,
-                scored: scored as u32,
-                failed: failed as u32,
-                created_at,
-                completed_at,
-            },
-        ))
+        Ok(row.map(|row| BatchProgress {
+            id,
+            size: row.size as u32,
+            pending: row.pending as u32,
+            scored: row.scored as u32,
+            failed: row.failed as u32,
+            created_at: row.created_at,
+            completed_at: row.completed_at,
+        }))
     }
 
     async fn pg_complete_batches(
