@@ -149,6 +149,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_sample_event_has_the_source_type_and_detail_members_published() {
+        let sample: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../events/eventbridge/quote-batch-completed.json"
+        ))
+        .unwrap();
+        assert_eq!(
+            (&sample["source"], &sample["detail-type"]),
+            (&json!(SOURCE), &json!(BATCH_COMPLETED))
+        );
+        let at = DateTime::from_timestamp(0, 0).unwrap();
+        let published = detail(&CompletedBatch {
+            id: Uuid::nil(),
+            owner: String::new(),
+            size: 1,
+            scored: 1,
+            failed: 0,
+            created_at: at,
+            completed_at: at,
+        });
+        let keys = |v: &serde_json::Value| {
+            let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            keys.sort();
+            keys
+        };
+        assert_eq!(keys(&sample["detail"]), keys(&published));
+    }
+
+    #[test]
     fn the_detail_carries_the_batch_and_its_counts() {
         let at = DateTime::from_timestamp(1_780_000_000, 0).unwrap();
         let id = Uuid::nil();

@@ -20,6 +20,10 @@ pub const PROXY_BORROW: Duration = Duration::from_secs(5);
 /// One enqueue, retries included (the SQS adapter's own).
 pub use crate::queue::ENQUEUE_TIMEOUT as ENQUEUE;
 
+/// Publishing batch completion events (the EventBridge adapter's own): after the write, in
+/// `score`'s last moments; what does not go out in time is retried by reconcile.
+pub use crate::events::PUBLISH_TIMEOUT as EVENT_PUBLISH;
+
 /// The AWS SDK's connection, per attempt and per operation timeouts.
 pub const SQS_CONNECT: Duration = Duration::from_secs(2);
 pub const SQS_ATTEMPT: Duration = Duration::from_secs(5);

@@ -15,6 +15,11 @@ use std::time::Duration;
 use quote_domain::ports::{BatchStore, CompletedBatch, EventPublisher, StoreError};
 use uuid::Uuid;
 
+/// How long after its last try an unsent event is tried again: past the longest a `score`
+/// invocation can still be publishing it (its 60 s timeout), so a retry does not race the
+/// first try.
+pub const EVENT_RETRY_AFTER: Duration = Duration::from_secs(120);
+
 /// What a completion pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CompletionReport {

@@ -7,7 +7,7 @@
 //! reason. Two runs at once touch disjoint quotes (`FOR UPDATE SKIP LOCKED`); a run touches at
 //! most `limit` quotes of each kind. The batches whose last quotes it fails are completed and
 //! their events published, as `score` does for the quotes it ends, and completion events
-//! whose publish failed (unsent, last tried at least `min_age` ago) are published again. Each
+//! whose publish failed (unsent, last tried two minutes ago or more) are published again. Each
 //! run also purges up to `limit` expired idempotency keys, which nothing else deletes.
 
 use serde::Serialize;
@@ -47,9 +47,11 @@ pub async fn reconcile<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPu
     events: &E,
     policy: &ReconcilePolicy,
 ) -> Result<ReconcileReport, ReconcileError> {
-    // Earlier events first, so an event this run fails to publish waits `min_age` for its
-    // retry like any other.
-    let retried = completion::retry_unsent(store, events, policy.min_age, policy.limit).await?;
+    // Earlier events first, so an event this run fails to publish waits for its retry like
+    // any other. A policy that resends quotes sooner than that wait (tests, `make run`)
+    // retries events as soon.
+    let retry_after = completion::EVENT_RETRY_AFTER.min(policy.min_age);
+    let retried = completion::retry_unsent(store, events, retry_after, policy.limit).await?;
     let failed_ids = store.fail_exhausted(policy).await?;
     let failed = failed_ids.len() as u64;
     let completed = completion::complete(store, events, &failed_ids).await?;
