@@ -124,16 +124,7 @@ impl TestEnv {
         let sqs = Client::new(&sdk);
         let suffix = Uuid::now_v7().simple().to_string();
         let dlq_url = create_queue(&sqs, &format!("test-dlq-{suffix}"), None).await;
-        let dlq_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&dlq_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("queue attributes")
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-            .expect("a queue ARN");
+        let dlq_arn = queue_arn(&sqs, &dlq_url).await;
         let redrive =
             format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receives}"}}"#);
         let queue_url = create_queue(&sqs, &format!("test-quotes-{suffix}"), Some(redrive)).await;
@@ -212,6 +203,18 @@ async fn create_queue(sqs: &Client, name: &str, redrive: Option<String>) -> Stri
         .queue_url()
         .expect("a queue URL")
         .to_owned()
+}
+
+async fn queue_arn(sqs: &Client, url: &str) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("a queue ARN")
 }
 
 impl TestEnv {
@@ -356,17 +359,7 @@ impl TestEnv {
             .await
             .expect("the emulator serves EventBridge");
         let queue_url = create_queue(&self.sqs, &format!("{name}-events"), None).await;
-        let queue_arn = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("queue attributes")
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-            .expect("a queue ARN");
+        let queue_arn = queue_arn(&self.sqs, &queue_url).await;
         let pattern = serde_json::json!({
             "source": [quote_pipeline::events::SOURCE],
             "detail-type": [quote_pipeline::events::BATCH_COMPLETED],
