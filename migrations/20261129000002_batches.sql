@@ -21,6 +21,10 @@ CREATE TABLE quote_batches (
     CHECK (event_sent_at IS NULL OR event_attempted_at IS NOT NULL)
 );
 
+-- Batches not completed yet, by age: reconcile completes those it finds with every quote ended
+-- (their last quotes ended by a write whose completion never ran: a crash between the two).
+CREATE INDEX quote_batches_open ON quote_batches (created_at) WHERE completed_at IS NULL;
+
 -- Completed batches whose event is not sent yet, by their last try: what reconcile scans.
 CREATE INDEX quote_batches_event_unsent ON quote_batches (event_attempted_at)
     WHERE completed_at IS NOT NULL AND event_sent_at IS NULL;

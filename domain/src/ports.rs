@@ -157,6 +157,14 @@ pub trait BatchStore: Send + Sync {
         &self,
         quote_ids: &[Uuid],
     ) -> impl Future<Output = Result<Vec<CompletedBatch>, StoreError>> + Send;
+    /// Marks completed, as [`BatchStore::complete_batches`] does, the batches created at
+    /// least `older_than` ago (at most `limit`, the oldest first) that are not completed and
+    /// have no quote pending: those whose completion never ran after their last quotes ended.
+    fn complete_overdue(
+        &self,
+        older_than: Duration,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<CompletedBatch>, StoreError>> + Send;
     /// Records that these batches' events were sent.
     fn events_sent(
         &self,

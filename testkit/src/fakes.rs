@@ -319,40 +319,32 @@ impl BatchStore for MemoryStore {
         &self,
         quote_ids: &[Uuid],
     ) -> Result<Vec<CompletedBatch>, StoreError> {
-        let mut state = self.lock();
-        let StoreState { rows, batches, .. } = &mut *state;
-        let touched: HashSet<Uuid> = rows
+        let touched: HashSet<Uuid> = self
+            .lock()
+            .rows
             .iter()
             .filter(|r| quote_ids.contains(&r.quote.id))
             .map(|r| r.batch_id)
             .collect();
-        let now = Utc::now();
-        let mut completed = Vec::new();
-        for id in touched {
-            let batch = batches.get_mut(&id).expect("every quote's batch is stored");
-            let statuses: Vec<QuoteStatus> = rows
-                .iter()
-                .filter(|r| r.batch_id == id)
-                .map(|r| r.quote.status())
-                .collect();
-            if batch.completed.is_some() || statuses.contains(&QuoteStatus::PendingMl) {
-                continue;
-            }
-            let count = |s| statuses.iter().filter(|&&x| x == s).count() as u32;
-            let done = CompletedBatch {
-                id,
-                owner: batch.owner.clone(),
-                size: batch.size,
-                scored: count(QuoteStatus::Scored),
-                failed: count(QuoteStatus::Failed),
-                created_at: batch.created_at,
-                completed_at: now,
-            };
-            batch.completed = Some(done.clone());
-            batch.event_attempted_at = Some(now);
-            completed.push(done);
-        }
-        Ok(completed)
+        Ok(self.complete(touched))
+    }
+
+    async fn complete_overdue(
+        &self,
+        older_than: Duration,
+        limit: i64,
+    ) -> Result<Vec<CompletedBatch>, StoreError> {
+        let cutoff = Utc::now() - chrono::Duration::from_std(older_than).expect("a sane age");
+        let mut open: Vec<(DateTime<Utc>, Uuid)> = self
+            .lock()
+            .batches
+            .iter()
+            .filter(|(_, b)| b.completed.is_none() && b.created_at < cutoff)
+            .map(|(id, b)| (b.created_at, *id))
+            .collect();
+        open.sort();
+        open.truncate(limit.max(0) as usize);
+        Ok(self.complete(open.into_iter().map(|(_, id)| id).collect()))
     }
 
     async fn events_sent(&self, batch_ids: &[Uuid]) -> Result<(), StoreError> {
@@ -391,6 +383,42 @@ impl BatchStore for MemoryStore {
                 batch.completed.clone()
             })
             .collect())
+    }
+}
+
+impl MemoryStore {
+    /// Completes those of `candidates` not completed with no quote pending, as the one
+    /// statement on Postgres does.
+    fn complete(&self, candidates: HashSet<Uuid>) -> Vec<CompletedBatch> {
+        let mut state = self.lock();
+        let StoreState { rows, batches, .. } = &mut *state;
+        let now = Utc::now();
+        let mut completed = Vec::new();
+        for id in candidates {
+            let batch = batches.get_mut(&id).expect("every quote's batch is stored");
+            let statuses: Vec<QuoteStatus> = rows
+                .iter()
+                .filter(|r| r.batch_id == id)
+                .map(|r| r.quote.status())
+                .collect();
+            if batch.completed.is_some() || statuses.contains(&QuoteStatus::PendingMl) {
+                continue;
+            }
+            let count = |s| statuses.iter().filter(|&&x| x == s).count() as u32;
+            let done = CompletedBatch {
+                id,
+                owner: batch.owner.clone(),
+                size: batch.size,
+                scored: count(QuoteStatus::Scored),
+                failed: count(QuoteStatus::Failed),
+                created_at: batch.created_at,
+                completed_at: now,
+            };
+            batch.completed = Some(done.clone());
+            batch.event_attempted_at = Some(now);
+            completed.push(done);
+        }
+        completed
     }
 }
 

@@ -349,3 +349,33 @@ async fn an_event_the_bus_did_not_take_is_published_by_a_later_run() {
             .unwrap();
     assert_eq!(unsent, 0);
 }
+
+#[tokio::test]
+async fn a_batch_left_ended_but_unmarked_is_completed_by_a_later_run() {
+    let env = TestEnv::new().await;
+    let bus = env.event_bus().await;
+    stranded(&env, 6).await;
+    // As if a run failed the batch's last quotes and stopped before completing it.
+    sqlx::query("UPDATE quotes SET status = 'failed', failure_reason = 'not scored'")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let app = App {
+        store: env.store.clone(),
+        queue: env.queue(100),
+        events: bus.events.clone(),
+        policy: policy(3, 1000),
+    };
+    let report = run(&app).await;
+    assert_eq!(
+        (
+            report["batches_completed"].as_u64(),
+            report["events_published"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(run(&app).await["batches_completed"], 0, "once");
+    let events = bus.received().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["detail"]["failed"], 6);
+}

@@ -44,6 +44,21 @@ pub async fn complete<S: BatchStore, E: EventPublisher>(
     Ok(report)
 }
 
+/// Completes the batches created at least `older_than` ago (at most `limit`) that have no
+/// quote pending but were never marked (their last quotes' writer stopped before its
+/// completion: reconcile giving up, then failing), and publishes their events.
+pub async fn complete_overdue<S: BatchStore, E: EventPublisher>(
+    store: &S,
+    events: &E,
+    older_than: Duration,
+    limit: i64,
+) -> Result<CompletionReport, StoreError> {
+    let batches = store.complete_overdue(older_than, limit).await?;
+    let mut report = publish(store, events, &batches).await?;
+    report.completed = batches.len() as u64;
+    Ok(report)
+}
+
 /// Publishes again the events of completed batches still unsent whose last try is at least
 /// `retry_after` old (at most `limit`).
 pub async fn retry_unsent<S: BatchStore, E: EventPublisher>(

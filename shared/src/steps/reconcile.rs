@@ -7,7 +7,9 @@
 //! reason. Two runs at once touch disjoint quotes (`FOR UPDATE SKIP LOCKED`); a run touches at
 //! most `limit` quotes of each kind. The batches whose last quotes it fails are completed and
 //! their events published, as `score` does for the quotes it ends, and completion events
-//! whose publish failed (unsent, last tried two minutes ago or more) are published again. Each
+//! whose publish failed (unsent, last tried two minutes ago or more) are published again, and
+//! batches at least `min_age` old found with every quote ended but never marked (a run that
+//! stopped between failing their last quotes and completing them) are completed. Each
 //! run also purges up to `limit` expired idempotency keys, which nothing else deletes.
 
 use serde::Serialize;
@@ -55,6 +57,8 @@ pub async fn reconcile<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPu
     let failed_ids = store.fail_exhausted(policy).await?;
     let failed = failed_ids.len() as u64;
     let completed = completion::complete(store, events, &failed_ids).await?;
+    // A batch whose last quotes a run failed and whose completion then never ran.
+    let overdue = completion::complete_overdue(store, events, policy.min_age, policy.limit).await?;
     let stuck = store.claim_stuck(policy).await?;
     let reenqueued = stuck.ids().len() as u64;
     if reenqueued > 0 {
@@ -71,8 +75,10 @@ pub async fn reconcile<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPu
         failed,
         reenqueued,
         keys_purged,
-        batches_completed,
-        events_published: published + retried.published,
-        event_publish_failures: publish_failures + retried.publish_failures,
+        batches_completed: batches_completed + overdue.completed,
+        events_published: published + retried.published + overdue.published,
+        event_publish_failures: publish_failures
+            + retried.publish_failures
+            + overdue.publish_failures,
     })
 }

@@ -59,6 +59,26 @@ impl From<CompletedRow> for CompletedBatch {
     }
 }
 
+/// The statement that completes, among the batches `candidates` selects (a `batch_id`
+/// column), those not completed with no quote pending: one index probe each, the counts taken
+/// only for a batch that completes. Its first event try is counted from now: the caller is
+/// about to send it.
+fn complete(candidates: &str) -> String {
+    format!(
+        "WITH candidates AS ({candidates}) \
+         UPDATE quote_batches b SET completed_at = now(), event_attempted_at = now(), \
+             scored = (SELECT count(*) FROM quotes q \
+                       WHERE q.batch_id = b.id AND q.status = 'scored'), \
+             failed = (SELECT count(*) FROM quotes q \
+                       WHERE q.batch_id = b.id AND q.status = 'failed') \
+         FROM candidates t \
+         WHERE b.id = t.batch_id AND b.completed_at IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM quotes q \
+                             WHERE q.batch_id = b.id AND q.status = 'pending_ml') \
+         RETURNING b.id, b.user_id, b.size, b.scored, b.failed, b.created_at, b.completed_at"
+    )
+}
+
 impl PgStore {
     pub(super) async fn pg_batch(
         &self,
@@ -101,28 +121,33 @@ impl PgStore {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        // The batches of these quotes (by primary key), each checked for a pending quote by one
-        // index probe; the counts are taken only for a batch that completes. Its first event
-        // try is counted from now: the caller is about to send it.
-        let rows: Vec<CompletedRow> = sqlx::query_as(
-            "WITH touched AS ( \
-                 SELECT DISTINCT batch_id FROM quotes \
-                 WHERE id = ANY($1) AND batch_id IS NOT NULL \
-             ) \
-             UPDATE quote_batches b SET completed_at = now(), event_attempted_at = now(), \
-                 scored = (SELECT count(*) FROM quotes q \
-                           WHERE q.batch_id = b.id AND q.status = 'scored'), \
-                 failed = (SELECT count(*) FROM quotes q \
-                           WHERE q.batch_id = b.id AND q.status = 'failed') \
-             FROM touched t \
-             WHERE b.id = t.batch_id AND b.completed_at IS NULL \
-                 AND NOT EXISTS (SELECT 1 FROM quotes q \
-                                 WHERE q.batch_id = b.id AND q.status = 'pending_ml') \
-             RETURNING b.id, b.user_id, b.size, b.scored, b.failed, b.created_at, \
-                 b.completed_at",
-        )
+        // The batches of these quotes, by primary key.
+        let rows: Vec<CompletedRow> = sqlx::query_as(&complete(
+            "SELECT DISTINCT batch_id FROM quotes WHERE id = ANY($1) AND batch_id IS NOT NULL",
+        ))
         .persistent(false)
         .bind(quote_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(CompletedBatch::from).collect())
+    }
+
+    async fn pg_complete_overdue(
+        &self,
+        older_than: Duration,
+        limit: i64,
+    ) -> Result<Vec<CompletedBatch>, PgError> {
+        let mut tx = self.begin().await?;
+        // Through the partial index of open batches, the oldest first.
+        let rows: Vec<CompletedRow> = sqlx::query_as(&complete(
+            "SELECT id AS batch_id FROM quote_batches \
+             WHERE completed_at IS NULL AND created_at < now() - make_interval(secs => $1) \
+             ORDER BY created_at LIMIT $2",
+        ))
+        .persistent(false)
+        .bind(older_than.as_secs_f64())
+        .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -180,6 +205,15 @@ impl BatchStore for PgStore {
         quote_ids: &[Uuid],
     ) -> Result<Vec<CompletedBatch>, StoreError> {
         Ok(self.pg_complete_batches(quote_ids).await?)
+    }
+
+    #[tracing::instrument(name = POSTGRES_COMPLETE, skip_all, err(level = "warn"))]
+    async fn complete_overdue(
+        &self,
+        older_than: Duration,
+        limit: i64,
+    ) -> Result<Vec<CompletedBatch>, StoreError> {
+        Ok(self.pg_complete_overdue(older_than, limit).await?)
     }
 
     async fn events_sent(&self, batch_ids: &[Uuid]) -> Result<(), StoreError> {
