@@ -68,6 +68,15 @@ mod tests {
     }
 
     #[test]
+    fn an_unsent_event_is_retried_only_once_score_can_no_longer_be_sending_it() {
+        let score_timeout = template_number("  ScoreFunction:", "Timeout:");
+        assert!(
+            crate::completion::EVENT_RETRY_AFTER.as_secs() > score_timeout,
+            "a retry could race the first publish of a score invocation still running"
+        );
+    }
+
+    #[test]
     fn the_proxy_borrow_timeout_is_the_templates() {
         assert_eq!(
             template_number(
