@@ -1,7 +1,7 @@
-//! The ports: what the pipeline steps need of the store, the queue and the event bus, as traits the adapters
-//! (Postgres and SQS in `quote_pipeline`, in-memory fakes in `testkit`) implement, with errors
-//! that name what a caller can act on (retry later, or not) and keep the adapter's own error
-//! only as a source.
+//! The ports: what the pipeline steps need of the store, the queue and the event bus, as
+//! traits the adapters (Postgres, SQS and EventBridge in `quote_pipeline`, in-memory fakes in
+//! `testkit`) implement, with errors that name what a caller can act on (retry later, or not)
+//! and keep the adapter's own error only as a source.
 
 use std::future::Future;
 use std::time::Duration;

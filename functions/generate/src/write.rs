@@ -15,8 +15,9 @@ use crate::routes::Call;
 use crate::views::{Accepted, json_text};
 
 /// Creates the quotes through the pipeline's create step and maps its outcome: 202 with the
-/// batch and its new ids; a replay's kept answer, marked `Idempotent-Replayed`; a 422 for a reused key; a
-/// 503 for the database, or a 503 naming the saved ids when they could not be queued.
+/// batch and its new ids; a replay's kept answer, marked `Idempotent-Replayed`; a 422 for a
+/// reused key; a 503 for the database, or a 503 naming the saved ids and their batch when they
+/// could not be queued.
 pub async fn create_quotes<S: QuoteStore, Q: QuoteQueue>(
     app: &App<S, Q>,
     call: Call<'_>,

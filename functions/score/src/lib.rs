@@ -127,7 +127,7 @@ pub async fn process<S: QuoteStore + BatchStore, P: Predictor, E: EventPublisher
             );
         }
         Err(e) => {
-            tracing::error!(error = %e, "scoring failed; every message will come back");
+            tracing::error!(error = %e, "scoring or batch completion failed; every message will come back");
             failed.extend(messages.into_iter().map(|(message_id, _)| message_id));
         }
     }

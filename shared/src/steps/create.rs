@@ -2,9 +2,9 @@
 //!
 //! The quotes are written in one statement, as one batch owned by the caller (with an
 //! idempotency key, the key is claimed in the same transaction), then their ids are put on the
-//! queue. A queue failure after the write
-//! leaves the quotes saved as `pending_ml`, to be queued again by reconcile: the caller is told
-//! which ids were saved, so they are not sent twice. With a key, a repeat of the same request
+//! queue. A queue failure after the write leaves the quotes saved as `pending_ml`, to be
+//! queued again by reconcile: the caller is told which ids were saved, so they are not sent
+//! twice. With a key, a repeat of the same request
 //! answers the first request's answer and writes nothing; the key with another request writes
 //! nothing either.
 //!
@@ -91,8 +91,9 @@ pub struct Creation {
 }
 
 /// Creates `owner`'s quotes from `inputs`: writes them as one new batch, then queues them.
-/// `answer` makes the answer for the batch and its new ids; it is kept with the key (when there is one) before anything is
-/// queued, so a repeat gets exactly what the first request got.
+/// `answer` makes the answer for the batch and its new ids; it is kept with the key (when
+/// there is one) before anything is queued, so a repeat gets exactly what the first request
+/// got.
 pub async fn create<S: QuoteStore, Q: QuoteQueue>(
     store: &S,
     queue: &Q,
