@@ -279,6 +279,13 @@ async fn queue_unreachable_answers_503_and_keeps_the_quotes_pending() {
         pending, 20,
         "the saved quotes stay pending_ml, to be enqueued again"
     );
+    let (batch_id, _) = batch_of(&body);
+    let (status, batch) = progress(&app, "erin", batch_id).await;
+    assert_eq!(
+        status, 200,
+        "the 503 names the batch the saved quotes are in"
+    );
+    assert_eq!(without_times(&batch), expect(20, 20, 0, 0, false));
 }
 
 #[tokio::test]
