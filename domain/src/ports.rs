@@ -115,11 +115,13 @@ pub trait QuoteStore: Send + Sync {
 }
 
 /// What [`QuoteStore::record`] changed: how many quotes it scored and how many it failed
-/// (quotes no longer pending are left alone, so these may be fewer than the outcomes).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// (quotes no longer pending are left alone, so these may be fewer than the outcomes), and the
+/// batches of those quotes, for their completion.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recorded {
     pub scored: u64,
     pub failed: u64,
+    pub batches: Vec<Uuid>,
 }
 
 /// A batch (the quotes of one write) as it stands.
@@ -150,12 +152,12 @@ pub struct CompletedBatch {
 /// What the completion of batches needs of the store: marking each finished batch completed
 /// exactly once, and the outbox of their events.
 pub trait BatchStore: Send + Sync {
-    /// Marks completed each batch of `quote_ids` with no quote left pending and not completed
-    /// yet, and returns them: a batch is returned once, to whichever caller marks it, however
-    /// many find it finished at once. Call it after the quotes' outcomes are committed.
+    /// Marks completed each of `batch_ids` with no quote left pending and not completed yet,
+    /// and returns them: a batch is returned once, to whichever caller marks it, however many
+    /// find it finished at once. Call it after the quotes' outcomes are committed.
     fn complete_batches(
         &self,
-        quote_ids: &[Uuid],
+        batch_ids: &[Uuid],
     ) -> impl Future<Output = Result<Vec<CompletedBatch>, StoreError>> + Send;
     /// Marks completed, as [`BatchStore::complete_batches`] does, the batches created at
     /// least `older_than` ago (at most `limit`, the oldest first) that are not completed and
@@ -213,11 +215,11 @@ pub struct ReconcilePolicy {
 pub trait ReconcileStore: Send + Sync {
     type Stuck: StuckQuotes;
     /// Fails the quotes that stayed pending through `max_attempts` enqueues, the last one at
-    /// least `min_age` ago; at most `limit` of them. Returns their ids.
+    /// least `min_age` ago; at most `limit` of them. Returns how many, and their batches.
     fn fail_exhausted(
         &self,
         policy: &ReconcilePolicy,
-    ) -> impl Future<Output = Result<Vec<Uuid>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
     /// Locks the pending quotes due for another enqueue (at most `limit`, oldest first), and
     /// skips those another run holds, so two runs never send the same quote.
     fn claim_stuck(

@@ -226,19 +226,21 @@ impl QuoteStore for MemoryStore {
     async fn record(&self, outcomes: &[Outcome]) -> Result<Recorded, StoreError> {
         let mut state = self.lock();
         let (mut scored, mut failed) = (0, 0);
+        let mut batches = HashSet::new();
         for outcome in outcomes {
             let id = match outcome {
                 Outcome::Scored(p) => p.quote_id,
                 Outcome::Failed { id, .. } => *id,
             };
-            let Some(quote) = state
+            let Some(row) = state
                 .rows
                 .iter_mut()
-                .map(|r| &mut r.quote)
-                .find(|q| q.id == id && q.status() == QuoteStatus::PendingMl)
+                .find(|r| r.quote.id == id && r.quote.status() == QuoteStatus::PendingMl)
             else {
                 continue;
             };
+            batches.insert(row.batch_id);
+            let quote = &mut row.quote;
             match outcome {
                 Outcome::Scored(p) => {
                     quote.pricing = Pricing::Scored {
@@ -257,14 +259,18 @@ impl QuoteStore for MemoryStore {
                 }
             }
         }
-        Ok(Recorded { scored, failed })
+        Ok(Recorded {
+            scored,
+            failed,
+            batches: batches.into_iter().collect(),
+        })
     }
 }
 
 impl ReconcileStore for MemoryStore {
     type Stuck = MemoryStuckQuotes;
 
-    async fn fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<Vec<Uuid>, StoreError> {
+    async fn fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<Recorded, StoreError> {
         let mut state = self.lock();
         let StoreState { rows, claimed, .. } = &mut *state;
         let due = due_rows(rows, claimed, policy, |attempts| {
@@ -279,7 +285,12 @@ impl ReconcileStore for MemoryStore {
                 ),
             };
         }
-        Ok(due.iter().map(|&i| rows[i].quote.id).collect())
+        let batches: HashSet<Uuid> = due.iter().map(|&i| rows[i].batch_id).collect();
+        Ok(Recorded {
+            scored: 0,
+            failed: due.len() as u64,
+            batches: batches.into_iter().collect(),
+        })
     }
 
     async fn purge_expired_keys(&self, limit: i64) -> Result<u64, StoreError> {
@@ -317,16 +328,9 @@ impl ReconcileStore for MemoryStore {
 impl BatchStore for MemoryStore {
     async fn complete_batches(
         &self,
-        quote_ids: &[Uuid],
+        batch_ids: &[Uuid],
     ) -> Result<Vec<CompletedBatch>, StoreError> {
-        let touched: HashSet<Uuid> = self
-            .lock()
-            .rows
-            .iter()
-            .filter(|r| quote_ids.contains(&r.quote.id))
-            .map(|r| r.batch_id)
-            .collect();
-        Ok(self.complete(touched))
+        Ok(self.complete(batch_ids.iter().copied().collect()))
     }
 
     async fn complete_overdue(
@@ -395,7 +399,9 @@ impl MemoryStore {
         let now = Utc::now();
         let mut completed = Vec::new();
         for id in candidates {
-            let batch = batches.get_mut(&id).expect("every quote's batch is stored");
+            let Some(batch) = batches.get_mut(&id) else {
+                continue;
+            };
             let statuses: Vec<QuoteStatus> = rows
                 .iter()
                 .filter(|r| r.batch_id == id)

@@ -593,13 +593,18 @@ async fn end(env: &TestEnv, ids: &[Uuid], failing: &[Uuid]) {
             reason: "refused".into(),
         })
         .collect();
-    env.store.record(&failures).await.unwrap();
+    let failed = env.store.record(&failures).await.unwrap();
     let report = quote_pipeline::scoring::score(&env.store, &trained_model(), ids, deadline)
         .await
         .unwrap();
     assert!(report.unfinished.is_empty());
-    let all: Vec<Uuid> = ids.iter().chain(failing).copied().collect();
-    completion::complete(&env.store, &MemoryEvents::default(), &all)
+    let batches: Vec<Uuid> = report
+        .batches
+        .iter()
+        .chain(&failed.batches)
+        .copied()
+        .collect();
+    completion::complete(&env.store, &MemoryEvents::default(), &batches)
         .await
         .unwrap();
 }

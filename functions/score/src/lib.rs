@@ -4,8 +4,8 @@
 //! together (one query, one predictor pass, one update), and the answer is an SQS partial
 //! batch response naming exactly the messages that did not finish, so only they come back.
 //! Once the outcomes are committed, the batches those quotes finished are completed and their
-//! `QuoteBatchCompleted` events published (`quote_pipeline::completion`): a failure there
-//! sends every message back, and the redelivery completes the batches.
+//! `QuoteBatchCompleted` events published (`quote_pipeline::completion`); a batch whose
+//! completion did not run (a failure or a crash after the write) is completed by reconcile.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -83,9 +83,7 @@ pub async fn process<S: QuoteStore + BatchStore, P: Predictor, E: EventPublisher
         .into_iter()
         .collect();
     let scored = match scoring::score(&app.store, &app.predictor, &ids, deadline).await {
-        // Also the quotes already ended: a batch this delivery finds finished but not
-        // completed (an earlier one failed between its write and the completion) completes now.
-        Ok(report) => completion::complete(&app.store, &app.events, &ids)
+        Ok(report) => completion::complete(&app.store, &app.events, &report.batches)
             .await
             .map(|completion| (report, completion)),
         Err(e) => Err(e),

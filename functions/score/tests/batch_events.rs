@@ -120,22 +120,3 @@ async fn the_last_message_delivered_twice_publishes_one_event() {
     assert_eq!(received.len(), 1, "{received:?}");
     assert_eq!(counts(&received[0]), detail(batch_id, 30, 30, 0));
 }
-
-#[tokio::test]
-async fn a_delivery_that_finds_its_batch_ended_but_not_completed_completes_it() {
-    let env = TestEnv::new().await;
-    let bus = env.event_bus().await;
-    let batch_id = batch(&env, 10, 10).await;
-    // As if an invocation wrote the outcomes and stopped before the completion: the quotes
-    // ended, the batch not marked.
-    sqlx::query("UPDATE quotes SET status = 'failed', failure_reason = 'gone' WHERE batch_id = $1")
-        .bind(batch_id)
-        .execute(&env.pool)
-        .await
-        .unwrap();
-    let messages = env.receive(1, 60).await;
-    assert!(invoke(&app(&env, &bus), &messages).await.is_empty());
-    let received = events(&bus).await;
-    assert_eq!(received.len(), 1, "{received:?}");
-    assert_eq!(counts(&received[0]), detail(batch_id, 10, 0, 10));
-}

@@ -2,8 +2,8 @@
 //! `QuoteBatchCompleted` event for it.
 //!
 //! Whoever ends quotes (`score`, or reconcile giving up on them) calls [`complete`] with their
-//! ids once the outcomes are committed. The store marks each batch of those quotes that has no
-//! quote left pending, and hands it to one caller only, however many finish the batch at the
+//! batches (which the write that ended them returns) once the outcomes are committed. The
+//! store marks each of those batches that has no quote left pending, and hands it to one caller only, however many finish the batch at the
 //! same moment or see the same message twice; that caller publishes its event. The mark is
 //! also the event's outbox: an event whose publish fails stays unsent, and [`retry_unsent`]
 //! (run by reconcile) publishes it again once its last try is old enough. The one duplicate
@@ -31,22 +31,22 @@ pub struct CompletionReport {
     pub publish_failures: u64,
 }
 
-/// Marks completed the batches of `quote_ids` that have no quote left pending, and publishes
-/// their events. Call it after the quotes' outcomes are committed.
+/// Marks completed those of `batch_ids` that have no quote left pending, and publishes their
+/// events. Call it after the quotes' outcomes are committed.
 pub async fn complete<S: BatchStore, E: EventPublisher>(
     store: &S,
     events: &E,
-    quote_ids: &[Uuid],
+    batch_ids: &[Uuid],
 ) -> Result<CompletionReport, StoreError> {
-    let batches = store.complete_batches(quote_ids).await?;
+    let batches = store.complete_batches(batch_ids).await?;
     let mut report = publish(store, events, &batches).await?;
     report.completed = batches.len() as u64;
     Ok(report)
 }
 
 /// Completes the batches created at least `older_than` ago (at most `limit`) that have no
-/// quote pending but were never marked (their last quotes' writer stopped before its
-/// completion: reconcile giving up, then failing), and publishes their events.
+/// quote pending but were never marked (their last quotes' writer, `score` or reconcile,
+/// stopped between its write and the completion), and publishes their events.
 pub async fn complete_overdue<S: BatchStore, E: EventPublisher>(
     store: &S,
     events: &E,

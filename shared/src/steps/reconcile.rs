@@ -8,8 +8,8 @@
 //! most `limit` quotes of each kind. The batches whose last quotes it fails are completed and
 //! their events published, as `score` does for the quotes it ends, and completion events
 //! whose publish failed (unsent, last tried two minutes ago or more) are published again, and
-//! batches at least `min_age` old found with every quote ended but never marked (a run that
-//! stopped between failing their last quotes and completing them) are completed. Each
+//! batches two minutes old or more found with every quote ended but never marked (`score` or
+//! a run that stopped between its write and the completion) are completed. Each
 //! run also purges up to `limit` expired idempotency keys, which nothing else deletes.
 
 use serde::Serialize;
@@ -54,11 +54,11 @@ pub async fn reconcile<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPu
     // retries events as soon.
     let retry_after = completion::EVENT_RETRY_AFTER.min(policy.min_age);
     let retried = completion::retry_unsent(store, events, retry_after, policy.limit).await?;
-    let failed_ids = store.fail_exhausted(policy).await?;
-    let failed = failed_ids.len() as u64;
-    let completed = completion::complete(store, events, &failed_ids).await?;
-    // A batch whose last quotes a run failed and whose completion then never ran.
-    let overdue = completion::complete_overdue(store, events, policy.min_age, policy.limit).await?;
+    let failed = store.fail_exhausted(policy).await?;
+    let completed = completion::complete(store, events, &failed.batches).await?;
+    // A batch whose last quotes' writer stopped between its write and the completion: found
+    // once it is as old as an event's retry, when no completion can still be on its way.
+    let overdue = completion::complete_overdue(store, events, retry_after, policy.limit).await?;
     let stuck = store.claim_stuck(policy).await?;
     let reenqueued = stuck.ids().len() as u64;
     if reenqueued > 0 {
@@ -72,7 +72,7 @@ pub async fn reconcile<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPu
         publish_failures,
     } = completed;
     Ok(ReconcileReport {
-        failed,
+        failed: failed.failed,
         reenqueued,
         keys_purged,
         batches_completed: batches_completed + overdue.completed,

@@ -28,6 +28,8 @@ pub struct Report {
     pub call_errors: u32,
     /// Engine answers no retry would change; their quotes are among `failed`.
     pub permanent_errors: u32,
+    /// The batches of the quotes this pass scored or failed, for their completion.
+    pub batches: Vec<Uuid>,
 }
 
 /// Scores the still-pending quotes among `ids`.
@@ -69,12 +71,17 @@ pub async fn score<S: QuoteStore, P: Predictor>(
         )
         .collect();
     let started = Instant::now();
-    let Recorded { scored, failed } = store.record(&outcomes).await?;
+    let Recorded {
+        scored,
+        failed,
+        batches,
+    } = store.record(&outcomes).await?;
     database_time += started.elapsed();
     Ok(Report {
         scored,
         failed,
         unfinished: predicted.unavailable.into_iter().collect(),
+        batches,
         database_time,
         call_times: predicted.call_times,
         call_errors: predicted.call_errors,

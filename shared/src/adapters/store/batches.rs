@@ -115,20 +115,18 @@ impl PgStore {
 
     async fn pg_complete_batches(
         &self,
-        quote_ids: &[Uuid],
+        batch_ids: &[Uuid],
     ) -> Result<Vec<CompletedBatch>, PgError> {
-        if quote_ids.is_empty() {
+        if batch_ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        // The batches of these quotes, by primary key.
-        let rows: Vec<CompletedRow> = sqlx::query_as(&complete(
-            "SELECT DISTINCT batch_id FROM quotes WHERE id = ANY($1) AND batch_id IS NOT NULL",
-        ))
-        .persistent(false)
-        .bind(quote_ids)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows: Vec<CompletedRow> =
+            sqlx::query_as(&complete("SELECT unnest($1::uuid[]) AS batch_id"))
+                .persistent(false)
+                .bind(batch_ids)
+                .fetch_all(&mut *tx)
+                .await?;
         tx.commit().await?;
         Ok(rows.into_iter().map(CompletedBatch::from).collect())
     }
@@ -199,12 +197,12 @@ impl PgStore {
 }
 
 impl BatchStore for PgStore {
-    #[tracing::instrument(name = POSTGRES_COMPLETE, skip_all, fields(quotes = quote_ids.len()), err(level = "warn"))]
+    #[tracing::instrument(name = POSTGRES_COMPLETE, skip_all, fields(batches = batch_ids.len()), err(level = "warn"))]
     async fn complete_batches(
         &self,
-        quote_ids: &[Uuid],
+        batch_ids: &[Uuid],
     ) -> Result<Vec<CompletedBatch>, StoreError> {
-        Ok(self.pg_complete_batches(quote_ids).await?)
+        Ok(self.pg_complete_batches(batch_ids).await?)
     }
 
     #[tracing::instrument(name = POSTGRES_COMPLETE, skip_all, err(level = "warn"))]

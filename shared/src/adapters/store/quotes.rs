@@ -367,7 +367,7 @@ impl PgStore {
             }
         }
         let mut tx = self.begin().await?;
-        let (scored, failed): (i64, i64) = sqlx::query_as(
+        let (scored, failed, batches): (i64, i64, Vec<Uuid>) = sqlx::query_as(
             "WITH outcome AS ( \
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::float8[], \
                      $5::text[], $6::text[]) \
@@ -378,10 +378,12 @@ impl PgStore {
                      scored_at = CASE WHEN o.status = 'scored' THEN now() END, \
                      failure_reason = o.failure_reason \
                  FROM outcome o WHERE q.id = o.id AND q.status = 'pending_ml' \
-                 RETURNING q.status \
+                 RETURNING q.status, q.batch_id \
              ) \
              SELECT count(*) FILTER (WHERE status = 'scored'), \
-                    count(*) FILTER (WHERE status = 'failed') FROM updated",
+                    count(*) FILTER (WHERE status = 'failed'), \
+                    coalesce(array_agg(DISTINCT batch_id) FILTER (WHERE batch_id IS NOT NULL), \
+                        '{}') FROM updated",
         )
         .persistent(false)
         .bind(ids)
@@ -396,6 +398,7 @@ impl PgStore {
         Ok(Recorded {
             scored: scored as u64,
             failed: failed as u64,
+            batches,
         })
     }
 }

@@ -4,7 +4,7 @@
 use sqlx::Postgres;
 use uuid::Uuid;
 
-use quote_domain::ports::{ReconcilePolicy, ReconcileStore, StoreError, StuckQuotes};
+use quote_domain::ports::{ReconcilePolicy, ReconcileStore, Recorded, StoreError, StuckQuotes};
 
 use super::{PgError, PgStore};
 
@@ -41,26 +41,34 @@ impl PgStuckQuotes {
 
 /// The sweep's statements, failing with [`PgError`]; the port's impl below classifies it.
 impl PgStore {
-    async fn pg_fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<Vec<Uuid>, PgError> {
+    async fn pg_fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<Recorded, PgError> {
         let mut tx = self.begin().await?;
-        let failed: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE quotes SET status = 'failed', \
-                 failure_reason = format('not scored after %s enqueue attempts', enqueue_attempts) \
-             WHERE id IN ( \
-                 SELECT id FROM quotes \
-                 WHERE status = 'pending_ml' AND enqueue_attempts >= $1 \
-                     AND last_enqueued_at < now() - make_interval(secs => $2) \
-                 ORDER BY last_enqueued_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             RETURNING id",
+        let (failed, batches): (i64, Vec<Uuid>) = sqlx::query_as(
+            "WITH failed AS ( \
+                 UPDATE quotes SET status = 'failed', failure_reason = \
+                     format('not scored after %s enqueue attempts', enqueue_attempts) \
+                 WHERE id IN ( \
+                     SELECT id FROM quotes \
+                     WHERE status = 'pending_ml' AND enqueue_attempts >= $1 \
+                         AND last_enqueued_at < now() - make_interval(secs => $2) \
+                     ORDER BY last_enqueued_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 RETURNING batch_id \
+             ) \
+             SELECT count(*), coalesce(array_agg(DISTINCT batch_id) \
+                 FILTER (WHERE batch_id IS NOT NULL), '{}') FROM failed",
         )
         .persistent(false)
         .bind(policy.max_attempts)
         .bind(policy.min_age.as_secs_f64())
         .bind(policy.limit)
-        .fetch_all(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(failed)
+        Ok(Recorded {
+            scored: 0,
+            failed: failed as u64,
+            batches,
+        })
     }
 
     async fn pg_claim_stuck(&self, policy: &ReconcilePolicy) -> Result<PgStuckQuotes, PgError> {
@@ -102,7 +110,7 @@ impl PgStore {
 impl ReconcileStore for PgStore {
     type Stuck = PgStuckQuotes;
 
-    async fn fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<Vec<Uuid>, StoreError> {
+    async fn fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<Recorded, StoreError> {
         Ok(self.pg_fail_exhausted(policy).await?)
     }
 
