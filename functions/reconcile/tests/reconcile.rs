@@ -9,7 +9,7 @@ use quote_pipeline::queue::SqsQueue;
 use quote_pipeline::quote::Quote;
 use quote_pipeline::store::{PgStore, QuoteStore, ReconcilePolicy};
 use reconcile::{App, handle};
-use testkit::{MemoryEvents, TestEnv, lambda_context};
+use testkit::{MemoryEvents, TestBus, TestEnv, lambda_context};
 use uuid::Uuid;
 
 fn policy(max_attempts: i32, limit: i64) -> ReconcilePolicy {
@@ -25,6 +25,20 @@ fn app(env: &TestEnv, policy: ReconcilePolicy) -> App<PgStore, SqsQueue, MemoryE
         store: env.store.clone(),
         queue: env.queue(100),
         events: MemoryEvents::default(),
+        policy,
+    }
+}
+
+/// The sweep publishing on a bus of the emulator, whose events the test reads.
+fn app_on_bus(
+    env: &TestEnv,
+    bus: &TestBus,
+    policy: ReconcilePolicy,
+) -> App<PgStore, SqsQueue, EventBridgeBus> {
+    App {
+        store: env.store.clone(),
+        queue: env.queue(100),
+        events: bus.events.clone(),
         policy,
     }
 }
@@ -273,12 +287,7 @@ async fn giving_up_on_a_batchs_last_quotes_completes_it_with_one_event_of_its_co
         .execute(&env.pool)
         .await
         .unwrap();
-    let app = App {
-        store: env.store.clone(),
-        queue: env.queue(100),
-        events: bus.events.clone(),
-        policy: policy(3, 1000),
-    };
+    let app = app_on_bus(&env, &bus, policy(3, 1000));
     let first = run(&app).await;
     assert_eq!(
         (first["failed"].clone(), first["batches_completed"].clone()),
@@ -360,12 +369,7 @@ async fn a_batch_left_ended_but_unmarked_is_completed_by_a_later_run() {
         .execute(&env.pool)
         .await
         .unwrap();
-    let app = App {
-        store: env.store.clone(),
-        queue: env.queue(100),
-        events: bus.events.clone(),
-        policy: policy(3, 1000),
-    };
+    let app = app_on_bus(&env, &bus, policy(3, 1000));
     let report = run(&app).await;
     assert_eq!(
         (
