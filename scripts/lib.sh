@@ -15,6 +15,8 @@ export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
 export AWS_EC2_METADATA_DISABLED=true
 SQS_PORT="${SQS_PORT:-9324}"
 export AWS_ENDPOINT_URL_SQS="${AWS_ENDPOINT_URL_SQS:-http://127.0.0.1:$SQS_PORT}"
+# The same emulator serves EventBridge (the bus of batch events).
+export AWS_ENDPOINT_URL_EVENTBRIDGE="${AWS_ENDPOINT_URL_EVENTBRIDGE:-http://127.0.0.1:$SQS_PORT}"
 PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 # The functions reach Postgres through PgBouncer, as on AWS through RDS Proxy, as the
 # application role; admin steps (creating databases, migrations) go straight to Postgres.
@@ -155,12 +157,15 @@ ensure_sqs() {
     wait_for_http "http://127.0.0.1:$SQS_PORT/moto-api/" sqs
 }
 
-# Creates the quotes queue and its dead-letter queue; exports QUOTES_QUEUE_URL and
-# QUOTES_DLQ_URL.
+# Creates the quotes queue and its dead-letter queue, and the event bus `EVENT_BUS_NAME`
+# (default quotes) with a queue receiving its batch events; exports QUOTES_QUEUE_URL,
+# QUOTES_DLQ_URL, EVENT_BUS_NAME and QUOTE_EVENTS_QUEUE_URL.
 ensure_queues() {
     local urls
-    urls="$("$VENV/bin/python" "$ROOT/scripts/create_queues.py" "$@")"
-    export QUOTES_QUEUE_URL="${urls%% *}" QUOTES_DLQ_URL="${urls##* }"
+    export EVENT_BUS_NAME="${EVENT_BUS_NAME:-quotes}"
+    urls="$("$VENV/bin/python" "$ROOT/scripts/create_queues.py" --event-bus "$EVENT_BUS_NAME" "$@")"
+    read -r QUOTES_QUEUE_URL QUOTES_DLQ_URL QUOTE_EVENTS_QUEUE_URL <<<"$urls"
+    export QUOTES_QUEUE_URL QUOTES_DLQ_URL QUOTE_EVENTS_QUEUE_URL
 }
 
 # Trains the model from the Rust-generated training set when there is none, or when the one

@@ -3,10 +3,10 @@
 cfn-lint and `sam validate --lint` check that the template is valid CloudFormation; these
 tests check that it still says what the pipeline relies on: every crate is deployed, the SQS
 settings that keep a quote from being lost or stuck, reconcile's age beyond the queue's
-redelivery, the authorizer on every route, CORS only for the origins given, the alarms an
-operator needs (each explained, here and in the README), generate's reserved concurrency, the
-ML engine deployed behind an IAM function URL only score may call, and no local-development
-switch.
+redelivery, batch events put on one bus by the functions that send them only, the authorizer
+on every route, CORS only for the origins given, the alarms an operator needs (each
+explained, here and in the README), generate's reserved concurrency, the ML engine deployed
+behind an IAM function URL only score may call, and no local-development switch.
 
 Run with `scripts/checks`, or `.venv/bin/python -m pytest tests/test_template.py`.
 """
@@ -31,6 +31,7 @@ ROUTES = {
     ("POST", "/quotes/import"),
     ("GET", "/quotes/{id}"),
     ("GET", "/quotes"),
+    ("GET", "/quotes/batches/{id}"),
 }
 # Every function reads these; see shared/src/platform/config.rs.
 COMMON_ENV = {
@@ -574,7 +575,67 @@ def test_the_price_validity_is_a_parameter_given_to_score_alone_within_the_confi
 
 def test_outputs_name_the_api_and_both_queues():
     outputs = TEMPLATE["Outputs"]
-    assert {"ApiUrl", "QuotesQueueUrl", "QuotesDeadLetterQueueUrl"} <= outputs.keys()
+    assert {"ApiUrl", "QuotesQueueUrl", "QuotesDeadLetterQueueUrl", "EventBusArn"} <= outputs.keys()
+
+
+# ------------------------------------------------------------------------------ batch events
+
+
+def statements(function: dict) -> list[dict]:
+    return [
+        s
+        for policy in function["Properties"].get("Policies", [])
+        if isinstance(policy, dict)
+        for s in policy.get("Statement", [])
+    ]
+
+
+def actions(statement: dict) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else action
+
+
+def the_event_bus() -> tuple[str, dict]:
+    """The bus a stack creates, and the `EventBusName` it stands in for when that is empty."""
+    (bus, resource), = resources_of("AWS::Events::EventBus").items()
+    assert resource.get("Condition") == "CreateEventBus"
+    condition = TEMPLATE["Conditions"]["CreateEventBus"]
+    assert condition == {"Fn::Equals": [{"Ref": "EventBusName"}, ""]}, condition
+    assert PARAMETERS["EventBusName"]["Default"] == ""
+    return bus, resource
+
+
+def test_score_and_reconcile_name_the_bus_and_may_put_events_on_it_and_no_other():
+    bus, _ = the_event_bus()
+    for binary in ("score", "reconcile"):
+        function = function_by_binary(binary)
+        name = env(function)["EVENT_BUS_NAME"]
+        assert name == {"Fn::If": ["CreateEventBus", {"Ref": bus}, {"Ref": "EventBusName"}]}, name
+        puts = [s for s in statements(function) if any(a.startswith("events:") for a in actions(s))]
+        assert len(puts) == 1, f"{binary}: one statement for EventBridge"
+        (put,) = puts
+        assert put["Effect"] == "Allow" and actions(put) == ["events:PutEvents"], put
+        created, named = put["Resource"]["Fn::If"][1:]
+        assert put["Resource"]["Fn::If"][0] == "CreateEventBus"
+        assert ref_name(created) == bus, created
+        assert sub_text(named).endswith(":event-bus/${EventBusName}"), named
+
+
+def test_no_other_function_touches_eventbridge():
+    for name, function in FUNCTIONS.items():
+        if built_binary(name, function) in ("score", "reconcile"):
+            continue
+        for statement in statements(function):
+            assert not any(a.startswith("events:") for a in actions(statement)), name
+
+
+def test_batch_events_not_published_are_alarmed_from_both_publishers():
+    namespace = GLOBALS["Environment"]["Variables"]["METRICS_NAMESPACE"]
+    names = {built_binary(n, f): n for n, f in FUNCTIONS.items()}
+    for binary in ("score", "reconcile"):
+        assert alarms_on(
+            namespace, "BatchEventPublishFailures", FunctionName={"Ref": names[binary]}
+        ), f"no alarm on {binary}'s BatchEventPublishFailures"
 
 
 # ------------------------------------------------------------------------------ schema and roles

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use quote_pipeline::queue::{QueueError, QuoteQueue};
 use quote_pipeline::quote::Quote;
 use quote_pipeline::store::{
-    IdempotencyRecord, Inserted, ListFilter, Outcome, Page, QuoteStore, Recorded, StoreError,
+    BatchProgress, IdempotencyRecord, Inserted, ListFilter, Outcome, Page, QuoteStore, Recorded,
+    StoreError,
 };
 use uuid::Uuid;
 
@@ -35,12 +36,16 @@ pub struct Timed<T> {
 impl<S: QuoteStore> QuoteStore for Timed<S> {
     async fn insert(
         &self,
+        batch_id: Uuid,
         quotes: &[Quote],
         idempotency: Option<&IdempotencyRecord>,
         deadline: Instant,
     ) -> Result<Inserted, StoreError> {
         let started = Instant::now();
-        let result = self.inner.insert(quotes, idempotency, deadline).await;
+        let result = self
+            .inner
+            .insert(batch_id, quotes, idempotency, deadline)
+            .await;
         self.clock.add(started.elapsed());
         result
     }
@@ -48,6 +53,13 @@ impl<S: QuoteStore> QuoteStore for Timed<S> {
     async fn get(&self, owner: &str, id: Uuid) -> Result<Option<Quote>, StoreError> {
         let started = Instant::now();
         let result = self.inner.get(owner, id).await;
+        self.clock.add(started.elapsed());
+        result
+    }
+
+    async fn batch(&self, owner: &str, id: Uuid) -> Result<Option<BatchProgress>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.batch(owner, id).await;
         self.clock.add(started.elapsed());
         result
     }

@@ -1,7 +1,7 @@
-//! The ports: what the pipeline steps need of the store and the queue, as traits the adapters
-//! (Postgres and SQS in `quote_pipeline`, in-memory fakes in `testkit`) implement, with errors
-//! that name what a caller can act on (retry later, or not) and keep the adapter's own error
-//! only as a source.
+//! The ports: what the pipeline steps need of the store, the queue and the event bus, as
+//! traits the adapters (Postgres, SQS and EventBridge in `quote_pipeline`, in-memory fakes in
+//! `testkit`) implement, with errors that name what a caller can act on (retry later, or not)
+//! and keep the adapter's own error only as a source.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -36,6 +36,8 @@ pub enum StoreError {
 pub struct ListFilter {
     pub status: Option<QuoteStatus>,
     pub coverage_type: Option<CoverageType>,
+    /// Only the quotes of this batch.
+    pub batch: Option<Uuid>,
     /// Resume after this position (exclusive), newest first.
     pub after: Option<Cursor>,
     pub limit: i64,
@@ -78,13 +80,15 @@ pub struct Page {
 
 /// The store the functions need: a port, so the domain does not depend on Postgres itself.
 pub trait QuoteStore: Send + Sync {
-    /// Writes a batch of new quotes in one statement; all or nothing. With an idempotency
-    /// record, the key is claimed in the same transaction, and a key already claimed writes
-    /// nothing and answers what its first request was answered. Done by `deadline`: a write
-    /// that is not is abandoned, [`StoreError::Unavailable`] if its `COMMIT` was not yet sent,
+    /// Writes a batch of new quotes in one statement, and the batch `batch_id` that holds them
+    /// (owned by their owner); all or nothing. With an idempotency record, the key is claimed
+    /// in the same transaction, and a key already claimed writes nothing and answers what its
+    /// first request was answered. Done by `deadline`: a write that is not is abandoned,
+    /// [`StoreError::Unavailable`] if its `COMMIT` was not yet sent,
     /// [`StoreError::OutcomeUnknown`] if it was.
     fn insert(
         &self,
+        batch_id: Uuid,
         quotes: &[Quote],
         idempotency: Option<&IdempotencyRecord>,
         deadline: Instant,
@@ -95,6 +99,12 @@ pub trait QuoteStore: Send + Sync {
         owner: &str,
         id: Uuid,
     ) -> impl Future<Output = Result<Option<Quote>, StoreError>> + Send;
+    /// One batch's progress, if it exists and belongs to `owner`.
+    fn batch(
+        &self,
+        owner: &str,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<BatchProgress>, StoreError>> + Send;
     /// One page of `owner`'s quotes, newest first.
     fn list(
         &self,
@@ -114,11 +124,88 @@ pub trait QuoteStore: Send + Sync {
 }
 
 /// What [`QuoteStore::record`] changed: how many quotes it scored and how many it failed
-/// (quotes no longer pending are left alone, so these may be fewer than the outcomes).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// (quotes no longer pending are left alone, so these may be fewer than the outcomes), and the
+/// batches of those quotes, for their completion.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recorded {
     pub scored: u64,
     pub failed: u64,
+    pub batches: Vec<Uuid>,
+}
+
+/// A batch (the quotes of one write) as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchProgress {
+    pub id: Uuid,
+    pub size: u32,
+    pub pending: u32,
+    pub scored: u32,
+    pub failed: u32,
+    pub created_at: DateTime<Utc>,
+    /// When the batch was found with no quote pending (its completion event is sent then).
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A batch whose every quote has ended: what its completion event tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedBatch {
+    pub id: Uuid,
+    pub owner: String,
+    pub size: u32,
+    pub scored: u32,
+    pub failed: u32,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: DateTime<Utc>,
+}
+
+/// What the completion of batches needs of the store: marking each finished batch completed
+/// exactly once, and the outbox of their events.
+pub trait BatchStore: Send + Sync {
+    /// Marks completed each of `batch_ids` with no quote left pending and not completed yet,
+    /// and returns them: a batch is returned once, to whichever caller marks it, however many
+    /// find it finished at once. Call it after the quotes' outcomes are committed.
+    fn complete_batches(
+        &self,
+        batch_ids: &[Uuid],
+    ) -> impl Future<Output = Result<Vec<CompletedBatch>, StoreError>> + Send;
+    /// Marks completed, as [`BatchStore::complete_batches`] does, the batches created at
+    /// least `older_than` ago (at most `limit`, the oldest first) that are not completed and
+    /// have no quote pending: those whose completion never ran after their last quotes ended.
+    fn complete_overdue(
+        &self,
+        older_than: Duration,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<CompletedBatch>, StoreError>> + Send;
+    /// Records that these batches' events were sent.
+    fn events_sent(
+        &self,
+        batch_ids: &[Uuid],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Completed batches whose event is unsent and was last tried at least `retry_after` ago
+    /// (at most `limit`, the longest waiting first), marked tried now, so a concurrent claim
+    /// skips them.
+    fn claim_unsent_events(
+        &self,
+        retry_after: Duration,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<CompletedBatch>, StoreError>> + Send;
+}
+
+/// What a publish sent and what it could not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    pub sent: Vec<Uuid>,
+    /// Each batch not sent, and why.
+    pub failed: Vec<(Uuid, String)>,
+}
+
+/// Where batch events go: a port, so the domain does not depend on EventBridge itself.
+pub trait EventPublisher: Send + Sync {
+    /// Publishes one `QuoteBatchCompleted` event per batch.
+    fn batches_completed(
+        &self,
+        batches: &[CompletedBatch],
+    ) -> impl Future<Output = Published> + Send;
 }
 
 /// When a pending quote counts as stuck, and when reconcile gives up on it.
@@ -149,11 +236,11 @@ pub struct RequeueFilter {
 pub trait ReconcileStore: Send + Sync {
     type Stuck: StuckQuotes;
     /// Fails the quotes that stayed pending through `max_attempts` enqueues, the last one at
-    /// least `min_age` ago; at most `limit` of them. Returns how many.
+    /// least `min_age` ago; at most `limit` of them. Returns how many, and their batches.
     fn fail_exhausted(
         &self,
         policy: &ReconcilePolicy,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
     /// Locks the pending quotes due for another enqueue (at most `limit`, oldest first), and
     /// skips those another run holds, so two runs never send the same quote.
     fn claim_stuck(

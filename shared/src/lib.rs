@@ -5,11 +5,11 @@
 //! - [`steps`], the pipeline's use cases, written against the domain's ports only:
 //!   [`create`] (validated quotes to a stored, queued batch), [`scoring`] (pending quotes to
 //!   premiums, through a predictor) and [`reconcile`] (re-enqueueing or failing quotes left
-//!   pending).
+//!   pending) and [`completion`] (a batch's completion event, once).
 //! - [`adapters`], the ports made real: [`store`] (Postgres, with [`iam_auth`]'s tokens for
-//!   RDS Proxy), [`queue`] (SQS), [`ml_engine`] (the engine over HTTP, its requests signed by
-//!   [`request_signing`] for an IAM function URL) and [`model`] (the engine's XGBoost model in
-//!   process, bit-identical to it).
+//!   RDS Proxy), [`queue`] (SQS), [`events`] (EventBridge), [`ml_engine`] (the engine over
+//!   HTTP, its requests signed by [`request_signing`] for an IAM function URL) and [`model`]
+//!   (the engine's XGBoost model in process, bit-identical to it).
 //! - [`platform`], what runs a function: [`config`] (the environment, read into each
 //!   function's settings), [`aws`] (the AWS SDK), [`budget`] (every time budget),
 //!   [`ca_bundle`] (root certificates), [`telemetry`] and [`xray`] (logs and traces),
@@ -20,12 +20,14 @@
 //! (`quote_pipeline::quote`), so a function names what it uses, not where it sits.
 
 pub mod steps {
+    pub mod completion;
     pub mod create;
     pub mod reconcile;
     pub mod scoring;
 }
 
 pub mod adapters {
+    pub mod events;
     pub mod iam_auth;
     pub mod ml_engine;
     pub mod model;
@@ -45,9 +47,9 @@ pub mod platform {
     pub mod xray;
 }
 
-pub use adapters::{iam_auth, ml_engine, model, queue, request_signing, store};
+pub use adapters::{events, iam_auth, ml_engine, model, queue, request_signing, store};
 pub use platform::{aws, budget, ca_bundle, config, metrics, telemetry, warm_up, xray};
 pub use quote_domain::{
     features, generator, import, message, money, ports, pricing, quote, spread, training,
 };
-pub use steps::{create, reconcile, scoring};
+pub use steps::{completion, create, reconcile, scoring};

@@ -10,8 +10,8 @@ use quote_pipeline::create::{
 };
 use quote_pipeline::generator::{GenerateParams, generate};
 use quote_pipeline::ports::{
-    IdempotencyRecord, Inserted, ListFilter, Page, QueueError, QuoteQueue, QuoteStore, Recorded,
-    StoreError,
+    BatchProgress, IdempotencyRecord, Inserted, ListFilter, Page, QueueError, QuoteQueue,
+    QuoteStore, Recorded, StoreError,
 };
 use quote_pipeline::pricing::Outcome;
 use quote_pipeline::quote::{Quote, QuoteInput, QuoteStatus};
@@ -49,11 +49,11 @@ fn key(name: &str, request: u8) -> Option<Idempotency> {
     })
 }
 
-/// The answer a caller would give: the ids, so a replay can be told apart.
-fn answer(ids: &[Uuid]) -> Answer {
+/// The answer a caller would give: the batch and the ids, so a replay can be told apart.
+fn answer(batch_id: Uuid, ids: &[Uuid]) -> Answer {
     Answer {
         status_code: 202,
-        body: format!("{ids:?}"),
+        body: format!("{batch_id} {ids:?}"),
     }
 }
 
@@ -80,6 +80,7 @@ fn unavailable() -> StoreError {
 impl QuoteStore for DownStore {
     async fn insert(
         &self,
+        _: Uuid,
         _: &[Quote],
         _: Option<&IdempotencyRecord>,
         _: Instant,
@@ -87,6 +88,9 @@ impl QuoteStore for DownStore {
         Err(unavailable())
     }
     async fn get(&self, _: &str, _: Uuid) -> Result<Option<Quote>, StoreError> {
+        Err(unavailable())
+    }
+    async fn batch(&self, _: &str, _: Uuid) -> Result<Option<BatchProgress>, StoreError> {
         Err(unavailable())
     }
     async fn list(&self, _: &str, _: &ListFilter) -> Result<Page, StoreError> {
@@ -101,14 +105,26 @@ impl QuoteStore for DownStore {
 }
 
 #[tokio::test]
-async fn new_quotes_are_saved_pending_and_queued_once() {
+async fn new_quotes_are_saved_pending_and_queued_once_as_one_batch_of_the_caller() {
     let (store, queue) = (MemoryStore::default(), MemoryQueue::new(2));
     let Creation { outcome, report } = create_n(&store, &queue, "ann", 5, None).await;
-    let Ok(Created::New { ids, answer: given }) = outcome else {
+    let Ok(Created::New {
+        batch_id,
+        ids,
+        answer: given,
+    }) = outcome
+    else {
         panic!("not new: {outcome:?}");
     };
     assert_eq!(ids.len(), 5);
-    assert_eq!(given, answer(&ids));
+    assert_eq!(given, answer(batch_id, &ids));
+    let batch = store
+        .batch("ann", batch_id)
+        .await
+        .unwrap()
+        .expect("the batch");
+    assert_eq!((batch.size, batch.pending), (5, 5));
+    assert_eq!(store.batch("bo", batch_id).await.unwrap(), None);
     let saved = store.quotes();
     assert_eq!(saved.iter().map(|q| q.id).collect::<Vec<_>>(), ids);
     assert!(
@@ -127,7 +143,10 @@ async fn new_quotes_are_saved_pending_and_queued_once() {
 async fn a_repeat_with_the_same_key_replays_the_first_answer_and_writes_nothing() {
     let (store, queue) = (MemoryStore::default(), MemoryQueue::new(100));
     let first = create_n(&store, &queue, "ann", 3, key("k", 1)).await;
-    let Ok(Created::New { ids, answer: given }) = first.outcome else {
+    let Ok(Created::New {
+        ids, answer: given, ..
+    }) = first.outcome
+    else {
         panic!("not new: {:?}", first.outcome);
     };
     let again = create_n(&store, &queue, "ann", 3, key("k", 1)).await;
@@ -166,9 +185,11 @@ async fn a_key_reused_with_another_request_writes_nothing() {
 async fn queue_down_after_the_write_names_the_saved_quotes_left_pending() {
     let store = MemoryStore::default();
     let Creation { outcome, report } = create_n(&store, &DownQueue, "ann", 3, None).await;
-    let Err(CreateError::NotQueued { ids, .. }) = outcome else {
+    let Err(CreateError::NotQueued { batch_id, ids, .. }) = outcome else {
         panic!("not saved-but-not-queued: {outcome:?}");
     };
+    let batch = store.batch("ann", batch_id).await.unwrap();
+    assert_eq!(batch.map(|b| (b.size, b.pending)), Some((3, 3)));
     let saved = store.quotes();
     assert_eq!(saved.iter().map(|q| q.id).collect::<Vec<_>>(), ids);
     assert!(
@@ -206,12 +227,18 @@ struct RecordingStore {
 impl QuoteStore for RecordingStore {
     async fn insert(
         &self,
+        batch_id: Uuid,
         quotes: &[Quote],
         idempotency: Option<&IdempotencyRecord>,
         deadline: Instant,
     ) -> Result<Inserted, StoreError> {
         self.deadlines.lock().unwrap().push(deadline);
-        self.inner.insert(quotes, idempotency, deadline).await
+        self.inner
+            .insert(batch_id, quotes, idempotency, deadline)
+            .await
+    }
+    async fn batch(&self, owner: &str, id: Uuid) -> Result<Option<BatchProgress>, StoreError> {
+        self.inner.batch(owner, id).await
     }
     async fn get(&self, owner: &str, id: Uuid) -> Result<Option<Quote>, StoreError> {
         self.inner.get(owner, id).await

@@ -34,7 +34,7 @@ fn pooler_options(env: &TestEnv) -> PgConnectOptions {
 async fn the_stores_connections_pass_a_pooler_as_strict_as_rds_proxy() {
     let env = TestEnv::new().await;
     env.store
-        .insert(&quotes(3), None, later())
+        .insert(uuid::Uuid::now_v7(), &quotes(3), None, later())
         .await
         .expect("an insert through the pooler");
     let mut conn = for_pooler(pooler_options(&env))
@@ -88,7 +88,10 @@ async fn the_application_role_has_a_statement_timeout_without_sending_one() {
         .await
         .unwrap();
     let started = Instant::now();
-    let stuck = env.store.insert(&quotes(1), None, later()).await;
+    let stuck = env
+        .store
+        .insert(uuid::Uuid::now_v7(), &quotes(1), None, later())
+        .await;
     assert!(
         matches!(stuck, Err(StoreError::Unavailable(_))),
         "{stuck:?}"
@@ -138,7 +141,9 @@ async fn the_store_leaves_no_session_state_on_shared_server_connections() {
     let rounds = stores.iter().flat_map(|store| {
         (0..20).map(move |round| async move {
             let batch = quotes(5);
-            store.insert(&batch, None, later()).await?;
+            store
+                .insert(uuid::Uuid::now_v7(), &batch, None, later())
+                .await?;
             store.get("ann", batch[0].id).await?;
             store.pending(&[batch[0].id, batch[1].id]).await?;
             let filter = ListFilter {

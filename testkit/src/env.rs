@@ -6,7 +6,8 @@
 //! `postgres://quote_app@127.0.0.1:6432/postgres?sslmode=require`) the PgBouncer in front of
 //! Postgres, in transaction mode, and the application role that the code under test connects
 //! as, as it does through RDS Proxy on AWS; `AWS_ENDPOINT_URL_SQS` (default
-//! `http://127.0.0.1:9324`) the emulator.
+//! `http://127.0.0.1:9324`) the emulator, which serves EventBridge too: [`TestEnv::event_bus`]
+//! makes a bus whose events a test reads back from a queue.
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sqs::Client;
@@ -17,6 +18,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use quote_pipeline::config::{DatabaseConfig, QueueConfig};
+use quote_pipeline::events::EventBridgeBus;
 use quote_pipeline::generator::{GenerateParams, generate};
 use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::queue::{QuoteMessage, QuoteQueue, SqsQueue};
@@ -124,16 +126,7 @@ impl TestEnv {
         let sqs = Client::new(&sdk);
         let suffix = Uuid::now_v7().simple().to_string();
         let dlq_url = create_queue(&sqs, &format!("test-dlq-{suffix}"), None).await;
-        let dlq_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&dlq_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("queue attributes")
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-            .expect("a queue ARN");
+        let dlq_arn = queue_arn(&sqs, &dlq_url).await;
         let redrive =
             format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receives}"}}"#);
         let queue_url = create_queue(&sqs, &format!("test-quotes-{suffix}"), Some(redrive)).await;
@@ -210,6 +203,7 @@ impl TestEnv {
             .collect();
         self.store
             .insert(
+                Uuid::now_v7(),
                 &quotes,
                 None,
                 std::time::Instant::now() + std::time::Duration::from_secs(10),
@@ -243,6 +237,18 @@ async fn create_queue(sqs: &Client, name: &str, redrive: Option<String>) -> Stri
         .queue_url()
         .expect("a queue URL")
         .to_owned()
+}
+
+async fn queue_arn(sqs: &Client, url: &str) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("a queue ARN")
 }
 
 impl TestEnv {
@@ -362,5 +368,97 @@ impl TestEnv {
         .await
         .expect("count");
         assert_eq!(twice, 0, "no quote is scored twice");
+    }
+}
+
+/// A test's own EventBridge bus on the emulator, with a rule that copies each of its
+/// `QuoteBatchCompleted` events to a queue the test reads: what a consumer would see.
+pub struct TestBus {
+    /// The publisher the functions get, on this bus.
+    pub events: EventBridgeBus,
+    pub name: String,
+    queue_url: String,
+    sqs: Client,
+}
+
+impl TestEnv {
+    /// A new bus, its rule and the queue the rule sends to.
+    pub async fn event_bus(&self) -> TestBus {
+        let name = format!("test-bus-{}", Uuid::now_v7().simple());
+        let bridge = aws_sdk_eventbridge::Client::new(&self.sdk);
+        bridge
+            .create_event_bus()
+            .name(&name)
+            .send()
+            .await
+            .expect("the emulator serves EventBridge");
+        let queue_url = create_queue(&self.sqs, &format!("{name}-events"), None).await;
+        let queue_arn = queue_arn(&self.sqs, &queue_url).await;
+        let pattern = serde_json::json!({
+            "source": [quote_pipeline::events::SOURCE],
+            "detail-type": [quote_pipeline::events::BATCH_COMPLETED],
+        });
+        bridge
+            .put_rule()
+            .name(format!("{name}-completed"))
+            .event_bus_name(&name)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .expect("put the rule");
+        bridge
+            .put_targets()
+            .rule(format!("{name}-completed"))
+            .event_bus_name(&name)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(queue_arn)
+                    .build()
+                    .expect("id and arn are set"),
+            )
+            .send()
+            .await
+            .expect("target the queue");
+        TestBus {
+            events: EventBridgeBus::new(&self.sdk, &name),
+            name,
+            queue_url,
+            sqs: self.sqs.clone(),
+        }
+    }
+}
+
+impl TestBus {
+    /// Every event the rule delivered so far (each received once: they are deleted), as
+    /// EventBridge's envelope (`source`, `detail-type`, `detail`).
+    pub async fn received(&self) -> Vec<serde_json::Value> {
+        let mut events = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("receive");
+            if out.messages().is_empty() {
+                return events;
+            }
+            for m in out.messages() {
+                events.push(
+                    serde_json::from_str(m.body().unwrap_or_default()).expect("an event envelope"),
+                );
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! In-memory fakes of the ports (`QuoteStore`, `ReconcileStore`, `QuoteQueue`), so a test of
-//! what a handler decides runs without Postgres or the SQS emulator.
+//! In-memory fakes of the ports (`QuoteStore`, `ReconcileStore`, `BatchStore`, `QuoteQueue`,
+//! `EventPublisher`), so a test of what a handler decides runs without Postgres, the SQS
+//! emulator or EventBridge.
 //!
 //! They keep the contracts the real adapters keep (a batch is written whole or not at all, an
 //! idempotency key answers its first request's answer, only pending quotes are scored, a
@@ -11,11 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use quote_pipeline::events::{EventPublisher, Published};
 use quote_pipeline::queue::{MAX_IDS_PER_MESSAGE, QueueError, QuoteQueue};
 use quote_pipeline::quote::{PriceRange, Pricing, Quote, QuoteStatus};
 use quote_pipeline::store::{
-    Cursor, IdempotencyRecord, Inserted, ListFilter, MAX_PAGE_SIZE, Outcome, Page, QuoteStore,
-    ReconcilePolicy, ReconcileStore, Recorded, RequeueFilter, StoreError, StuckQuotes,
+    BatchProgress, BatchStore, CompletedBatch, Cursor, IdempotencyRecord, Inserted, ListFilter,
+    MAX_PAGE_SIZE, Outcome, Page, QuoteStore, ReconcilePolicy, ReconcileStore, Recorded,
+    RequeueFilter, StoreError, StuckQuotes,
 };
 use uuid::Uuid;
 
@@ -31,11 +34,22 @@ struct StoreState {
     keys: HashMap<(String, String), KeptAnswer>,
     /// Quotes a reconcile run has claimed and not yet released.
     claimed: HashSet<Uuid>,
+    batches: HashMap<Uuid, BatchRow>,
 }
 
 struct Row {
     quote: Quote,
+    batch_id: Uuid,
     last_enqueued_at: DateTime<Utc>,
+}
+
+struct BatchRow {
+    owner: String,
+    size: u32,
+    created_at: DateTime<Utc>,
+    completed: Option<CompletedBatch>,
+    event_attempted_at: Option<DateTime<Utc>>,
+    event_sent: bool,
 }
 
 struct KeptAnswer {
@@ -59,6 +73,16 @@ impl MemoryStore {
         }
     }
 
+    /// Moves the last event try of every completed batch `age` into the past.
+    pub fn age_event_attempts(&self, age: Duration) {
+        let age = chrono::Duration::from_std(age).expect("a short age");
+        for batch in self.lock().batches.values_mut() {
+            if let Some(at) = &mut batch.event_attempted_at {
+                *at -= age;
+            }
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, StoreState> {
         self.state.lock().expect("no poisoned lock")
     }
@@ -67,6 +91,7 @@ impl MemoryStore {
 impl QuoteStore for MemoryStore {
     async fn insert(
         &self,
+        batch_id: Uuid,
         quotes: &[Quote],
         idempotency: Option<&IdempotencyRecord>,
         // Written at once: a deadline cannot pass.
@@ -101,8 +126,22 @@ impl QuoteStore for MemoryStore {
                 }
             }
         }
+        if let Some(first) = quotes.first() {
+            state.batches.insert(
+                batch_id,
+                BatchRow {
+                    owner: first.user_id.clone(),
+                    size: quotes.len() as u32,
+                    created_at: first.created_at,
+                    completed: None,
+                    event_attempted_at: None,
+                    event_sent: false,
+                },
+            );
+        }
         state.rows.extend(quotes.iter().map(|q| Row {
             quote: q.clone(),
+            batch_id,
             last_enqueued_at: q.created_at,
         }));
         Ok(Inserted::New)
@@ -117,6 +156,29 @@ impl QuoteStore for MemoryStore {
             .map(|r| r.quote.clone()))
     }
 
+    async fn batch(&self, owner: &str, id: Uuid) -> Result<Option<BatchProgress>, StoreError> {
+        let state = self.lock();
+        let Some(batch) = state.batches.get(&id).filter(|b| b.owner == owner) else {
+            return Ok(None);
+        };
+        let count = |status: QuoteStatus| {
+            state
+                .rows
+                .iter()
+                .filter(|r| r.batch_id == id && r.quote.status() == status)
+                .count() as u32
+        };
+        Ok(Some(BatchProgress {
+            id,
+            size: batch.size,
+            pending: count(QuoteStatus::PendingMl),
+            scored: count(QuoteStatus::Scored),
+            failed: count(QuoteStatus::Failed),
+            created_at: batch.created_at,
+            completed_at: batch.completed.as_ref().map(|c| c.completed_at),
+        }))
+    }
+
     async fn list(&self, owner: &str, filter: &ListFilter) -> Result<Page, StoreError> {
         let limit = filter.limit.clamp(1, MAX_PAGE_SIZE) as usize;
         let position = |q: &Quote| (q.created_at, q.id);
@@ -124,6 +186,7 @@ impl QuoteStore for MemoryStore {
             .lock()
             .rows
             .iter()
+            .filter(|r| filter.batch.is_none_or(|b| r.batch_id == b))
             .map(|r| &r.quote)
             .filter(|q| q.user_id == owner)
             .filter(|q| filter.status.is_none_or(|s| q.status() == s))
@@ -169,19 +232,21 @@ impl QuoteStore for MemoryStore {
     ) -> Result<Recorded, StoreError> {
         let mut state = self.lock();
         let (mut scored, mut failed) = (0, 0);
+        let mut batches = HashSet::new();
         for outcome in outcomes {
             let id = match outcome {
                 Outcome::Scored(p) => p.quote_id,
                 Outcome::Failed { id, .. } => *id,
             };
-            let Some(quote) = state
+            let Some(row) = state
                 .rows
                 .iter_mut()
-                .map(|r| &mut r.quote)
-                .find(|q| q.id == id && q.status() == QuoteStatus::PendingMl)
+                .find(|r| r.quote.id == id && r.quote.status() == QuoteStatus::PendingMl)
             else {
                 continue;
             };
+            batches.insert(row.batch_id);
+            let quote = &mut row.quote;
             match outcome {
                 Outcome::Scored(p) => {
                     let scored_at = Utc::now();
@@ -206,14 +271,18 @@ impl QuoteStore for MemoryStore {
                 }
             }
         }
-        Ok(Recorded { scored, failed })
+        Ok(Recorded {
+            scored,
+            failed,
+            batches: batches.into_iter().collect(),
+        })
     }
 }
 
 impl ReconcileStore for MemoryStore {
     type Stuck = MemoryStuckQuotes;
 
-    async fn fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<u64, StoreError> {
+    async fn fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<Recorded, StoreError> {
         let mut state = self.lock();
         let StoreState { rows, claimed, .. } = &mut *state;
         let due = due_rows(rows, claimed, policy, |attempts| {
@@ -228,7 +297,12 @@ impl ReconcileStore for MemoryStore {
                 ),
             };
         }
-        Ok(due.len() as u64)
+        let batches: HashSet<Uuid> = due.iter().map(|&i| rows[i].batch_id).collect();
+        Ok(Recorded {
+            scored: 0,
+            failed: due.len() as u64,
+            batches: batches.into_iter().collect(),
+        })
     }
 
     async fn purge_expired_keys(&self, limit: i64) -> Result<u64, StoreError> {
@@ -264,8 +338,8 @@ impl ReconcileStore for MemoryStore {
 
     async fn return_failed(&self, filter: &RequeueFilter) -> Result<u64, StoreError> {
         let mut state = self.lock();
-        let mut picked: Vec<&mut Row> = state
-            .rows
+        let StoreState { rows, batches, .. } = &mut *state;
+        let mut picked: Vec<&mut Row> = rows
             .iter_mut()
             .filter(|row| match &row.quote.pricing {
                 Pricing::Failed { reason } => {
@@ -283,8 +357,116 @@ impl ReconcileStore for MemoryStore {
             row.quote.pricing = Pricing::Pending;
             row.quote.enqueue_attempts = 0;
             row.last_enqueued_at = DateTime::<Utc>::MIN_UTC;
+            if let Some(batch) = batches.get_mut(&row.batch_id) {
+                batch.completed = None;
+                batch.event_attempted_at = None;
+                batch.event_sent = false;
+            }
         }
         Ok(picked.len() as u64)
+    }
+}
+
+impl BatchStore for MemoryStore {
+    async fn complete_batches(
+        &self,
+        batch_ids: &[Uuid],
+    ) -> Result<Vec<CompletedBatch>, StoreError> {
+        Ok(self.complete(batch_ids.iter().copied().collect()))
+    }
+
+    async fn complete_overdue(
+        &self,
+        older_than: Duration,
+        limit: i64,
+    ) -> Result<Vec<CompletedBatch>, StoreError> {
+        let cutoff = Utc::now() - chrono::Duration::from_std(older_than).expect("a sane age");
+        let mut open: Vec<(DateTime<Utc>, Uuid)> = self
+            .lock()
+            .batches
+            .iter()
+            .filter(|(_, b)| b.completed.is_none() && b.created_at < cutoff)
+            .map(|(id, b)| (b.created_at, *id))
+            .collect();
+        open.sort();
+        open.truncate(limit.max(0) as usize);
+        Ok(self.complete(open.into_iter().map(|(_, id)| id).collect()))
+    }
+
+    async fn events_sent(&self, batch_ids: &[Uuid]) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        for id in batch_ids {
+            if let Some(batch) = state.batches.get_mut(id) {
+                batch.event_sent = true;
+            }
+        }
+        Ok(())
+    }
+
+    async fn claim_unsent_events(
+        &self,
+        retry_after: Duration,
+        limit: i64,
+    ) -> Result<Vec<CompletedBatch>, StoreError> {
+        let now = Utc::now();
+        let cutoff = now - chrono::Duration::from_std(retry_after).expect("a sane age");
+        let mut state = self.lock();
+        let mut due: Vec<(&DateTime<Utc>, &Uuid)> = state
+            .batches
+            .iter()
+            .filter(|(_, b)| b.completed.is_some() && !b.event_sent)
+            .filter_map(|(id, b)| b.event_attempted_at.as_ref().map(|at| (at, id)))
+            .filter(|(at, _)| **at < cutoff)
+            .collect();
+        due.sort();
+        due.truncate(limit.max(0) as usize);
+        let ids: Vec<Uuid> = due.into_iter().map(|(_, id)| *id).collect();
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                let batch = state.batches.get_mut(id)?;
+                batch.event_attempted_at = Some(now);
+                batch.completed.clone()
+            })
+            .collect())
+    }
+}
+
+impl MemoryStore {
+    /// Completes those of `candidates` not completed with no quote pending, as the one
+    /// statement on Postgres does.
+    fn complete(&self, candidates: HashSet<Uuid>) -> Vec<CompletedBatch> {
+        let mut state = self.lock();
+        let StoreState { rows, batches, .. } = &mut *state;
+        let now = Utc::now();
+        let mut completed = Vec::new();
+        for id in candidates {
+            let Some(batch) = batches.get_mut(&id) else {
+                continue;
+            };
+            let statuses: Vec<QuoteStatus> = rows
+                .iter()
+                .filter(|r| r.batch_id == id)
+                .map(|r| r.quote.status())
+                .collect();
+            if batch.completed.is_some() || statuses.contains(&QuoteStatus::PendingMl) {
+                continue;
+            }
+            let count = |s| statuses.iter().filter(|&&x| x == s).count() as u32;
+            let done = CompletedBatch {
+                id,
+                owner: batch.owner.clone(),
+                size: batch.size,
+                scored: count(QuoteStatus::Scored),
+                failed: count(QuoteStatus::Failed),
+                created_at: batch.created_at,
+                completed_at: now,
+            };
+            batch.completed = Some(done.clone());
+            batch.event_attempted_at = Some(now);
+            completed.push(done);
+        }
+        completed
     }
 }
 
@@ -383,6 +565,49 @@ impl QuoteQueue for MemoryQueue {
     }
 }
 
+/// An event bus held in memory: every batch event published, in order. It can be told to
+/// refuse every publish, as an unreachable bus would.
+#[derive(Clone, Default)]
+pub struct MemoryEvents {
+    published: Arc<Mutex<Vec<CompletedBatch>>>,
+    refusing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl MemoryEvents {
+    /// Every batch whose completion was published, in order.
+    pub fn published(&self) -> Vec<CompletedBatch> {
+        self.published.lock().expect("no poisoned lock").clone()
+    }
+
+    /// From now on, refuse (`true`) or take (`false`) every event.
+    pub fn refuse(&self, refusing: bool) {
+        self.refusing
+            .store(refusing, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl EventPublisher for MemoryEvents {
+    async fn batches_completed(&self, batches: &[CompletedBatch]) -> Published {
+        if self.refusing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Published {
+                sent: Vec::new(),
+                failed: batches
+                    .iter()
+                    .map(|b| (b.id, "refused by the fake".into()))
+                    .collect(),
+            };
+        }
+        self.published
+            .lock()
+            .expect("no poisoned lock")
+            .extend_from_slice(batches);
+        Published {
+            sent: batches.iter().map(|b| b.id).collect(),
+            failed: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use quote_pipeline::generator::{GenerateParams, generate};
@@ -395,7 +620,7 @@ mod tests {
             .into_iter()
             .map(|input| Quote::new_pending("owner", input, Utc::now()))
             .collect();
-        block_on(store.insert(&quotes, None, std::time::Instant::now())).unwrap();
+        block_on(store.insert(Uuid::now_v7(), &quotes, None, std::time::Instant::now())).unwrap();
         quotes.iter().map(|q| q.id).collect()
     }
 
@@ -409,13 +634,14 @@ mod tests {
     #[test]
     fn reconcile_on_the_fakes_reenqueues_fails_and_requeues_on_request_as_on_postgres() {
         let (store, queue) = (MemoryStore::default(), MemoryQueue::new(100));
+        let events = MemoryEvents::default();
         let ids = pending(&store, 3);
         let policy = ReconcilePolicy {
             min_age: Duration::from_secs(60),
             max_attempts: 2,
             limit: 10,
         };
-        let run = || block_on(reconcile(&store, &queue, &policy)).unwrap();
+        let run = || block_on(reconcile(&store, &queue, &events, &policy)).unwrap();
         assert_eq!(run(), ReconcileReport::default(), "too young to resend");
         store.age_enqueues(Duration::from_secs(61));
         assert_eq!(
@@ -431,8 +657,15 @@ mod tests {
             run(),
             ReconcileReport {
                 failed: 3,
+                batches_completed: 1,
+                events_published: 1,
                 ..ReconcileReport::default()
             }
+        );
+        let published = events.published();
+        assert_eq!(
+            (published.len(), published[0].size, published[0].failed),
+            (1, 3, 3)
         );
         assert!(
             store
@@ -449,7 +682,7 @@ mod tests {
                 created_after: None,
                 limit: 10,
             };
-            block_on(requeue_failed(&store, &queue, &policy, &filter)).unwrap()
+            block_on(requeue_failed(&store, &queue, &events, &policy, &filter)).unwrap()
         };
         assert_eq!(requeue("the engine refused"), ReconcileReport::default());
         assert_eq!(
@@ -473,6 +706,41 @@ mod tests {
             0,
             "a repeat changes nothing"
         );
+    }
+
+    #[test]
+    fn an_event_the_bus_refused_is_published_by_a_later_run_once_its_try_is_old() {
+        let (store, queue) = (MemoryStore::default(), MemoryQueue::new(100));
+        let events = MemoryEvents::default();
+        pending(&store, 2);
+        let policy = ReconcilePolicy {
+            min_age: Duration::from_secs(60),
+            max_attempts: 1,
+            limit: 10,
+        };
+        let run = || block_on(reconcile(&store, &queue, &events, &policy)).unwrap();
+        store.age_enqueues(Duration::from_secs(61));
+        events.refuse(true);
+        let report = run();
+        assert_eq!(
+            (
+                report.failed,
+                report.batches_completed,
+                report.event_publish_failures
+            ),
+            (2, 1, 1)
+        );
+        events.refuse(false);
+        assert_eq!(
+            run(),
+            ReconcileReport::default(),
+            "the last try is too recent"
+        );
+        store.age_event_attempts(Duration::from_secs(61));
+        assert_eq!(run().events_published, 1);
+        store.age_event_attempts(Duration::from_secs(61));
+        assert_eq!(run(), ReconcileReport::default(), "sent once only");
+        assert_eq!(events.published().len(), 1);
     }
 
     #[test]

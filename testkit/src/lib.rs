@@ -27,11 +27,11 @@ pub mod runtime_api;
 pub mod xray_daemon;
 
 pub use env::{
-    TestEnv, admin_database_url, emulator_sdk_config, engine_url, pooler_url, sqs_endpoint,
-    trained_model,
+    TestBus, TestEnv, admin_database_url, emulator_sdk_config, engine_url, pooler_url,
+    sqs_endpoint, trained_model,
 };
 pub use events::{http_event, lambda_context, sqs_event};
-pub use fakes::{MemoryQueue, MemoryStore};
+pub use fakes::{MemoryEvents, MemoryQueue, MemoryStore};
 pub use fault_proxy::{Fault, FaultProxy};
 pub use iam_url::IamFunctionUrl;
 pub use pg_proxy::{PgFault, PgFaultProxy};

@@ -183,6 +183,7 @@ fn function_vars(database_url: &str, queue_url: &str) -> impl Fn(&str) -> Option
         "DATABASE_URL" => Some(database_url.clone()),
         "QUOTES_QUEUE_URL" => Some(queue_url.clone()),
         "ML_ENGINE_URL" => Some(engine.clone()),
+        "EVENT_BUS_NAME" => Some("default".into()),
         _ => None,
     }
 }
@@ -206,6 +207,9 @@ pub(crate) fn function_env(env: &TestEnv) -> Vec<(String, String)> {
         ("DATABASE_URL", env.database.url.clone()),
         ("QUOTES_QUEUE_URL", env.queue_url.clone()),
         ("AWS_ENDPOINT_URL_SQS", sqs_endpoint()),
+        // The emulator's default bus: batch events are published, no rule reads them.
+        ("AWS_ENDPOINT_URL_EVENTBRIDGE", sqs_endpoint()),
+        ("EVENT_BUS_NAME", "default".into()),
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_ACCESS_KEY_ID", "test".into()),
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
@@ -243,7 +247,12 @@ pub(crate) async fn insert_pending(
         let count = left.min(1000);
         let quotes = new_quotes(count, owner);
         store
-            .insert(&quotes, None, Instant::now() + Duration::from_secs(30))
+            .insert(
+                Uuid::now_v7(),
+                &quotes,
+                None,
+                Instant::now() + Duration::from_secs(30),
+            )
             .await?;
         ids.extend(quotes.iter().map(|q| q.id));
         left -= count;

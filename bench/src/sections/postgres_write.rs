@@ -18,7 +18,12 @@ pub(super) async fn postgres_write(report: &mut Report) -> Res<()> {
         let quotes = new_quotes(1000, "bench-write");
         let started = Instant::now();
         store
-            .insert(&quotes, None, started + Duration::from_secs(30))
+            .insert(
+                Uuid::now_v7(),
+                &quotes,
+                None,
+                started + Duration::from_secs(30),
+            )
             .await?;
         insert.push(ms(started.elapsed()));
 

@@ -1,5 +1,7 @@
 //! Section 4: scoring throughput through `score::handle`, with the ML engine and embedded.
 
+use testkit::MemoryEvents;
+
 use super::*;
 
 /// Section 4: Quotes per second from pending to scored through `score::handle`, one container
@@ -9,15 +11,19 @@ pub(super) async fn scoring(root: &Path, report: &mut Report, plot: &mut Vec<Ser
     let env = TestEnv::new().await;
     let engine_config = engine_config(&env.database.url)?;
     let store = PgStore::connect_lazy(&env.database)?;
+    // Batch events go to an in-memory bus: the completion's statement is measured, the
+    // emulator's PutEvents (not EventBridge's) is not.
     let engine = score::App {
         store: store.clone(),
         predictor: MlEngine::new(&engine_config, None)?,
         price_validity: PRICE_VALIDITY,
+        events: MemoryEvents::default(),
     };
     let embedded = score::App {
         store,
         predictor: EmbeddedModel::load(&root.join("ml-engine/model"))?,
         price_validity: PRICE_VALIDITY,
+        events: MemoryEvents::default(),
     };
     let mut json = serde_json::Map::new();
     let (mut engine_best, mut embedded_best) = (0.0, 0.0_f64);
@@ -82,7 +88,7 @@ fn record_throughput(
 /// Scores `SCORED_QUOTES` new pending quotes; quotes per second and each batch's latency.
 async fn throughput<P: Predictor>(
     env: &TestEnv,
-    app: &score::App<PgStore, P>,
+    app: &score::App<PgStore, P, MemoryEvents>,
     messages: usize,
     per_message: usize,
 ) -> Res<(f64, Vec<f64>, Vec<f64>)> {

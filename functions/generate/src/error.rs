@@ -1,5 +1,5 @@
 //! The API's one error type and its one shape:
-//! `{"code", "message", "details": [{"field"?, "line"?, "message"}], "ids"?}`.
+//! `{"code", "message", "details": [{"field"?, "line"?, "message"}], "ids"?, "batch_id"?}`.
 //!
 //! Every code the API answers is an [`ErrorCode`], and each code's HTTP status is written once,
 //! in [`ErrorCode::status`].
@@ -88,6 +88,9 @@ pub struct ApiError {
     /// What was done before the failure, for a client to act on (the saved quotes' ids).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ids: Option<Vec<uuid::Uuid>>,
+    /// The batch of those saved quotes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<uuid::Uuid>,
     /// Headers the answer needs, such as `Retry-After` or `Allow`.
     #[serde(skip)]
     pub headers: Vec<(header::HeaderName, String)>,
@@ -100,6 +103,7 @@ impl ApiError {
             message: message.into(),
             details: Vec::new(),
             ids: None,
+            batch_id: None,
             headers: Vec::new(),
         }
     }
@@ -154,6 +158,10 @@ impl ApiError {
 
     pub fn not_found() -> Self {
         Self::new(ErrorCode::NotFound, "no such quote")
+    }
+
+    pub fn batch_not_found() -> Self {
+        Self::new(ErrorCode::NotFound, "no such batch")
     }
 
     pub fn store(e: StoreError) -> Self {

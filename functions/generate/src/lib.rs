@@ -108,5 +108,6 @@ async fn dispatch<S: QuoteStore, Q: QuoteQueue>(
         Route::ImportCsv => routes::import_csv::handle(app, call).await,
         Route::ListQuotes => routes::list_quotes::handle(app, call).await,
         Route::GetQuote(id) => routes::get_quote::handle(app, call, id).await,
+        Route::GetBatch(id) => routes::get_batch::handle(app, call, id).await,
     }
 }

@@ -4,21 +4,24 @@ use chrono::{DateTime, Utc};
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
 use quote_pipeline::money::{CURRENCY, Money};
+use quote_pipeline::ports::BatchProgress;
 use quote_pipeline::quote::{Pricing, Quote, QuoteInput, QuoteStatus};
 use serde::Serialize;
 use uuid::Uuid;
 
-/// The 202 of a write: the new quotes' ids, on their way to scoring.
+/// The 202 of a write: its batch and the new quotes' ids, on their way to scoring.
 #[derive(Debug, Serialize)]
 pub struct Accepted {
+    pub batch_id: Uuid,
     pub ids: Vec<Uuid>,
     pub count: usize,
     pub status: QuoteStatus,
 }
 
 impl Accepted {
-    pub fn new(ids: &[Uuid]) -> Self {
+    pub fn new(batch_id: Uuid, ids: &[Uuid]) -> Self {
         Accepted {
+            batch_id,
             ids: ids.to_vec(),
             count: ids.len(),
             status: QuoteStatus::PendingMl,
@@ -95,6 +98,43 @@ impl<'q> QuoteView<'q> {
             Pricing::Failed { reason } => view.failure_reason = Some(reason),
         }
         view
+    }
+}
+
+/// A batch's progress: `openapi.yaml`'s `Batch`. `finished` once no quote is pending and the
+/// batch was marked completed (when its completion event is sent), `finished_at` then.
+#[derive(Debug, Serialize)]
+pub struct BatchView {
+    pub batch_id: Uuid,
+    pub size: u32,
+    pub counts: BatchCounts,
+    pub finished: bool,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A batch's quotes by status.
+#[derive(Debug, Serialize)]
+pub struct BatchCounts {
+    pub pending_ml: u32,
+    pub scored: u32,
+    pub failed: u32,
+}
+
+impl From<&BatchProgress> for BatchView {
+    fn from(batch: &BatchProgress) -> Self {
+        BatchView {
+            batch_id: batch.id,
+            size: batch.size,
+            counts: BatchCounts {
+                pending_ml: batch.pending,
+                scored: batch.scored,
+                failed: batch.failed,
+            },
+            finished: batch.completed_at.is_some(),
+            created_at: batch.created_at,
+            finished_at: batch.completed_at,
+        }
     }
 }
 

@@ -16,9 +16,9 @@ use crate::routes::Call;
 use crate::views::{Accepted, json_text};
 
 /// Creates the quotes through the pipeline's create step and maps its outcome: 202 with the
-/// new ids; a replay's kept answer, marked `Idempotent-Replayed`; a 422 for a reused key; a
-/// 503 for the database (nothing written, or the write's outcome unknown), or a 503 naming
-/// the saved ids when they could not be queued.
+/// batch and its new ids; a replay's kept answer, marked `Idempotent-Replayed`; a 422 for a
+/// reused key; a 503 for the database (nothing written, or the write's outcome unknown), or a
+/// 503 naming the saved ids and their batch when they could not be queued.
 pub async fn create_quotes<S: QuoteStore, Q: QuoteQueue>(
     app: &App<S, Q>,
     call: Call<'_>,
@@ -68,23 +68,26 @@ pub async fn create_quotes<S: QuoteStore, Q: QuoteQueue>(
             "this Idempotency-Key was used with a different request; use a new key",
         )),
         Err(CreateError::Store(e)) => Err(ApiError::store(e)),
-        Err(CreateError::NotQueued { ids, .. }) => {
+        Err(CreateError::NotQueued { batch_id, ids, .. }) => {
             let mut error = ApiError::new(
                 ErrorCode::QueueUnavailable,
                 "the quotes were saved as pending_ml but could not be queued for scoring; \
                  they will be queued again later, so do not send them again",
             );
             error.ids = Some(ids);
+            error.batch_id = Some(batch_id);
             Err(error)
         }
     }
 }
 
-/// The 202 for new quotes, also kept for the idempotency key's repeats.
-fn accepted(ids: &[Uuid]) -> Answer {
+/// The 202 for new quotes, also kept for the idempotency key's repeats (so a replay answers
+/// the same batch).
+fn accepted(batch_id: Uuid, ids: &[Uuid]) -> Answer {
     Answer {
         status_code: StatusCode::ACCEPTED.as_u16(),
-        body: serde_json::to_string(&Accepted::new(ids)).expect("an answer always serializes"),
+        body: serde_json::to_string(&Accepted::new(batch_id, ids))
+            .expect("an answer always serializes"),
     }
 }
 

@@ -9,13 +9,14 @@ use chrono::{DateTime, Utc};
 
 use generate::{App, handle};
 use lambda_http::Request;
+use quote_pipeline::completion;
 use quote_pipeline::config::QueueConfig;
 use quote_pipeline::pricing::{Outcome, Prediction};
 use quote_pipeline::queue::SqsQueue;
 use quote_pipeline::store::{PgStore, QuoteStore};
 use serde_json::{Value, json};
-use testkit::TestEnv;
 use testkit::api::{CSV_HEADER, body_json, post_json, request};
+use testkit::{MemoryEvents, TestEnv, trained_model};
 use uuid::Uuid;
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -378,6 +379,13 @@ async fn queue_unreachable_answers_503_and_keeps_the_quotes_pending() {
         pending, 20,
         "the saved quotes stay pending_ml, to be enqueued again"
     );
+    let (batch_id, _) = batch_of(&body);
+    let (status, batch) = progress(&app, "erin", batch_id).await;
+    assert_eq!(
+        status, 200,
+        "the 503 names the batch the saved quotes are in"
+    );
+    assert_eq!(without_times(&batch), expect(20, 20, 0, 0, false));
 }
 
 #[tokio::test]
@@ -462,6 +470,16 @@ async fn an_idempotency_key_replays_the_first_answer_and_writes_nothing_new() {
     assert_eq!(again.status(), 202);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(ids_of(&body_json(&again)), ids_of(&body_json(&first)));
+    assert_eq!(
+        body_json(&again)["batch_id"],
+        body_json(&first)["batch_id"],
+        "the replay answers the same batch"
+    );
+    let batches: i64 = sqlx::query_scalar("SELECT count(*) FROM quote_batches")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(batches, 1, "the repeat writes no batch");
     assert_eq!(env.count_quotes().await, 30);
     assert_eq!(
         env.queued_ids().await.len(),
@@ -501,6 +519,10 @@ async fn an_idempotency_key_replays_the_first_answer_and_writes_nothing_new() {
         ids_of(&body_json(&expired)),
         ids_of(&body_json(&first)),
         "an expired key starts afresh"
+    );
+    assert_ne!(
+        body_json(&expired)["batch_id"],
+        body_json(&first)["batch_id"]
     );
 
     for bad in ["", &"x".repeat(256), "has space"] {
@@ -620,4 +642,259 @@ async fn no_filter_cursor_or_id_shows_another_users_quotes() {
     .await
     .unwrap();
     assert_eq!(untouched, 30);
+}
+
+/// A write's answer: its batch and its ids.
+fn batch_of(body: &Value) -> (Uuid, Vec<Uuid>) {
+    (
+        body["batch_id"].as_str().unwrap().parse().unwrap(),
+        ids_of(body),
+    )
+}
+
+/// `GET /quotes/batches/{id}` as `user`: the status and the body.
+async fn progress(app: &App<PgStore, SqsQueue>, user: &str, batch_id: Uuid) -> (u16, Value) {
+    let response = handle(
+        app,
+        request(
+            "GET",
+            &format!("/quotes/batches/{batch_id}"),
+            Some(user),
+            None,
+            "",
+        ),
+    )
+    .await;
+    (response.status().as_u16(), body_json(&response))
+}
+
+/// The progress members `GET /quotes/batches/{id}` answers, but for the times.
+fn expect(size: u32, pending: u32, scored: u32, failed: u32, finished: bool) -> Value {
+    json!({
+        "size": size, "counts": {"pending_ml": pending, "scored": scored, "failed": failed},
+        "finished": finished
+    })
+}
+
+fn without_times(body: &Value) -> Value {
+    json!({
+        "size": body["size"], "counts": body["counts"], "finished": body["finished"]
+    })
+}
+
+/// Prices `ids` as `score` does (its step, the model in process) and completes their batches;
+/// `failing` are failed instead, as the engine's refusal would.
+async fn end(env: &TestEnv, ids: &[Uuid], failing: &[Uuid]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let failures: Vec<Outcome> = failing
+        .iter()
+        .map(|&id| Outcome::Failed {
+            id,
+            reason: "refused".into(),
+        })
+        .collect();
+    let failed = env
+        .store
+        .record(&failures, testkit::PRICE_VALIDITY)
+        .await
+        .unwrap();
+    let report = quote_pipeline::scoring::score(
+        &env.store,
+        &trained_model(),
+        ids,
+        deadline,
+        testkit::PRICE_VALIDITY,
+    )
+    .await
+    .unwrap();
+    assert!(report.unfinished.is_empty());
+    let batches: Vec<Uuid> = report
+        .batches
+        .iter()
+        .chain(&failed.batches)
+        .copied()
+        .collect();
+    completion::complete(&env.store, &MemoryEvents::default(), &batches)
+        .await
+        .unwrap();
+}
+
+/// Every id `GET /quotes?batch_id=` lists, walking its pages of `limit`.
+async fn listed(app: &App<PgStore, SqsQueue>, user: &str, batch_id: Uuid, limit: u32) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = body_json(
+            &handle(
+                app,
+                request(
+                    "GET",
+                    &format!("/quotes?batch_id={batch_id}&limit={limit}{cursor}"),
+                    Some(user),
+                    None,
+                    "",
+                ),
+            )
+            .await,
+        );
+        let quotes = page["quotes"].as_array().unwrap();
+        ids.extend(
+            quotes
+                .iter()
+                .map(|q| q["id"].as_str().unwrap().parse::<Uuid>().unwrap()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return ids,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_generated_batch_reports_its_progress_pending_partly_scored_and_finished() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    // Other quotes of the same caller, in another batch: not counted, not listed.
+    handle(&app, post_json("/quotes", "pat", &one_quote())).await;
+    let response = handle(
+        &app,
+        post_json(
+            "/quotes/generate-batch",
+            "pat",
+            &json!({"count": 12, "seed": 3}),
+        ),
+    )
+    .await;
+    assert_eq!(response.status(), 202);
+    let (batch_id, ids) = batch_of(&body_json(&response));
+
+    let (status, body) = progress(&app, "pat", batch_id).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["batch_id"], json!(batch_id));
+    assert_eq!(without_times(&body), expect(12, 12, 0, 0, false));
+    assert!(body["created_at"].is_string());
+    assert_eq!(body["finished_at"], Value::Null);
+    let mut listed_ids = listed(&app, "pat", batch_id, 5).await;
+    listed_ids.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(
+        listed_ids, expected,
+        "the batch's quotes, each once, over pages"
+    );
+
+    end(&env, &ids[..5], &ids[5..6]).await;
+    let (_, body) = progress(&app, "pat", batch_id).await;
+    assert_eq!(without_times(&body), expect(12, 6, 5, 1, false));
+    assert_eq!(body["finished_at"], Value::Null);
+
+    end(&env, &ids[6..], &[]).await;
+    let (_, body) = progress(&app, "pat", batch_id).await;
+    assert_eq!(without_times(&body), expect(12, 0, 11, 1, true));
+    assert!(body["finished_at"].is_string());
+    let scored = body_json(
+        &handle(
+            &app,
+            request(
+                "GET",
+                &format!("/quotes?batch_id={batch_id}&status=scored&limit=100"),
+                Some("pat"),
+                None,
+                "",
+            ),
+        )
+        .await,
+    );
+    assert_eq!(scored["quotes"].as_array().unwrap().len(), 11);
+}
+
+#[tokio::test]
+async fn an_import_reports_its_progress_pending_partly_scored_and_finished() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let csv = format!(
+        "{CSV_HEADER}health,basic,90000,33,400000,4,2019-05-01\n\
+         life,premium,250000,40,1200000,12,2015-03-01\n\
+         property,standard,1000000,58,9000000,80,1990-10-10\n"
+    );
+    let response = handle(
+        &app,
+        request(
+            "POST",
+            "/quotes/import",
+            Some("quinn"),
+            Some("text/csv"),
+            &csv,
+        ),
+    )
+    .await;
+    assert_eq!(response.status(), 202);
+    let (batch_id, ids) = batch_of(&body_json(&response));
+    assert_eq!(
+        without_times(&progress(&app, "quinn", batch_id).await.1),
+        expect(3, 3, 0, 0, false)
+    );
+    end(&env, &ids[..1], &[]).await;
+    assert_eq!(
+        without_times(&progress(&app, "quinn", batch_id).await.1),
+        expect(3, 2, 1, 0, false)
+    );
+    end(&env, &ids[1..], &[]).await;
+    assert_eq!(
+        without_times(&progress(&app, "quinn", batch_id).await.1),
+        expect(3, 0, 3, 0, true)
+    );
+}
+
+#[tokio::test]
+async fn a_single_quote_is_a_batch_of_one_pending_then_finished() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let response = handle(&app, post_json("/quotes", "rae", &one_quote())).await;
+    let (batch_id, ids) = batch_of(&body_json(&response));
+    assert_eq!(ids.len(), 1);
+    assert_eq!(
+        without_times(&progress(&app, "rae", batch_id).await.1),
+        expect(1, 1, 0, 0, false)
+    );
+    assert_eq!(listed(&app, "rae", batch_id, 20).await, ids);
+    end(&env, &ids, &[]).await;
+    assert_eq!(
+        without_times(&progress(&app, "rae", batch_id).await.1),
+        expect(1, 0, 1, 0, true)
+    );
+}
+
+#[tokio::test]
+async fn another_users_batch_is_a_404_like_no_batch_and_lists_nothing() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let response = handle(
+        &app,
+        post_json("/quotes/generate-batch", "owner", &json!({"count": 4})),
+    )
+    .await;
+    let (batch_id, _) = batch_of(&body_json(&response));
+    let (theirs_status, theirs) = progress(&app, "intruder", batch_id).await;
+    let (missing_status, missing) = progress(&app, "owner", Uuid::now_v7()).await;
+    assert_eq!((theirs_status, missing_status), (404, 404));
+    assert_eq!(
+        theirs, missing,
+        "another user's batch looks like no batch at all"
+    );
+    assert_eq!(theirs["code"], "not_found");
+    let not_an_id = handle(
+        &app,
+        request("GET", "/quotes/batches/not-a-uuid", Some("owner"), None, ""),
+    )
+    .await;
+    assert_eq!(not_an_id.status(), 404);
+    assert!(listed(&app, "intruder", batch_id, 100).await.is_empty());
+    let bad = handle(
+        &app,
+        request("GET", "/quotes?batch_id=nope", Some("owner"), None, ""),
+    )
+    .await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(body_json(&bad)["details"][0]["field"], "batch_id");
 }

@@ -262,12 +262,13 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
             documented.push((m.to_uppercase(), path.clone().unwrap()));
         }
     }
-    assert_eq!(documented.len(), 5, "{documented:?}");
+    assert_eq!(documented.len(), 6, "{documented:?}");
     for path in [
         "/quotes",
         "/quotes/generate-batch",
         "/quotes/import",
         "/quotes/{id}",
+        "/quotes/batches/{id}",
     ] {
         for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
             let concrete = path.replace("{id}", &Uuid::now_v7().to_string());

@@ -1,24 +1,28 @@
 //! The `reconcile` function: run on a schedule, it sends quotes left pending back to the
-//! queue and fails those it has given up on (see `quote_pipeline::reconcile`).
+//! queue, fails those it has given up on (completing their batches) and publishes again the
+//! batch events that failed to publish (see `quote_pipeline::reconcile`).
 //!
 //! An operator invokes it with `{"requeue_failed": {...}}` to return failed quotes to pending
 //! once their cause is fixed (see [`RequeueRequest`] and the README's Operations section).
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent};
+use quote_pipeline::events::EventPublisher;
 use quote_pipeline::metrics::{self, Count, Metrics};
 use quote_pipeline::queue::QuoteQueue;
 use quote_pipeline::reconcile::{ReconcileReport, RequeueFilter, reconcile, requeue_failed};
-use quote_pipeline::store::{ReconcilePolicy, ReconcileStore};
+use quote_pipeline::store::{BatchStore, ReconcilePolicy, ReconcileStore};
 use serde::Deserialize;
 
 /// The most failed quotes one requeue request returns to pending.
 pub const MAX_REQUEUE: i64 = 100_000;
 
 /// The function's clients and policy, built once per container.
-pub struct App<S, Q> {
+pub struct App<S, Q, E> {
     pub store: S,
     pub queue: Q,
+    /// Where batch completion events go.
+    pub events: E,
     pub policy: ReconcilePolicy,
 }
 
@@ -61,8 +65,8 @@ fn requested(
 /// Runs one sweep, after returning failed quotes to pending if the event asks for it. A
 /// failed sweep (or a malformed request) is an invocation error, so it shows in the
 /// function's error metric, and the next scheduled run retries the sweep.
-pub async fn handle<S: ReconcileStore, Q: QuoteQueue>(
-    app: &App<S, Q>,
+pub async fn handle<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPublisher>(
+    app: &App<S, Q, E>,
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<ReconcileReport, Diagnostic> {
     let cold_start = metrics::cold_start();
@@ -74,8 +78,10 @@ pub async fn handle<S: ReconcileStore, Q: QuoteQueue>(
         }
     })?;
     let outcome = match &filter {
-        Some(filter) => requeue_failed(&app.store, &app.queue, &app.policy, filter).await,
-        None => reconcile(&app.store, &app.queue, &app.policy).await,
+        Some(filter) => {
+            requeue_failed(&app.store, &app.queue, &app.events, &app.policy, filter).await
+        }
+        None => reconcile(&app.store, &app.queue, &app.events, &app.policy).await,
     };
     match outcome {
         Ok(report) => {
@@ -85,6 +91,9 @@ pub async fn handle<S: ReconcileStore, Q: QuoteQueue>(
                 reenqueued = report.reenqueued,
                 keys_purged = report.keys_purged,
                 requeued = report.requeued,
+                batches_completed = report.batches_completed,
+                events_published = report.events_published,
+                event_publish_failures = report.event_publish_failures,
                 "reconciled"
             );
             let mut metrics = Metrics::for_function("reconcile");
@@ -93,6 +102,12 @@ pub async fn handle<S: ReconcileStore, Q: QuoteQueue>(
                 .count(Count::QuotesFailed, report.failed)
                 .count(Count::IdempotencyKeysPurged, report.keys_purged)
                 .count(Count::QuotesRequeued, report.requeued)
+                .count(Count::BatchesCompleted, report.batches_completed)
+                .count(Count::BatchEventsPublished, report.events_published)
+                .count(
+                    Count::BatchEventPublishFailures,
+                    report.event_publish_failures,
+                )
                 .property("requestId", event.context.request_id.as_str())
                 .cold_start(cold_start);
             metrics.flush();

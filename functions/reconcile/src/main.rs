@@ -3,6 +3,7 @@ use std::sync::Arc;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use quote_pipeline::aws::aws_sdk_config;
 use quote_pipeline::config::{FromEnv, ReconcileConfig};
+use quote_pipeline::events::EventBridgeBus;
 use quote_pipeline::queue::SqsQueue;
 use quote_pipeline::store::PgStore;
 use quote_pipeline::warm_up::{Target, warm_up};
@@ -23,6 +24,7 @@ async fn start() -> Result<(), Error> {
     let app = Arc::new(App {
         store: PgStore::from_config(&config.database, Some(&sdk)).await?,
         queue: SqsQueue::new(&sdk, &config.queue),
+        events: EventBridgeBus::new(&sdk, &config.event_bus),
         policy: config.policy,
     });
     // The sweep's connections, opened during init; bounded, and never fatal.

@@ -4,11 +4,12 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use lambda_runtime::LambdaEvent;
+use quote_pipeline::events::{EventBridgeBus, EventPublisher};
 use quote_pipeline::queue::SqsQueue;
 use quote_pipeline::quote::Quote;
 use quote_pipeline::store::{PgStore, QuoteStore, ReconcilePolicy};
 use reconcile::{App, handle};
-use testkit::{TestEnv, lambda_context};
+use testkit::{MemoryEvents, TestBus, TestEnv, lambda_context};
 use uuid::Uuid;
 
 fn policy(max_attempts: i32, limit: i64) -> ReconcilePolicy {
@@ -19,12 +20,35 @@ fn policy(max_attempts: i32, limit: i64) -> ReconcilePolicy {
     }
 }
 
-fn app(env: &TestEnv, policy: ReconcilePolicy) -> App<PgStore, SqsQueue> {
+fn app(env: &TestEnv, policy: ReconcilePolicy) -> App<PgStore, SqsQueue, MemoryEvents> {
     App {
         store: env.store.clone(),
         queue: env.queue(100),
+        events: MemoryEvents::default(),
         policy,
     }
+}
+
+/// The sweep publishing on a bus of the emulator, whose events the test reads.
+fn app_on_bus(
+    env: &TestEnv,
+    bus: &TestBus,
+    policy: ReconcilePolicy,
+) -> App<PgStore, SqsQueue, EventBridgeBus> {
+    App {
+        store: env.store.clone(),
+        queue: env.queue(100),
+        events: bus.events.clone(),
+        policy,
+    }
+}
+
+/// A run's report that failed and re-enqueued these, and did nothing else.
+fn report(failed: u64, reenqueued: u64) -> serde_json::Value {
+    serde_json::json!({
+        "failed": failed, "reenqueued": reenqueued, "keys_purged": 0, "batches_completed": 0,
+        "events_published": 0, "event_publish_failures": 0, "requeued": 0
+    })
 }
 
 /// Writes `n` pending quotes without queueing them, as when the queue refused the send.
@@ -39,13 +63,18 @@ async fn stranded(env: &TestEnv, n: u32) -> Vec<Uuid> {
         .map(|input| Quote::new_pending("stranded-owner", input, now))
         .collect();
     env.store
-        .insert(&quotes, None, Instant::now() + Duration::from_secs(10))
+        .insert(
+            uuid::Uuid::now_v7(),
+            &quotes,
+            None,
+            Instant::now() + Duration::from_secs(10),
+        )
         .await
         .unwrap();
     quotes.iter().map(|q| q.id).collect()
 }
 
-async fn run(app: &App<PgStore, SqsQueue>) -> serde_json::Value {
+async fn run<E: EventPublisher>(app: &App<PgStore, SqsQueue, E>) -> serde_json::Value {
     let report = handle(
         app,
         LambdaEvent::new(
@@ -63,10 +92,7 @@ async fn stranded_quotes_are_queued_again_and_their_attempt_counted() {
     let env = TestEnv::new().await;
     let ids = stranded(&env, 250).await;
     let app = app(&env, policy(5, 1000));
-    assert_eq!(
-        run(&app).await,
-        serde_json::json!({"failed": 0, "reenqueued": 250, "keys_purged": 0, "requeued": 0})
-    );
+    assert_eq!(run(&app).await, report(0, 250));
     let queued: Vec<Uuid> = env.queued_ids().await;
     assert_eq!(queued.len(), 250);
     assert_eq!(
@@ -87,10 +113,7 @@ async fn stranded_quotes_are_queued_again_and_their_attempt_counted() {
         },
         ..app
     };
-    assert_eq!(
-        run(&patient).await,
-        serde_json::json!({"failed": 0, "reenqueued": 0, "keys_purged": 0, "requeued": 0})
-    );
+    assert_eq!(run(&patient).await, report(0, 0));
 }
 
 #[tokio::test]
@@ -104,7 +127,10 @@ async fn quotes_past_the_last_attempt_are_failed_with_the_reason() {
     let app = app(&env, policy(3, 1000));
     assert_eq!(
         run(&app).await,
-        serde_json::json!({"failed": 40, "reenqueued": 0, "keys_purged": 0, "requeued": 0})
+        serde_json::json!({
+            "failed": 40, "reenqueued": 0, "keys_purged": 0, "batches_completed": 1,
+            "events_published": 1, "event_publish_failures": 0, "requeued": 0
+        })
     );
     let reasons: Vec<(String, Option<String>)> =
         sqlx::query_as("SELECT DISTINCT status, failure_reason FROM quotes")
@@ -178,6 +204,7 @@ async fn a_queue_outage_leaves_the_attempt_uncounted() {
     let app = App {
         store: env.store.clone(),
         queue: SqsQueue::new(&dead, &config),
+        events: MemoryEvents::default(),
         policy: policy(5, 100),
     };
     let event = LambdaEvent::new(
@@ -204,12 +231,10 @@ async fn nothing_to_do_makes_no_queue_call() {
     let app = App {
         store: env.store.clone(),
         queue: SqsQueue::new(&dead, &config),
+        events: MemoryEvents::default(),
         policy: policy(5, 1000),
     };
-    assert_eq!(
-        run(&app).await,
-        serde_json::json!({"failed": 0, "reenqueued": 0, "keys_purged": 0, "requeued": 0})
-    );
+    assert_eq!(run(&app).await, report(0, 0));
 }
 
 /// `n` idempotency keys of one caller, expiring `expires_in` seconds from now (past when
@@ -247,4 +272,119 @@ async fn expired_idempotency_keys_are_purged_in_bounded_batches_and_live_ones_st
     assert_eq!(run(&app).await["keys_purged"], 2);
     assert_eq!(run(&app).await["keys_purged"], 0);
     assert_eq!(remaining_keys(&env).await, ["live-1", "live-2", "live-3"]);
+}
+
+#[tokio::test]
+async fn giving_up_on_a_batchs_last_quotes_completes_it_with_one_event_of_its_counts() {
+    let env = TestEnv::new().await;
+    let bus = env.event_bus().await;
+    let ids = stranded(&env, 10).await;
+    // Three of the batch were scored; the other seven stay pending through every attempt.
+    sqlx::query(
+        "UPDATE quotes SET status = 'scored', premium = 100, confidence = 0.5, \
+             model_version = 'm', scored_at = now() WHERE id = ANY($1)",
+    )
+    .bind(&ids[..3])
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE quotes SET enqueue_attempts = 3")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let app = app_on_bus(&env, &bus, policy(3, 1000));
+    let first = run(&app).await;
+    assert_eq!(
+        (first["failed"].clone(), first["batches_completed"].clone()),
+        (serde_json::json!(7), serde_json::json!(1))
+    );
+    run(&app).await;
+    let events = bus.received().await;
+    assert_eq!(events.len(), 1, "one event for the batch: {events:?}");
+    let (event, detail) = (&events[0], &events[0]["detail"]);
+    assert_eq!(
+        (&event["source"], &event["detail-type"]),
+        (
+            &serde_json::json!("quote-pipeline"),
+            &serde_json::json!("QuoteBatchCompleted")
+        )
+    );
+    assert_eq!(
+        (
+            &detail["size"],
+            &detail["scored"],
+            &detail["failed"],
+            &detail["user_id"]
+        ),
+        (
+            &serde_json::json!(10),
+            &serde_json::json!(3),
+            &serde_json::json!(7),
+            &serde_json::json!("stranded-owner")
+        )
+    );
+}
+
+#[tokio::test]
+async fn an_event_the_bus_did_not_take_is_published_by_a_later_run() {
+    let env = TestEnv::new().await;
+    let bus = env.event_bus().await;
+    stranded(&env, 5).await;
+    sqlx::query("UPDATE quotes SET enqueue_attempts = 3")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let dead = testkit::emulator_sdk_config("http://127.0.0.1:9").await;
+    let unreachable = App {
+        store: env.store.clone(),
+        queue: env.queue(100),
+        events: EventBridgeBus::new(&dead, &bus.name),
+        policy: policy(3, 1000),
+    };
+    let first = run(&unreachable).await;
+    assert_eq!(
+        (
+            first["batches_completed"].as_u64(),
+            first["event_publish_failures"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let retried = run(&App {
+        events: bus.events.clone(),
+        ..unreachable
+    })
+    .await;
+    assert_eq!(retried["events_published"], 1, "{retried}");
+    assert_eq!(bus.received().await.len(), 1);
+    let unsent: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM quote_batches WHERE event_sent_at IS NULL")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(unsent, 0);
+}
+
+#[tokio::test]
+async fn a_batch_left_ended_but_unmarked_is_completed_by_a_later_run() {
+    let env = TestEnv::new().await;
+    let bus = env.event_bus().await;
+    stranded(&env, 6).await;
+    // As if a run failed the batch's last quotes and stopped before completing it.
+    sqlx::query("UPDATE quotes SET status = 'failed', failure_reason = 'not scored'")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let app = app_on_bus(&env, &bus, policy(3, 1000));
+    let report = run(&app).await;
+    assert_eq!(
+        (
+            report["batches_completed"].as_u64(),
+            report["events_published"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(run(&app).await["batches_completed"], 0, "once");
+    let events = bus.received().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["detail"]["failed"], 6);
 }

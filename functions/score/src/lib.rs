@@ -3,6 +3,9 @@
 //! A message that cannot be read fails alone. The quotes of all the others are scored
 //! together (one query, one predictor pass, one update), and the answer is an SQS partial
 //! batch response naming exactly the messages that did not finish, so only they come back.
+//! Once the outcomes are committed, the batches those quotes finished are completed and their
+//! `QuoteBatchCompleted` events published (`quote_pipeline::completion`); a batch whose
+//! completion did not run (a failure or a crash after the write) is completed by reconcile.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -10,25 +13,29 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use quote_pipeline::budget;
+use quote_pipeline::completion;
+use quote_pipeline::events::EventPublisher;
 use quote_pipeline::metrics::{self, Count, Metrics, Time};
 use quote_pipeline::queue::QuoteMessage;
 use quote_pipeline::scoring::{self, Predictor};
-use quote_pipeline::store::QuoteStore;
+use quote_pipeline::store::{BatchStore, QuoteStore};
 use uuid::Uuid;
 
 /// EMF takes at most 100 values of one metric in a document.
 const MAX_LATENCY_VALUES: usize = 100;
 
 /// The function's clients, built once per container, and how long a price holds.
-pub struct App<S, P> {
+pub struct App<S, P, E> {
     pub store: S,
     pub predictor: P,
     pub price_validity: Duration,
+    /// Where batch completion events go.
+    pub events: E,
 }
 
 /// Handles one batch and writes its metrics to the log.
-pub async fn handle<S: QuoteStore, P: Predictor>(
-    app: &App<S, P>,
+pub async fn handle<S: QuoteStore + BatchStore, P: Predictor, E: EventPublisher>(
+    app: &App<S, P, E>,
     event: LambdaEvent<SqsEvent>,
 ) -> SqsBatchResponse {
     let (response, metrics) = process(app, event).await;
@@ -37,8 +44,8 @@ pub async fn handle<S: QuoteStore, P: Predictor>(
 }
 
 /// Handles one batch; returns the partial batch response and the invocation's metrics.
-pub async fn process<S: QuoteStore, P: Predictor>(
-    app: &App<S, P>,
+pub async fn process<S: QuoteStore + BatchStore, P: Predictor, E: EventPublisher>(
+    app: &App<S, P, E>,
     event: LambdaEvent<SqsEvent>,
 ) -> (SqsBatchResponse, Metrics) {
     let mut metrics = Metrics::for_function("score");
@@ -86,9 +93,16 @@ pub async fn process<S: QuoteStore, P: Predictor>(
         &ids,
         deadline,
         app.price_validity,
-    );
-    match scored.await {
-        Ok(report) => {
+    )
+    .await;
+    let scored = match scored {
+        Ok(report) => completion::complete(&app.store, &app.events, &report.batches)
+            .await
+            .map(|completion| (report, completion)),
+        Err(e) => Err(e),
+    };
+    match scored {
+        Ok((report, completion)) => {
             metrics
                 .count(Count::QuotesScored, report.scored)
                 .count(Count::QuotesFailed, report.failed)
@@ -102,6 +116,12 @@ pub async fn process<S: QuoteStore, P: Predictor>(
                     report.schema_mismatches.into(),
                 )
                 .count(Count::PremiumsRefused, report.refused_premiums)
+                .count(Count::BatchesCompleted, completion.completed)
+                .count(Count::BatchEventsPublished, completion.published)
+                .count(
+                    Count::BatchEventPublishFailures,
+                    completion.publish_failures,
+                )
                 .time(Time::DatabaseTime, report.database_time);
             if let Some(pricing) = report.pricing_time {
                 metrics.time(Time::PricingTime, pricing);
@@ -126,7 +146,7 @@ pub async fn process<S: QuoteStore, P: Predictor>(
             );
         }
         Err(e) => {
-            tracing::error!(error = %e, "scoring failed; every message will come back");
+            tracing::error!(error = %e, "scoring or batch completion failed; every message will come back");
             failed.extend(messages.into_iter().map(|(message_id, _)| message_id));
         }
     }
@@ -188,7 +208,12 @@ mod tests {
             .map(|input| Quote::new_pending("alice", input, chrono::Utc::now()))
             .collect();
         store
-            .insert(&quotes, None, Instant::now() + Duration::from_secs(10))
+            .insert(
+                Uuid::now_v7(),
+                &quotes,
+                None,
+                Instant::now() + Duration::from_secs(10),
+            )
             .await
             .unwrap();
         // `pending` answers in insertion order, so the premiums go to the quotes in order.
@@ -197,6 +222,7 @@ mod tests {
             store: store.clone(),
             predictor: FixedPremiums(premiums.clone()),
             price_validity: testkit::PRICE_VALIDITY,
+            events: testkit::MemoryEvents::default(),
         };
         let ids: Vec<Uuid> = quotes.iter().map(|q| q.id).collect();
         let message = aws_sdk_sqs::types::Message::builder()

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use quote_pipeline::config::{FromEnv, ScoreConfig, ScoringMode};
+use quote_pipeline::events::EventBridgeBus;
 use quote_pipeline::ml_engine::MlEngine;
 use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::scoring::Predictor;
@@ -21,15 +22,19 @@ fn main() -> Result<(), Error> {
 async fn start() -> Result<(), Error> {
     telemetry::init();
     let config = ScoreConfig::from_env()?;
-    let sdk = aws::sdk_for_score(&config).await;
-    let store = PgStore::from_config(&config.database, sdk.as_ref()).await?;
+    // Always loaded: score publishes batch events, and signs IAM tokens or engine requests
+    // with the same credentials.
+    let sdk = aws::aws_sdk_config().await;
+    let store = PgStore::from_config(&config.database, Some(&sdk)).await?;
+    let events = EventBridgeBus::new(&sdk, &config.event_bus);
     // A malformed model stops the container here, not with a wrong premium later.
     match &config.scoring {
         ScoringMode::Engine(engine) => {
             run(App {
                 store,
-                predictor: MlEngine::new(engine, sdk.as_ref())?,
+                predictor: MlEngine::new(engine, Some(&sdk))?,
                 price_validity: config.price_validity,
+                events,
             })
             .await
         }
@@ -40,13 +45,14 @@ async fn start() -> Result<(), Error> {
                 store,
                 predictor: model,
                 price_validity: config.price_validity,
+                events,
             })
             .await
         }
     }
 }
 
-async fn run<P: Predictor + 'static>(app: App<PgStore, P>) -> Result<(), Error> {
+async fn run<P: Predictor + 'static>(app: App<PgStore, P, EventBridgeBus>) -> Result<(), Error> {
     // The first batch's Postgres connection, opened during init; bounded, and never fatal (a
     // database down now sends the first batch's messages back to the queue). The ML engine's
     // client connects on its first call.

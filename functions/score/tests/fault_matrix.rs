@@ -14,11 +14,11 @@ use quote_pipeline::store::{PgStore, ReconcilePolicy};
 use score::{App, handle};
 use serde_json::json;
 use testkit::{
-    Fault, FaultProxy, PRICE_VALIDITY, TestEnv, emulator_sdk_config, engine_url, http_event,
-    lambda_context, sqs_event, trained_model,
+    Fault, FaultProxy, MemoryEvents, PRICE_VALIDITY, TestEnv, emulator_sdk_config, engine_url,
+    http_event, lambda_context, sqs_event, trained_model,
 };
 
-fn score_app(env: &TestEnv, url: &str, timeout_ms: u64) -> App<PgStore, MlEngine> {
+fn score_app(env: &TestEnv, url: &str, timeout_ms: u64) -> App<PgStore, MlEngine, MemoryEvents> {
     let config = MlEngineConfig {
         url: url.into(),
         chunk_size: 100,
@@ -30,6 +30,7 @@ fn score_app(env: &TestEnv, url: &str, timeout_ms: u64) -> App<PgStore, MlEngine
         store: env.store.clone(),
         predictor: MlEngine::new(&config, None).unwrap(),
         price_validity: PRICE_VALIDITY,
+        events: MemoryEvents::default(),
     }
 }
 
@@ -64,7 +65,7 @@ async fn generate(env: &TestEnv, count: u32, ids_per_message: usize) {
 
 /// Invokes `score` for an SQS event with `budget` left; returns the failed message ids.
 async fn invoke<P: Predictor>(
-    app: &App<PgStore, P>,
+    app: &App<PgStore, P, MemoryEvents>,
     event: aws_lambda_events::event::sqs::SqsEvent,
     budget: Duration,
 ) -> Vec<String> {
@@ -77,7 +78,7 @@ async fn invoke<P: Predictor>(
 }
 
 /// Feeds the queue to `app` until it is empty, waiting out the visibility timeout of failures.
-async fn drain<P: Predictor>(env: &TestEnv, app: &App<PgStore, P>, visibility: i32) {
+async fn drain<P: Predictor>(env: &TestEnv, app: &App<PgStore, P, MemoryEvents>, visibility: i32) {
     for _ in 0..20 {
         env.drain(10, visibility, async |event| {
             invoke(app, event, Duration::from_secs(10)).await
@@ -92,11 +93,12 @@ async fn drain<P: Predictor>(env: &TestEnv, app: &App<PgStore, P>, visibility: i
 }
 
 /// `score` evaluating the engine's model in process.
-fn embedded_app(env: &TestEnv) -> App<PgStore, EmbeddedModel> {
+fn embedded_app(env: &TestEnv) -> App<PgStore, EmbeddedModel, MemoryEvents> {
     App {
         store: env.store.clone(),
         predictor: trained_model(),
         price_validity: PRICE_VALIDITY,
+        events: MemoryEvents::default(),
     }
 }
 
@@ -189,7 +191,7 @@ async fn a_score_invocation_killed_mid_batch_comes_back() {
 }
 
 /// Delivers the same messages three times at once and once more: each quote is scored once.
-async fn delivered_three_times<P: Predictor>(app: &App<PgStore, P>, env: &TestEnv) {
+async fn delivered_three_times<P: Predictor>(app: &App<PgStore, P, MemoryEvents>, env: &TestEnv) {
     let messages = env.receive(10, 30).await;
     let (a, b, c) = tokio::join!(
         invoke(app, sqs_event(&messages), Duration::from_secs(10)),
@@ -206,7 +208,10 @@ async fn delivered_three_times<P: Predictor>(app: &App<PgStore, P>, env: &TestEn
 }
 
 /// A poison message among good ones ends in the dead-letter queue, alone.
-async fn poison_to_the_dead_letter_queue<P: Predictor>(app: &App<PgStore, P>, env: &TestEnv) {
+async fn poison_to_the_dead_letter_queue<P: Predictor>(
+    app: &App<PgStore, P, MemoryEvents>,
+    env: &TestEnv,
+) {
     env.sqs
         .send_message()
         .queue_url(&env.queue_url)
@@ -290,10 +295,14 @@ async fn postgres_restarted_in_the_middle_of_scoring() {
     env.assert_every_quote_finished_once().await;
 }
 
-fn reconcile_app(env: &TestEnv, min_age: Duration) -> reconcile::App<PgStore, SqsQueue> {
+fn reconcile_app(
+    env: &TestEnv,
+    min_age: Duration,
+) -> reconcile::App<PgStore, SqsQueue, MemoryEvents> {
     reconcile::App {
         store: env.store.clone(),
         queue: env.queue(50),
+        events: MemoryEvents::default(),
         policy: ReconcilePolicy {
             min_age,
             max_attempts: 5,
@@ -303,7 +312,7 @@ fn reconcile_app(env: &TestEnv, min_age: Duration) -> reconcile::App<PgStore, Sq
 }
 
 async fn run_reconcile(
-    app: &reconcile::App<PgStore, SqsQueue>,
+    app: &reconcile::App<PgStore, SqsQueue, MemoryEvents>,
     event: serde_json::Value,
 ) -> quote_pipeline::reconcile::ReconcileReport {
     reconcile::handle(
@@ -435,9 +444,24 @@ async fn failed_quotes_returned_to_pending_on_request_are_scored_again() {
     proxy.set(Fault::None);
     let reconcile = reconcile_app(&env, Duration::from_secs(300));
     let request = json!({"requeue_failed": {"reason_contains": "will not change on retry"}});
+    let completed = async || -> bool {
+        sqlx::query_scalar("SELECT completed_at IS NOT NULL FROM quote_batches")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap()
+    };
+    assert!(
+        completed().await,
+        "every quote failed: the batch was complete"
+    );
     let report = run_reconcile(&reconcile, request.clone()).await;
     assert_eq!((report.requeued, report.reenqueued), (90, 90));
+    assert!(
+        !completed().await,
+        "the batch is open again while its quotes are pending"
+    );
     drain(&env, &app, 1).await;
+    assert!(completed().await, "and complete again once they end");
     assert_eq!(count_status(&env, "scored").await, 90);
     assert_eq!(
         count_status(&env, "failed").await,

@@ -18,8 +18,8 @@ use score::{App, handle};
 use serde_json::json;
 use sqlx::Row as _;
 use testkit::{
-    Fault, FaultProxy, PRICE_VALIDITY, TestEnv, engine_url, http_event, lambda_context, sqs_event,
-    trained_model,
+    Fault, FaultProxy, MemoryEvents, PRICE_VALIDITY, TestEnv, engine_url, http_event,
+    lambda_context, sqs_event, trained_model,
 };
 use uuid::Uuid;
 
@@ -37,20 +37,22 @@ fn engine(url: &str, timeout_ms: u64) -> MlEngine {
     .expect("an engine client")
 }
 
-fn app(env: &TestEnv, url: &str) -> App<PgStore, MlEngine> {
+fn app(env: &TestEnv, url: &str) -> App<PgStore, MlEngine, MemoryEvents> {
     App {
         store: env.store.clone(),
         predictor: engine(url, 2000),
         price_validity: PRICE_VALIDITY,
+        events: MemoryEvents::default(),
     }
 }
 
 /// `score` evaluating the engine's model in process.
-fn embedded_app(env: &TestEnv) -> App<PgStore, EmbeddedModel> {
+fn embedded_app(env: &TestEnv) -> App<PgStore, EmbeddedModel, MemoryEvents> {
     App {
         store: env.store.clone(),
         predictor: trained_model(),
         price_validity: PRICE_VALIDITY,
+        events: MemoryEvents::default(),
     }
 }
 
@@ -83,7 +85,7 @@ async fn create_quotes(env: &TestEnv, count: u32, ids_per_message: usize) -> Vec
 
 /// Invokes the handler with `messages`; returns the ids of the messages it failed.
 async fn invoke<P: Predictor>(
-    app: &App<PgStore, P>,
+    app: &App<PgStore, P, MemoryEvents>,
     messages: &[Message],
     budget: Duration,
 ) -> Vec<String> {
@@ -223,7 +225,7 @@ async fn the_engine_serves_the_features_the_library_computes() {
 /// ends scored by the engine's model, with both queues empty.
 async fn a_batch_of_1000_ends_scored<P: Predictor>(
     env: &TestEnv,
-    app: &App<PgStore, P>,
+    app: &App<PgStore, P, MemoryEvents>,
 ) -> HashMap<Uuid, Row> {
     let ids = create_quotes(env, 1000, 100).await;
     let invocations = env
@@ -263,7 +265,7 @@ async fn a_batch_of_1000_ends_scored<P: Predictor>(
 }
 
 /// Delivers the same batch twice: the second delivery changes nothing.
-async fn the_same_batch_twice<P: Predictor>(env: &TestEnv, app: &App<PgStore, P>) {
+async fn the_same_batch_twice<P: Predictor>(env: &TestEnv, app: &App<PgStore, P, MemoryEvents>) {
     create_quotes(env, 120, 40).await;
     let messages = env.receive(10, 30).await;
     assert_eq!(messages.len(), 3);
@@ -330,7 +332,10 @@ async fn the_same_batch_delivered_twice_changes_nothing_the_second_time() {
 }
 
 /// Two unreadable messages among good ones: exactly they fail, and the good ones are scored.
-async fn malformed_messages_fail_alone<P: Predictor>(env: &TestEnv, app: &App<PgStore, P>) {
+async fn malformed_messages_fail_alone<P: Predictor>(
+    env: &TestEnv,
+    app: &App<PgStore, P, MemoryEvents>,
+) {
     create_quotes(env, 60, 30).await;
     for body in ["not json", r#"{"v":9,"quote_ids":[]}"#] {
         env.sqs
@@ -372,6 +377,7 @@ async fn an_engine_that_is_down_or_failing_fails_the_messages_until_it_is_back()
         store: env.store.clone(),
         predictor: engine(&proxy.url, 500),
         price_validity: PRICE_VALIDITY,
+        events: MemoryEvents::default(),
     };
     let messages = env.receive(10, 30).await;
     let all: Vec<String> = messages

@@ -1,19 +1,21 @@
 //! The real `score` binary under a local stand-in of the Lambda Runtime API: every line it
 //! writes is JSON, its log lines carry the request id, a handled batch emits its metrics in
-//! CloudWatch Embedded Metric Format, and a sampled invocation's spans reach the X-Ray daemon's
-//! address as subsegments of the function's segment.
+//! CloudWatch Embedded Metric Format, a sampled invocation's spans reach the X-Ray daemon's
+//! address as subsegments of the function's segment, and the batch it finishes is announced on
+//! the event bus its environment names.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use testkit::{DaemonStandIn, RuntimeApi, TestEnv, engine_url, sqs_event};
+use testkit::{DaemonStandIn, RuntimeApi, TestEnv, engine_url, sqs_endpoint, sqs_event};
 use tokio::io::AsyncReadExt;
 
 // Two workers: the Runtime API stand-in answers while the test waits on the daemon stand-in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_lines_are_json_with_the_request_id_metrics_are_emf_and_spans_reach_xray() {
     let env = TestEnv::new().await;
+    let bus = env.event_bus().await;
     let (_, messages) = env.queued_pending("telemetry", 20, 8).await;
     assert_eq!(messages.len(), 2);
 
@@ -30,6 +32,12 @@ async fn log_lines_are_json_with_the_request_id_metrics_are_emf_and_spans_reach_
         .env("AWS_XRAY_DAEMON_ADDRESS", daemon.address().to_string())
         .env("DATABASE_URL", &env.database.url)
         .env("ML_ENGINE_URL", engine_url())
+        .env("EVENT_BUS_NAME", &bus.name)
+        .env("AWS_ENDPOINT_URL_EVENTBRIDGE", sqs_endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .spawn()
@@ -94,6 +102,11 @@ async fn log_lines_are_json_with_the_request_id_metrics_are_emf_and_spans_reach_
     }
     assert_eq!(emf["QuotesScored"], 20.0);
     assert_eq!(emf["BatchSize"], 2.0);
+    assert_eq!(emf["BatchesCompleted"], 1.0);
+    assert_eq!(emf["BatchEventsPublished"], 1.0);
+    let events = bus.received().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["detail"]["scored"], 20);
     assert!(emf["DatabaseTime"].is_number());
     assert!(emf["MlEngineLatency"].is_number() || emf["MlEngineLatency"].is_array());
 
@@ -129,7 +142,15 @@ async fn log_lines_are_json_with_the_request_id_metrics_are_emf_and_spans_reach_
         .filter(|d| d["name"] == "PostgreSQL")
         .map(|d| d["annotations"]["operation"].as_str().unwrap())
         .collect();
-    assert_eq!(operations, ["pending", "record"]);
+    assert_eq!(operations, ["pending", "record", "complete"]);
+    let put = subsegments
+        .iter()
+        .find(|d| d["name"] == "EventBridge")
+        .expect("the PutEvents call's subsegment");
+    assert_eq!(
+        (&put["namespace"], &put["aws"]["operation"]),
+        (&serde_json::json!("aws"), &serde_json::json!("PutEvents"))
+    );
     let engine = subsegments
         .iter()
         .find(|d| d["name"] == "ml-engine")

@@ -2,7 +2,6 @@
 //! credentials that sign RDS Proxy's IAM tokens and the ML engine's requests come from it.
 
 use crate::budget;
-use crate::config::{MlEngineAuth, ScoreConfig, ScoringMode};
 use crate::store::DatabaseConfig;
 
 /// The AWS SDK's configuration for this process: the standard environment (`AWS_REGION`,
@@ -26,19 +25,5 @@ pub async fn sdk_for_database(database: &DatabaseConfig) -> Option<aws_config::S
     match database.iam {
         Some(_) => Some(aws_sdk_config().await),
         None => None,
-    }
-}
-
-/// The SDK's configuration where `score` needs credentials, else none: to sign IAM tokens, or
-/// the requests of an engine behind an IAM function URL.
-pub async fn sdk_for_score(config: &ScoreConfig) -> Option<aws_config::SdkConfig> {
-    let signs_engine_requests = matches!(
-        &config.scoring,
-        ScoringMode::Engine(engine) if engine.auth != MlEngineAuth::None
-    );
-    if config.database.iam.is_some() || signs_engine_requests {
-        Some(aws_sdk_config().await)
-    } else {
-        None
     }
 }

@@ -32,6 +32,10 @@ pub const PROXY_BORROW: Duration = Duration::from_secs(3);
 /// One enqueue, retries included (the SQS adapter's own).
 pub use crate::queue::ENQUEUE_TIMEOUT as ENQUEUE;
 
+/// Publishing batch completion events (the EventBridge adapter's own): after the write, in
+/// `score`'s last moments; what does not go out in time is retried by reconcile.
+pub use crate::events::PUBLISH_TIMEOUT as EVENT_PUBLISH;
+
 /// The AWS SDK's connection, per attempt and per operation timeouts.
 pub const SQS_CONNECT: Duration = Duration::from_secs(1);
 pub const SQS_ATTEMPT: Duration = Duration::from_secs(2);
@@ -128,6 +132,15 @@ mod tests {
             migration.contains(&set),
             "the migration sets {}s",
             STATEMENT.as_secs()
+        );
+    }
+
+    #[test]
+    fn an_unsent_event_is_retried_only_once_score_can_no_longer_be_sending_it() {
+        let score_timeout = template_number("  ScoreFunction:", "Timeout:");
+        assert!(
+            crate::completion::EVENT_RETRY_AFTER.as_secs() > score_timeout,
+            "a retry could race the first publish of a score invocation still running"
         );
     }
 

@@ -202,12 +202,15 @@ impl FromEnv for GenerateConfig {
     }
 }
 
-/// `score`: the database, where predictions come from, and how long a price holds.
+/// `score`: the database, where predictions come from, how long a price holds, and the bus of
+/// batch events.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoreConfig {
     pub database: DatabaseConfig,
     pub scoring: ScoringMode,
     pub price_validity: Duration,
+    /// The EventBridge bus (name or ARN) of `QuoteBatchCompleted` (`EVENT_BUS_NAME`).
+    pub event_bus: String,
 }
 
 impl FromEnv for ScoreConfig {
@@ -218,15 +221,18 @@ impl FromEnv for ScoreConfig {
             price_validity: Duration::from_secs(
                 env.number("PRICE_VALIDITY_DAYS", 30, 1, 365)? * 86_400,
             ),
+            event_bus: env.required("EVENT_BUS_NAME")?,
         })
     }
 }
 
-/// `reconcile`: the database, the queue, and when a pending quote counts as stuck.
+/// `reconcile`: the database, the queue, the bus of batch events (their retries), and when a
+/// pending quote counts as stuck.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReconcileConfig {
     pub database: DatabaseConfig,
     pub queue: QueueConfig,
+    pub event_bus: String,
     pub policy: ReconcilePolicy,
 }
 
@@ -235,6 +241,7 @@ impl FromEnv for ReconcileConfig {
         Ok(ReconcileConfig {
             database: DatabaseConfig::read(env)?,
             queue: QueueConfig::read(env)?,
+            event_bus: env.required("EVENT_BUS_NAME")?,
             policy: ReconcilePolicy {
                 min_age: Duration::from_secs(env.number(
                     "RECONCILE_MIN_AGE_SECS",
@@ -287,14 +294,22 @@ mod tests {
     #[test]
     fn each_function_asks_for_what_it_needs_only() {
         let database_only = lookup(&[("DATABASE_URL", "postgres://x")]);
-        assert!(ScoreConfig::from_lookup(&database_only).is_ok());
+        let err = ScoreConfig::from_lookup(&database_only).unwrap_err();
+        assert_eq!(err.variable, "EVENT_BUS_NAME");
         let err = GenerateConfig::from_lookup(&database_only).unwrap_err();
         assert_eq!(err.variable, "QUOTES_QUEUE_URL");
         let err = ReconcileConfig::from_lookup(&database_only).unwrap_err();
         assert_eq!(err.variable, "QUOTES_QUEUE_URL");
+        let err = ReconcileConfig::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("QUOTES_QUEUE_URL", "http://q"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.variable, "EVENT_BUS_NAME");
         let err = ScoreConfig::from_lookup(lookup(&[
             ("DATABASE_URL", "postgres://x"),
             ("SCORING_MODE", "engine"),
+            ("EVENT_BUS_NAME", "quotes"),
         ]))
         .unwrap_err();
         assert_eq!(err.variable, "ML_ENGINE_URL");
@@ -305,6 +320,7 @@ mod tests {
         let engine = ScoreConfig::from_lookup(lookup(&[
             ("DATABASE_URL", "x"),
             ("ML_ENGINE_URL", "http://e"),
+            ("EVENT_BUS_NAME", "quotes"),
         ]))
         .unwrap();
         assert!(matches!(engine.scoring, ScoringMode::Engine(ref e) if e.url == "http://e"));
@@ -313,6 +329,7 @@ mod tests {
             ("ML_ENGINE_URL", "http://e"),
             ("SCORING_MODE", "embedded"),
             ("MODEL_DIR", "/opt/model"),
+            ("EVENT_BUS_NAME", "quotes"),
         ]))
         .unwrap();
         assert_eq!(

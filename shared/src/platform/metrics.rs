@@ -59,6 +59,13 @@ pub enum Count {
     PremiumsRefused,
     /// Every function: 1 on the first invocation of a new container (see [`Metrics::cold_start`]).
     ColdStart,
+    /// `score` and `reconcile`: batches found with their last quote ended, marked completed.
+    BatchesCompleted,
+    /// `score` and `reconcile`: batch completion events published.
+    BatchEventsPublished,
+    /// `score` and `reconcile`: batch completion events EventBridge did not take; reconcile
+    /// sends them again.
+    BatchEventPublishFailures,
 }
 
 /// A duration measured per invocation, in milliseconds.
@@ -75,7 +82,7 @@ pub enum Time {
 }
 
 impl Count {
-    pub const ALL: [Count; 13] = [
+    pub const ALL: [Count; 16] = [
         Count::QuotesCreated,
         Count::QuotesEnqueued,
         Count::BatchSize,
@@ -89,6 +96,9 @@ impl Count {
         Count::MlEngineSchemaMismatches,
         Count::QuotesRequeued,
         Count::PremiumsRefused,
+        Count::BatchesCompleted,
+        Count::BatchEventsPublished,
+        Count::BatchEventPublishFailures,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -106,6 +116,9 @@ impl Count {
             Count::QuotesRequeued => "QuotesRequeued",
             Count::PremiumsRefused => "PremiumsRefused",
             Count::ColdStart => "ColdStart",
+            Count::BatchesCompleted => "BatchesCompleted",
+            Count::BatchEventsPublished => "BatchEventsPublished",
+            Count::BatchEventPublishFailures => "BatchEventPublishFailures",
         }
     }
 }

@@ -28,7 +28,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::{ml_engine, queue, store};
+use crate::{events, ml_engine, queue, store};
 
 /// The span `lambda_runtime` opens around each invocation, and its field holding the header.
 const INVOCATION_SPAN: &str = "Lambda runtime invoke";
@@ -68,19 +68,23 @@ impl TraceHeader {
 enum Peer {
     Postgres,
     Sqs,
+    EventBridge,
     MlEngine,
     Local,
 }
 
 /// The spans that stand for a call to another service, named by the adapters that make them,
 /// with the service and the operation each is drawn as; any other span is local work.
-const CALLS: [(&str, Peer, &str); 7] = [
+const CALLS: [(&str, Peer, &str); 10] = [
     (store::POSTGRES_INSERT, Peer::Postgres, "insert"),
     (store::POSTGRES_GET, Peer::Postgres, "get"),
     (store::POSTGRES_LIST, Peer::Postgres, "list"),
     (store::POSTGRES_PENDING, Peer::Postgres, "pending"),
     (store::POSTGRES_RECORD, Peer::Postgres, "record"),
+    (store::POSTGRES_BATCH, Peer::Postgres, "batch"),
+    (store::POSTGRES_COMPLETE, Peer::Postgres, "complete"),
     (queue::SQS_ENQUEUE, Peer::Sqs, "enqueue"),
+    (events::EVENTBRIDGE_PUT, Peer::EventBridge, "put_events"),
     (
         ml_engine::ML_ENGINE_PREDICT,
         Peer::MlEngine,
@@ -140,6 +144,11 @@ impl Subsegment {
                 if let Some(operation) = self.fields.get("operation") {
                     doc["aws"] = json!({"operation": operation});
                 }
+            }
+            Peer::EventBridge => {
+                doc["name"] = json!("EventBridge");
+                doc["namespace"] = json!("aws");
+                doc["aws"] = json!({"operation": "PutEvents"});
             }
             Peer::MlEngine => {
                 doc["name"] = json!("ml-engine");

@@ -1,9 +1,10 @@
 //! Creating quotes: from validated inputs to quotes saved and queued for scoring.
 //!
-//! The quotes are written in one statement (with an idempotency key, the key is claimed in the
-//! same transaction), then their ids are put on the queue. A queue failure after the write
-//! leaves the quotes saved as `pending_ml`, to be queued again by reconcile: the caller is told
-//! which ids were saved, so they are not sent twice. With a key, a repeat of the same request
+//! The quotes are written in one statement, as one batch owned by the caller (with an
+//! idempotency key, the key is claimed in the same transaction), then their ids are put on the
+//! queue. A queue failure after the write leaves the quotes saved as `pending_ml`, to be
+//! queued again by reconcile: the caller is told which ids were saved, so they are not sent
+//! twice. With a key, a repeat of the same request
 //! answers the first request's answer and writes nothing; the key with another request writes
 //! nothing either.
 //!
@@ -77,8 +78,12 @@ pub struct Deadline {
 /// What a create achieved.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
-    /// The quotes were written and queued.
-    New { ids: Vec<Uuid>, answer: Answer },
+    /// The quotes were written, as the batch `batch_id`, and queued.
+    New {
+        batch_id: Uuid,
+        ids: Vec<Uuid>,
+        answer: Answer,
+    },
     /// A repeat of an earlier request with the same key: that request's answer; nothing was
     /// written or queued.
     Replayed(Answer),
@@ -97,6 +102,7 @@ pub enum CreateError {
     /// they must not be sent again.
     #[error("{} quotes saved but not queued: {source}", ids.len())]
     NotQueued {
+        batch_id: Uuid,
         ids: Vec<Uuid>,
         #[source]
         source: QueueError,
@@ -123,18 +129,18 @@ pub struct Creation {
     pub report: Report,
 }
 
-/// Creates `owner`'s quotes from `inputs`: writes them, then queues them. `answer` makes the
-/// answer for the new ids; it is kept with the key (when there is one) before anything is
-/// queued, so a repeat gets exactly what the first request got. The write ends by the time
-/// `deadline`'s budget gives it, which leaves the enqueue its own bound and the answer its
-/// margin.
+/// Creates `owner`'s quotes from `inputs`: writes them as one new batch, then queues them.
+/// `answer` makes the answer for the batch and its new ids; it is kept with the key (when
+/// there is one) before anything is queued, so a repeat gets exactly what the first request
+/// got. The write ends by the time `deadline`'s budget gives it, which leaves the enqueue its
+/// own bound and the answer its margin.
 pub async fn create<S: QuoteStore, Q: QuoteQueue>(
     store: &S,
     queue: &Q,
     owner: &str,
     inputs: Vec<QuoteInput>,
     idempotency: Option<Idempotency>,
-    answer: impl FnOnce(&[Uuid]) -> Answer,
+    answer: impl FnOnce(Uuid, &[Uuid]) -> Answer,
     deadline: Deadline,
 ) -> Creation {
     let now = Utc::now();
@@ -143,7 +149,8 @@ pub async fn create<S: QuoteStore, Q: QuoteQueue>(
         .map(|input| Quote::new_pending(owner, input, now))
         .collect();
     let ids: Vec<Uuid> = quotes.iter().map(|q| q.id).collect();
-    let answer = answer(&ids);
+    let batch_id = Uuid::now_v7();
+    let answer = answer(batch_id, &ids);
     let record = idempotency.map(|i| IdempotencyRecord {
         owner: owner.to_owned(),
         key: i.key,
@@ -155,7 +162,11 @@ pub async fn create<S: QuoteStore, Q: QuoteQueue>(
     let mut report = Report::default();
     let started = Instant::now();
     let inserted = match deadline.budget.write_deadline(deadline.at, started) {
-        Some(until) => store.insert(&quotes, record.as_ref(), until).await,
+        Some(until) => {
+            store
+                .insert(batch_id, &quotes, record.as_ref(), until)
+                .await
+        }
         None => Err(StoreError::Unavailable(
             "too little time left in the invocation to write".into(),
         )),
@@ -179,12 +190,20 @@ pub async fn create<S: QuoteStore, Q: QuoteQueue>(
             match enqueued {
                 Err(source) => {
                     tracing::error!(error = %source, quotes = ids.len(), "enqueue failed after the write");
-                    Err(CreateError::NotQueued { ids, source })
+                    Err(CreateError::NotQueued {
+                        batch_id,
+                        ids,
+                        source,
+                    })
                 }
                 Ok(_) => {
                     report.enqueued = Some(ids.len());
                     tracing::info!(quotes = ids.len(), "quotes created");
-                    Ok(Created::New { ids, answer })
+                    Ok(Created::New {
+                        batch_id,
+                        ids,
+                        answer,
+                    })
                 }
             }
         }

@@ -5,8 +5,12 @@
 //! sends such quotes (pending, last enqueued at least `min_age` ago) to the queue again and
 //! counts the attempt; a quote still pending after `max_attempts` enqueues is failed with the
 //! reason. Two runs at once touch disjoint quotes (`FOR UPDATE SKIP LOCKED`); a run touches at
-//! most `limit` quotes of each kind. Each run also purges up to `limit` expired idempotency
-//! keys, which nothing else deletes.
+//! most `limit` quotes of each kind. The batches whose last quotes it fails are completed and
+//! their events published, as `score` does for the quotes it ends, and completion events
+//! whose publish failed (unsent, last tried two minutes ago or more) are published again, and
+//! batches two minutes old or more found with every quote ended but never marked (`score` or
+//! a run that stopped between its write and the completion) are completed. Each
+//! run also purges up to `limit` expired idempotency keys, which nothing else deletes.
 //!
 //! A failed quote stays failed until an operator, having fixed the cause, returns it to
 //! pending ([`requeue_failed`]): it is then due at once, with its attempts reset, and the same
@@ -16,8 +20,11 @@ use serde::Serialize;
 
 pub use quote_domain::ports::RequeueFilter;
 use quote_domain::ports::{
-    QueueError, QuoteQueue, ReconcilePolicy, ReconcileStore, StoreError, StuckQuotes,
+    BatchStore, EventPublisher, QueueError, QuoteQueue, ReconcilePolicy, ReconcileStore,
+    StoreError, StuckQuotes,
 };
+
+use crate::completion::{self, CompletionReport};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct ReconcileReport {
@@ -26,6 +33,12 @@ pub struct ReconcileReport {
     pub keys_purged: u64,
     /// Failed quotes returned to pending by [`requeue_failed`] (and among `reenqueued`).
     pub requeued: u64,
+    /// Batches completed by the quotes this run failed.
+    pub batches_completed: u64,
+    /// Completion events published, new or retried.
+    pub events_published: u64,
+    /// Completion events that failed to publish, new or retried; retried by a later run.
+    pub event_publish_failures: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +50,22 @@ pub enum ReconcileError {
     Queue(#[from] QueueError),
 }
 
-pub async fn reconcile<S: ReconcileStore, Q: QuoteQueue>(
+pub async fn reconcile<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPublisher>(
     store: &S,
     queue: &Q,
+    events: &E,
     policy: &ReconcilePolicy,
 ) -> Result<ReconcileReport, ReconcileError> {
+    // Earlier events first, so an event this run fails to publish waits for its retry like
+    // any other. A policy that resends quotes sooner than that wait (tests, `make run`)
+    // retries events as soon.
+    let retry_after = completion::EVENT_RETRY_AFTER.min(policy.min_age);
+    let retried = completion::retry_unsent(store, events, retry_after, policy.limit).await?;
     let failed = store.fail_exhausted(policy).await?;
+    let completed = completion::complete(store, events, &failed.batches).await?;
+    // A batch whose last quotes' writer stopped between its write and the completion: found
+    // once it is as old as an event's retry, when no completion can still be on its way.
+    let overdue = completion::complete_overdue(store, events, retry_after, policy.limit).await?;
     let stuck = store.claim_stuck(policy).await?;
     let reenqueued = stuck.ids().len() as u64;
     if reenqueued > 0 {
@@ -50,23 +73,34 @@ pub async fn reconcile<S: ReconcileStore, Q: QuoteQueue>(
         stuck.enqueued().await?;
     }
     let keys_purged = store.purge_expired_keys(policy.limit).await?;
+    let CompletionReport {
+        completed: batches_completed,
+        published,
+        publish_failures,
+    } = completed;
     Ok(ReconcileReport {
-        failed,
+        failed: failed.failed,
         reenqueued,
         keys_purged,
+        batches_completed: batches_completed + overdue.completed,
+        events_published: published + retried.published + overdue.published,
+        event_publish_failures: publish_failures
+            + retried.publish_failures
+            + overdue.publish_failures,
         requeued: 0,
     })
 }
 
 /// Returns the failed quotes `filter` picks to pending, then sweeps, which sends them (due at
 /// once, oldest enqueue first) with any other stuck quotes.
-pub async fn requeue_failed<S: ReconcileStore, Q: QuoteQueue>(
+pub async fn requeue_failed<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPublisher>(
     store: &S,
     queue: &Q,
+    events: &E,
     policy: &ReconcilePolicy,
     filter: &RequeueFilter,
 ) -> Result<ReconcileReport, ReconcileError> {
     let requeued = store.return_failed(filter).await?;
-    let report = reconcile(store, queue, policy).await?;
+    let report = reconcile(store, queue, events, policy).await?;
     Ok(ReconcileReport { requeued, ..report })
 }

@@ -40,6 +40,8 @@ pub struct Report {
     /// Predictions refused for a premium at or below 0 or not finite; their quotes are among
     /// `failed`.
     pub refused_premiums: u64,
+    /// The batches of the quotes this pass scored or failed, for their completion.
+    pub batches: Vec<Uuid>,
 }
 
 /// Scores the still-pending quotes among `ids`; each price is valid for `validity` from its
@@ -96,12 +98,17 @@ pub async fn score<S: QuoteStore, P: Predictor>(
         )
         .collect();
     let started = Instant::now();
-    let Recorded { scored, failed } = store.record(&outcomes, validity).await?;
+    let Recorded {
+        scored,
+        failed,
+        batches,
+    } = store.record(&outcomes, validity).await?;
     database_time += started.elapsed();
     Ok(Report {
         scored,
         failed,
         unfinished: predicted.unavailable.into_iter().collect(),
+        batches,
         database_time,
         pricing_time: Some(pricing_time),
         call_times: predicted.call_times,

@@ -1,9 +1,11 @@
-//! `GET /quotes`: a page of the caller's quotes, newest first, filtered by the query.
+//! `GET /quotes`: a page of the caller's quotes, newest first, filtered by the query (a
+//! status, a coverage type, one batch).
 
 use chrono::Utc;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, RequestExt, Response};
 use quote_pipeline::ports::{Cursor, ListFilter, MAX_PAGE_SIZE, QuoteQueue, QuoteStore};
+use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::routes::Call;
@@ -57,6 +59,12 @@ fn filter(request: &lambda_http::Request) -> Result<ListFilter, ApiError> {
                             format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
                         )
                     })?;
+            }
+            "batch_id" => {
+                filter.batch = Some(
+                    Uuid::try_parse(value)
+                        .map_err(|_| ApiError::bad_field(name, "must be a batch id (a UUID)"))?,
+                )
             }
             "cursor" => {
                 filter.after = Some(Cursor::decode(value).ok_or_else(|| {

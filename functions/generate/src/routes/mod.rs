@@ -4,6 +4,7 @@
 
 pub mod create_quote;
 pub mod generate_batch;
+pub mod get_batch;
 pub mod get_quote;
 pub mod import_csv;
 pub mod list_quotes;
@@ -39,6 +40,8 @@ pub enum Route<'p> {
     ListQuotes,
     /// `GET /quotes/{id}`, with the id as the path has it (not yet parsed).
     GetQuote(&'p str),
+    /// `GET /quotes/batches/{id}`, with the id as the path has it (not yet parsed).
+    GetBatch(&'p str),
 }
 
 impl<'p> Route<'p> {
@@ -69,6 +72,7 @@ impl<'p> Route<'p> {
             ],
             ["quotes", "generate-batch"] => vec![(Method::POST, Route::GenerateBatch)],
             ["quotes", "import"] => vec![(Method::POST, Route::ImportCsv)],
+            ["quotes", "batches", id] => vec![(Method::GET, Route::GetBatch(id))],
             ["quotes", id] => vec![(Method::GET, Route::GetQuote(id))],
             _ => return None,
         })
@@ -87,6 +91,7 @@ mod tests {
             (Method::POST, "/quotes/generate-batch", Route::GenerateBatch),
             (Method::POST, "/quotes/import", Route::ImportCsv),
             (Method::GET, "/quotes/abc", Route::GetQuote("abc")),
+            (Method::GET, "/quotes/batches/abc", Route::GetBatch("abc")),
         ];
         for (method, path, route) in cases {
             assert_eq!(Route::parse(&method, path), Ok(route), "{method} {path}");

@@ -496,7 +496,10 @@ mod tests {
         }
         // The engine's answer for [8.5, 7.25, 6.0], bit for bit.
         let output = postprocess([8.5, 7.25, 6.0]);
-        assert_eq!((output.premium, output.confidence), (1408.1049, 0.237_877_85));
+        assert_eq!(
+            (output.premium, output.confidence),
+            (1408.1049, 0.237_877_85)
+        );
         // A premium below 1 divides by 1; an empty interval is a confidence of 1.
         let output = postprocess([-1.0, -1.0, -1.0]);
         assert_eq!((output.premium, output.confidence), (exp_f32(-1.0), 1.0));

@@ -7,8 +7,10 @@
 //! In three parts: this module connects (the pool, the rules of a transaction pooler, RDS
 //! Proxy's IAM tokens) and tells retryable failures from others, and a failed write from one
 //! whose `COMMIT` went unanswered; `quotes` holds the statements behind [`QuoteStore`];
+//! `batches` a batch's progress and those behind [`BatchStore`];
 //! `sweep` those behind [`ReconcileStore`].
 
+mod batches;
 mod quotes;
 mod sweep;
 
@@ -22,12 +24,16 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 
 use crate::iam_auth::{IamDatabase, auth_token};
 pub use quote_domain::ports::{
-    Cursor, IdempotencyRecord, Inserted, ListFilter, MAX_PAGE_SIZE, Page, QuoteStore,
-    ReconcilePolicy, ReconcileStore, Recorded, RequeueFilter, StoreError, StuckQuotes,
+    BatchProgress, BatchStore, CompletedBatch, Cursor, IdempotencyRecord, Inserted, ListFilter,
+    MAX_PAGE_SIZE, Page, QuoteStore, ReconcilePolicy, ReconcileStore, Recorded, RequeueFilter,
+    StoreError, StuckQuotes,
 };
 pub use quote_domain::pricing::Outcome;
 
-pub use quotes::{POSTGRES_GET, POSTGRES_INSERT, POSTGRES_LIST, POSTGRES_PENDING, POSTGRES_RECORD};
+pub use batches::POSTGRES_COMPLETE;
+pub use quotes::{
+    POSTGRES_BATCH, POSTGRES_GET, POSTGRES_INSERT, POSTGRES_LIST, POSTGRES_PENDING, POSTGRES_RECORD,
+};
 pub use sweep::PgStuckQuotes;
 
 /// Where and how to connect: what `config` reads from the environment.

@@ -11,8 +11,8 @@ use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use quote_domain::ports::{
-    Cursor, IdempotencyRecord, Inserted, ListFilter, MAX_PAGE_SIZE, Page, QuoteStore, Recorded,
-    StoreError,
+    BatchProgress, Cursor, IdempotencyRecord, Inserted, ListFilter, MAX_PAGE_SIZE, Page,
+    QuoteStore, Recorded, StoreError,
 };
 use quote_domain::pricing::Outcome;
 use quote_domain::quote::{PriceRange, Pricing, Quote, QuoteInput, QuoteStatus};
@@ -25,6 +25,7 @@ pub const POSTGRES_GET: &str = "postgres.get";
 pub const POSTGRES_LIST: &str = "postgres.list";
 pub const POSTGRES_PENDING: &str = "postgres.pending";
 pub const POSTGRES_RECORD: &str = "postgres.record";
+pub const POSTGRES_BATCH: &str = "postgres.batch";
 
 const COLUMNS: &str = "id, user_id, coverage_type, coverage_level, estimated_amount, user_age, \
      annual_revenue, num_employees, founded_at, status, created_at, premium, premium_low, \
@@ -171,10 +172,16 @@ fn pricing_from_columns(columns: PricingColumns) -> Result<Pricing, String> {
 }
 
 /// One statement for a whole batch: each column goes as one array through `UNNEST`.
+/// The batch's row goes in the same statement, first (a data-modifying `WITH`), so a write
+/// costs no extra round trip for it.
 async fn insert_quotes<'e>(
     executor: impl sqlx::PgExecutor<'e>,
+    batch_id: Uuid,
     quotes: &[Quote],
 ) -> Result<(), PgError> {
+    let Some(first) = quotes.first() else {
+        return Ok(());
+    };
     let column = |f: fn(&Quote) -> String| quotes.iter().map(f).collect::<Vec<_>>();
     let ids: Vec<Uuid> = quotes.iter().map(|q| q.id).collect();
     let owners = column(|q| q.user_id.clone());
@@ -188,10 +195,14 @@ async fn insert_quotes<'e>(
     let created: Vec<DateTime<Utc>> = quotes.iter().map(|q| q.created_at).collect();
     let attempts: Vec<i32> = quotes.iter().map(|q| q.enqueue_attempts).collect();
     sqlx::query(
-        "INSERT INTO quotes (id, user_id, coverage_type, coverage_level, estimated_amount, \
+        "WITH batch AS ( \
+             INSERT INTO quote_batches (id, user_id, size, created_at) \
+             VALUES ($12, $13, $14, $15) \
+         ) \
+         INSERT INTO quotes (id, user_id, coverage_type, coverage_level, estimated_amount, \
              user_age, annual_revenue, num_employees, founded_at, created_at, enqueue_attempts, \
-             last_enqueued_at) \
-         SELECT u.*, u.created_at FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], \
+             last_enqueued_at, batch_id) \
+         SELECT u.*, u.created_at, $12 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], \
              $5::bigint[], $6::int[], $7::bigint[], $8::int[], $9::date[], $10::timestamptz[], \
              $11::int[]) AS u(id, user_id, coverage_type, coverage_level, estimated_amount, \
              user_age, annual_revenue, num_employees, founded_at, created_at, enqueue_attempts)",
@@ -208,6 +219,10 @@ async fn insert_quotes<'e>(
     .bind(founded)
     .bind(created)
     .bind(attempts)
+    .bind(batch_id)
+    .bind(&first.user_id)
+    .bind(quotes.len() as i32)
+    .bind(first.created_at)
     .execute(executor)
     .await?;
     Ok(())
@@ -219,6 +234,7 @@ async fn insert_quotes<'e>(
 /// on, a failure leaves the outcome unknown.
 async fn write_quotes(
     conn: &mut PgConnection,
+    batch_id: Uuid,
     quotes: &[Quote],
     idempotency: Option<&IdempotencyRecord>,
     committing: &mut bool,
@@ -268,7 +284,7 @@ async fn write_quotes(
             });
         }
     }
-    insert_quotes(&mut *tx, quotes).await?;
+    insert_quotes(&mut *tx, batch_id, quotes).await?;
     *committing = true;
     tx.commit().await.map_err(commit_error)?;
     Ok(Inserted::New)
@@ -281,6 +297,7 @@ impl PgStore {
     /// reused mid-conversation, and the error says whether its `COMMIT` had been sent.
     async fn pg_insert(
         &self,
+        batch_id: Uuid,
         quotes: &[Quote],
         idempotency: Option<&IdempotencyRecord>,
         deadline: Instant,
@@ -293,7 +310,7 @@ impl PgStore {
         let mut committing = false;
         let written = tokio::time::timeout_at(
             deadline,
-            write_quotes(&mut conn, quotes, idempotency, &mut committing),
+            write_quotes(&mut conn, batch_id, quotes, idempotency, &mut committing),
         )
         .await;
         written.unwrap_or_else(|_| {
@@ -329,6 +346,9 @@ impl PgStore {
             .push_bind(owner);
         if let Some(status) = filter.status {
             query.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(batch) = filter.batch {
+            query.push(" AND batch_id = ").push_bind(batch);
         }
         if let Some(coverage_type) = filter.coverage_type {
             query
@@ -417,7 +437,7 @@ impl PgStore {
             }
         }
         let mut tx = self.begin().await?;
-        let (scored, failed): (i64, i64) = sqlx::query_as(
+        let (scored, failed, batches): (i64, i64, Vec<Uuid>) = sqlx::query_as(
             "WITH outcome AS ( \
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::float8[], \
                      $5::float8[], $6::float8[], $7::text[], $8::text[]) \
@@ -432,10 +452,12 @@ impl PgStore {
                          THEN now() + make_interval(secs => $9) END, \
                      failure_reason = o.failure_reason \
                  FROM outcome o WHERE q.id = o.id AND q.status = 'pending_ml' \
-                 RETURNING q.status \
+                 RETURNING q.status, q.batch_id \
              ) \
              SELECT count(*) FILTER (WHERE status = 'scored'), \
-                    count(*) FILTER (WHERE status = 'failed') FROM updated",
+                    count(*) FILTER (WHERE status = 'failed'), \
+                    coalesce(array_agg(DISTINCT batch_id) FILTER (WHERE batch_id IS NOT NULL), \
+                        '{}') FROM updated",
         )
         .persistent(false)
         .bind(ids)
@@ -453,6 +475,7 @@ impl PgStore {
         Ok(Recorded {
             scored: scored as u64,
             failed: failed as u64,
+            batches,
         })
     }
 }
@@ -461,11 +484,19 @@ impl QuoteStore for PgStore {
     #[tracing::instrument(name = POSTGRES_INSERT, skip_all, fields(quotes = quotes.len()), err(level = "warn"))]
     async fn insert(
         &self,
+        batch_id: Uuid,
         quotes: &[Quote],
         idempotency: Option<&IdempotencyRecord>,
         deadline: Instant,
     ) -> Result<Inserted, StoreError> {
-        Ok(self.pg_insert(quotes, idempotency, deadline).await?)
+        Ok(self
+            .pg_insert(batch_id, quotes, idempotency, deadline)
+            .await?)
+    }
+
+    #[tracing::instrument(name = POSTGRES_BATCH, skip_all, err(level = "warn"))]
+    async fn batch(&self, owner: &str, id: Uuid) -> Result<Option<BatchProgress>, StoreError> {
+        Ok(self.pg_batch(owner, id).await?)
     }
 
     #[tracing::instrument(name = POSTGRES_GET, skip_all, err(level = "warn"))]

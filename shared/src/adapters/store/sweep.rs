@@ -5,7 +5,7 @@ use sqlx::Postgres;
 use uuid::Uuid;
 
 use quote_domain::ports::{
-    ReconcilePolicy, ReconcileStore, RequeueFilter, StoreError, StuckQuotes,
+    ReconcilePolicy, ReconcileStore, Recorded, RequeueFilter, StoreError, StuckQuotes,
 };
 
 use super::{PgError, PgStore};
@@ -43,25 +43,34 @@ impl PgStuckQuotes {
 
 /// The sweep's statements, failing with [`PgError`]; the port's impl below classifies it.
 impl PgStore {
-    async fn pg_fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<u64, PgError> {
+    async fn pg_fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<Recorded, PgError> {
         let mut tx = self.begin().await?;
-        let failed = sqlx::query(
-            "UPDATE quotes SET status = 'failed', \
-                 failure_reason = format('not scored after %s enqueue attempts', enqueue_attempts) \
-             WHERE id IN ( \
-                 SELECT id FROM quotes \
-                 WHERE status = 'pending_ml' AND enqueue_attempts >= $1 \
-                     AND last_enqueued_at < now() - make_interval(secs => $2) \
-                 ORDER BY last_enqueued_at LIMIT $3 FOR UPDATE SKIP LOCKED)",
+        let (failed, batches): (i64, Vec<Uuid>) = sqlx::query_as(
+            "WITH failed AS ( \
+                 UPDATE quotes SET status = 'failed', failure_reason = \
+                     format('not scored after %s enqueue attempts', enqueue_attempts) \
+                 WHERE id IN ( \
+                     SELECT id FROM quotes \
+                     WHERE status = 'pending_ml' AND enqueue_attempts >= $1 \
+                         AND last_enqueued_at < now() - make_interval(secs => $2) \
+                     ORDER BY last_enqueued_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 RETURNING batch_id \
+             ) \
+             SELECT count(*), coalesce(array_agg(DISTINCT batch_id) \
+                 FILTER (WHERE batch_id IS NOT NULL), '{}') FROM failed",
         )
         .persistent(false)
         .bind(policy.max_attempts)
         .bind(policy.min_age.as_secs_f64())
         .bind(policy.limit)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(failed.rows_affected())
+        Ok(Recorded {
+            scored: 0,
+            failed: failed as u64,
+            batches,
+        })
     }
 
     async fn pg_claim_stuck(&self, policy: &ReconcilePolicy) -> Result<PgStuckQuotes, PgError> {
@@ -103,31 +112,39 @@ impl PgStore {
 impl PgStore {
     async fn pg_return_failed(&self, filter: &RequeueFilter) -> Result<u64, PgError> {
         let mut tx = self.begin().await?;
-        // Due at once: the sweep sends quotes whose last enqueue is oldest first.
-        let returned = sqlx::query(
-            "UPDATE quotes SET status = 'pending_ml', failure_reason = NULL, \
-                 enqueue_attempts = 0, last_enqueued_at = '-infinity' \
-             WHERE id IN ( \
-                 SELECT id FROM quotes \
-                 WHERE status = 'failed' AND ($1::timestamptz IS NULL OR created_at >= $1) \
-                     AND strpos(failure_reason, $2) > 0 \
-                 ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED)",
+        // Due at once: the sweep sends quotes whose last enqueue is oldest first. Their
+        // batches are open again, so they report progress and complete (and announce) anew.
+        let returned: i64 = sqlx::query_scalar(
+            "WITH returned AS ( \
+                 UPDATE quotes SET status = 'pending_ml', failure_reason = NULL, \
+                     enqueue_attempts = 0, last_enqueued_at = '-infinity' \
+                 WHERE id IN ( \
+                     SELECT id FROM quotes \
+                     WHERE status = 'failed' AND ($1::timestamptz IS NULL OR created_at >= $1) \
+                         AND strpos(failure_reason, $2) > 0 \
+                     ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 RETURNING batch_id), \
+             reopened AS ( \
+                 UPDATE quote_batches SET completed_at = NULL, scored = NULL, failed = NULL, \
+                     event_attempted_at = NULL, event_sent_at = NULL \
+                 WHERE id IN (SELECT batch_id FROM returned)) \
+             SELECT count(*) FROM returned",
         )
         .persistent(false)
         .bind(filter.created_after)
         .bind(filter.reason_contains.as_deref().unwrap_or(""))
         .bind(filter.limit)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(returned.rows_affected())
+        Ok(returned as u64)
     }
 }
 
 impl ReconcileStore for PgStore {
     type Stuck = PgStuckQuotes;
 
-    async fn fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<u64, StoreError> {
+    async fn fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<Recorded, StoreError> {
         Ok(self.pg_fail_exhausted(policy).await?)
     }
 
