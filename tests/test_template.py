@@ -582,6 +582,7 @@ def test_outputs_name_the_api_and_both_queues():
 
 
 def statements(function: dict) -> list[dict]:
+    """A function's policy statements, a conditional one (`Fn::If`) as it is written."""
     return [
         s
         for policy in function["Properties"].get("Policies", [])
@@ -591,6 +592,9 @@ def statements(function: dict) -> list[dict]:
 
 
 def actions(statement: dict) -> list[str]:
+    """A statement's actions; a conditional statement's, in either branch."""
+    if "Fn::If" in statement:
+        return [a for branch in statement["Fn::If"][1:] if "Action" in branch for a in actions(branch)]
     action = statement["Action"]
     return [action] if isinstance(action, str) else action
 
@@ -892,11 +896,6 @@ def test_the_engine_is_a_python_lambda_built_by_the_makefile_without_downloads_a
 
 def score_name() -> str:
     return next(n for n, f in FUNCTIONS.items() if f is function_by_binary("score"))
-
-
-def statements(function: dict) -> list:
-    return [s for p in function["Properties"].get("Policies", []) if isinstance(p, dict)
-            for s in p.get("Statement", [])]
 
 
 def test_only_score_may_call_the_engines_function_url():
