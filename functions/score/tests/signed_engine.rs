@@ -27,6 +27,7 @@ async fn score_signs_its_requests_to_an_iam_function_url_with_the_roles_credenti
         .command(env!("CARGO_BIN_EXE_score"), "score-signed")
         .env("DATABASE_URL", &env.database.url)
         .env("SCORING_MODE", "engine")
+        .env("EVENT_BUS_NAME", "quotes")
         // The function URL's, with its trailing slash, as the template passes it.
         .env("ML_ENGINE_URL", format!("{}/", url.url))
         .env("ML_ENGINE_AUTH", "iam")

@@ -348,6 +348,7 @@ mod tests {
         let validity = |days: &str| {
             ScoreConfig::from_lookup(lookup(&[
                 ("DATABASE_URL", "x"),
+                ("EVENT_BUS_NAME", "quotes"),
                 ("PRICE_VALIDITY_DAYS", days),
             ]))
             .map(|config| config.price_validity)
@@ -365,7 +366,11 @@ mod tests {
     #[test]
     fn the_engine_is_called_unsigned_unless_iam_is_asked_for() {
         let engine = |pairs: &[(&str, &str)]| {
-            let mut all = vec![("DATABASE_URL", "x"), ("ML_ENGINE_URL", "https://e")];
+            let mut all = vec![
+                ("DATABASE_URL", "x"),
+                ("EVENT_BUS_NAME", "quotes"),
+                ("ML_ENGINE_URL", "https://e"),
+            ];
             all.extend_from_slice(pairs);
             match ScoreConfig::from_lookup(lookup(&all)).map(|c| c.scoring) {
                 Ok(ScoringMode::Engine(engine)) => Ok(engine.auth),
