@@ -21,6 +21,7 @@ import numpy as np
 import xgboost as xgb
 
 QUANTILES = [0.1, 0.5, 0.9]
+MEDIAN = QUANTILES.index(0.5)
 CONFIDENCE_FORMULA = (
     "float32: q10,q50,q90 = sort(row); prediction = max(q50, 0); width = q90 - q10; "
     "denom = max(q50, 1); ratio = width / denom; confidence = 1 / (1 + ratio)"
@@ -45,9 +46,18 @@ class Model:
         self.metadata = json.loads((model_dir / "metadata.json").read_text())
         self.version: str = self.metadata["model_version"]
         self.feature_names: list[str] = self.metadata["feature_names"]
+        # What the outputs measure: the premium itself unless metadata names another target.
+        self.target: str = self.metadata.get("target", "premium")
         self.booster = xgb.Booster()
         self.booster.load_model(model_dir / "model.json")
 
     def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, ...]:
         """matrix: float32 (n, n_features) in feature_names order; one vectorised call."""
         return postprocess(self.booster.inplace_predict(matrix))
+
+    def explain(self, matrix: np.ndarray) -> np.ndarray:
+        """float32 (n, n_features + 1): each feature's contribution to the median's output
+        (before post-processing, in the units of metadata's `target`), then the bias; a row
+        adds up to that output. XGBoost's path-dependent TreeSHAP (`pred_contribs`)."""
+        data = xgb.DMatrix(matrix, feature_names=self.feature_names, missing=np.nan)
+        return self.booster.predict(data, pred_contribs=True)[:, MEDIAN, :]
