@@ -12,12 +12,23 @@ test:
 bench:
 	@scripts/bench
 
-## `sam build`'s recipe for score (BuildMethod: makefile): the binary and, beside it, the
-## model that embedded scoring evaluates. LAMBDA_ARCH=x86_64 for Architecture=x86_64.
-build-ScoreFunction:
-	bash -c 'source scripts/lib.sh && ensure_venv && ensure_model'
-	PATH="$(CURDIR)/.venv/bin:$(PATH)" cargo lambda build --release --locked -p score \
-		$(if $(filter x86_64,$(LAMBDA_ARCH)),--x86-64,--arm64)
-	cp target/lambda/score/bootstrap "$(ARTIFACTS_DIR)/"
-	mkdir -p "$(ARTIFACTS_DIR)/ml-engine/model"
+## `sam build`'s recipes for score and generate (BuildMethod: makefile): the binary and,
+## beside it, the model that embedded scoring evaluates and explanations take apart.
+## LAMBDA_ARCH=x86_64 for Architecture=x86_64.
+ENSURE_MODEL = bash -c 'source scripts/lib.sh && ensure_venv && ensure_model'
+CARGO_LAMBDA = PATH="$(CURDIR)/.venv/bin:$(PATH)" cargo lambda build --release --locked \
+	$(if $(filter x86_64,$(LAMBDA_ARCH)),--x86-64,--arm64)
+COPY_MODEL = mkdir -p "$(ARTIFACTS_DIR)/ml-engine/model" && \
 	cp ml-engine/model/model.bin ml-engine/model/metadata.json "$(ARTIFACTS_DIR)/ml-engine/model/"
+
+build-ScoreFunction:
+	$(ENSURE_MODEL)
+	$(CARGO_LAMBDA) -p score
+	cp target/lambda/score/bootstrap "$(ARTIFACTS_DIR)/"
+	$(COPY_MODEL)
+
+build-GenerateFunction:
+	$(ENSURE_MODEL)
+	$(CARGO_LAMBDA) -p generate
+	cp target/lambda/generate/bootstrap "$(ARTIFACTS_DIR)/"
+	$(COPY_MODEL)

@@ -174,7 +174,10 @@ ensure_model() {
             --rows 50000 --seed 20261127 --out "$ROOT/ml-engine/data/train.csv"
         (cd "$ROOT/ml-engine" && "$VENV/bin/python" train.py --data data/train.csv --out-dir model)
     fi
-    if [[ ! -f "$dir/model.bin" || "$dir/model.json" -nt "$dir/model.bin" ]]; then
+    # Compiled again when model.json is newer, or model.bin is of another form than
+    # model-compile writes (its magic: "QPXGB" and the form, compiled.rs's MAGIC).
+    if [[ ! -f "$dir/model.bin" || "$dir/model.json" -nt "$dir/model.bin" ]] ||
+        ! cmp -s -n 6 <(printf 'QPXGB\x02') "$dir/model.bin"; then
         cargo run --quiet --locked -p quote-pipeline --bin model-compile -- "$dir"
     fi
 }

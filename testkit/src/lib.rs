@@ -26,7 +26,7 @@ pub mod xray_daemon;
 
 pub use env::{
     TestEnv, admin_database_url, emulator_sdk_config, engine_url, pooler_url, sqs_endpoint,
-    trained_model,
+    trained_model, trained_model_dir,
 };
 pub use events::{http_event, lambda_context, sqs_event};
 pub use fakes::{MemoryQueue, MemoryStore};

@@ -8,7 +8,8 @@ use super::{EmbeddedModel, FEATURE_NAMES, MAX_DEPTH, Node, OUTPUTS, Tree};
 
 /// The compiled model's file name, beside `model.json`.
 pub const COMPILED_FILE: &str = "model.bin";
-/// Form 2 added the covers; a file of form 1 is refused by its magic.
+/// Form 2 added the covers; a file of form 1 is refused by its magic (and compiled again by
+/// `scripts/lib.sh`'s `ensure_model`, which reads the magic too).
 const MAGIC: &[u8; 8] = b"QPXGB\x02\0\0";
 
 impl EmbeddedModel {
