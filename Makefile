@@ -12,15 +12,26 @@ test:
 bench:
 	@scripts/bench
 
-## `sam build`'s recipe for score (BuildMethod: makefile): the binary and, beside it, the
-## model that embedded scoring evaluates. LAMBDA_ARCH=x86_64 for Architecture=x86_64.
-build-ScoreFunction:
-	bash -c 'source scripts/lib.sh && ensure_venv && ensure_model'
-	PATH="$(CURDIR)/.venv/bin:$(PATH)" cargo lambda build --release --locked -p score \
-		$(if $(filter x86_64,$(LAMBDA_ARCH)),--x86-64,--arm64)
-	cp target/lambda/score/bootstrap "$(ARTIFACTS_DIR)/"
-	mkdir -p "$(ARTIFACTS_DIR)/ml-engine/model"
+## `sam build`'s recipes for score and generate (BuildMethod: makefile): the binary and,
+## beside it, the model that embedded scoring evaluates and explanations take apart.
+## LAMBDA_ARCH=x86_64 for Architecture=x86_64.
+ENSURE_MODEL = bash -c 'source scripts/lib.sh && ensure_venv && ensure_model'
+CARGO_LAMBDA = PATH="$(CURDIR)/.venv/bin:$(PATH)" cargo lambda build --release --locked \
+	$(if $(filter x86_64,$(LAMBDA_ARCH)),--x86-64,--arm64)
+COPY_MODEL = mkdir -p "$(ARTIFACTS_DIR)/ml-engine/model" && \
 	cp ml-engine/model/model.bin ml-engine/model/metadata.json "$(ARTIFACTS_DIR)/ml-engine/model/"
+
+build-ScoreFunction:
+	$(ENSURE_MODEL)
+	$(CARGO_LAMBDA) -p score
+	cp target/lambda/score/bootstrap "$(ARTIFACTS_DIR)/"
+	$(COPY_MODEL)
+
+build-GenerateFunction:
+	$(ENSURE_MODEL)
+	$(CARGO_LAMBDA) -p generate
+	cp target/lambda/generate/bootstrap "$(ARTIFACTS_DIR)/"
+	$(COPY_MODEL)
 
 ## `sam build`'s recipe for the ML engine's function (BuildMethod: makefile): the engine's
 ## run-time packages as manylinux wheels for Lambda's python3.12 and architecture (whatever this
@@ -28,7 +39,7 @@ build-ScoreFunction:
 ## the model. LAMBDA_ARCH=x86_64 for Architecture=x86_64. Prints the unzipped size, whose
 ## limit on Lambda is 262,144,000 bytes.
 build-MlEngineFunction:
-	bash -c 'source scripts/lib.sh && ensure_venv && ensure_model'
+	$(ENSURE_MODEL)
 	"$(CURDIR)/.venv/bin/pip" install --quiet --disable-pip-version-check --no-compile \
 		--target "$(ARTIFACTS_DIR)" --implementation cp --python-version 3.12 --only-binary=:all: \
 		$(if $(filter x86_64,$(LAMBDA_ARCH)),--platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64,--platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64) \

@@ -26,6 +26,7 @@ import xgboost as xgb
 QUANTILES = [0.1, 0.5, 0.9]
 # What the booster's outputs are: the engine and the in-process model refuse any other.
 TARGET = "ln(premium)"
+MEDIAN = QUANTILES.index(0.5)
 CONFIDENCE_FORMULA = (
     "float32: q10,q50,q90 = exp_f32(sort(row)); prediction = q50; width = q90 - q10; "
     "denom = max(q50, 1); ratio = width / denom; confidence = 1 / (1 + ratio)"
@@ -81,9 +82,18 @@ class Model:
         if self.metadata.get("target") != TARGET:
             raise ValueError(f"{model_dir}: the model predicts {self.metadata.get('target')!r}, "
                              f"not {TARGET!r}: train it again (train.py)")
+        # The units of explanations: what the outputs measure.
+        self.target: str = TARGET
         self.booster = xgb.Booster()
         self.booster.load_model(model_dir / "model.json")
 
     def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, ...]:
         """matrix: float32 (n, n_features) in feature_names order; one vectorised call."""
         return postprocess(self.booster.inplace_predict(matrix))
+
+    def explain(self, matrix: np.ndarray) -> np.ndarray:
+        """float32 (n, n_features + 1): each feature's contribution to the median's output
+        (before post-processing, in the units of metadata's `target`), then the bias; a row
+        adds up to that output. XGBoost's path-dependent TreeSHAP (`pred_contribs`)."""
+        data = xgb.DMatrix(matrix, feature_names=self.feature_names, missing=np.nan)
+        return self.booster.predict(data, pred_contribs=True)[:, MEDIAN, :]

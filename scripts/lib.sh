@@ -188,7 +188,10 @@ ensure_model() {
         cargo run --quiet --locked -p quote-pipeline --bin training-data -- --evaluation \
             --rows 10000 --spread-rows 10000 --seed 20261201 --out "$data/eval.csv"
     fi
-    if [[ ! -f "$dir/model.bin" || "$dir/model.json" -nt "$dir/model.bin" ]]; then
+    # Compiled again when model.json is newer, or model.bin is of another form than
+    # model-compile writes (its magic: "QPXGB" and the form, compiled.rs's MAGIC).
+    if [[ ! -f "$dir/model.bin" || "$dir/model.json" -nt "$dir/model.bin" ]] ||
+        ! cmp -s -n 6 <(printf 'QPXGB\x02') "$dir/model.bin"; then
         cargo run --quiet --locked -p quote-pipeline --bin model-compile -- "$dir"
     fi
 }

@@ -92,7 +92,7 @@ def built_binary(logical_id, function):
     """The binary a function's build makes: cargo-lambda's Binary, or the Makefile's -p."""
     metadata = function.get("Metadata", {})
     if metadata.get("BuildMethod") == "makefile":
-        match = re.search(r"cargo lambda build [^\n]*-p (\S+)", makefile_recipe(f"build-{logical_id}"))
+        match = re.search(r"\$\(CARGO_LAMBDA\) -p (\S+)", makefile_recipe(f"build-{logical_id}"))
         return match and match.group(1)
     return metadata.get("BuildProperties", {}).get("Binary")
 
@@ -218,7 +218,8 @@ def test_function_is_a_cargo_lambda_build_on_al2023(name):
     assert set(PARAMETERS["Architecture"]["AllowedValues"]) == {"arm64", "x86_64"}
     assert function["Metadata"]["BuildMethod"] in ("rust-cargolambda", "makefile")
     if function["Metadata"]["BuildMethod"] == "makefile":
-        assert "cargo lambda build" in makefile_recipe(f"build-{name}")
+        assert "$(CARGO_LAMBDA)" in makefile_recipe(f"build-{name}")
+        assert "cargo lambda build" in (ROOT / "Makefile").read_text()
     assert prop(function, "Tracing") == "Active"
     assert prop(function, "LoggingConfig")["LogFormat"] == "JSON"
     assert isinstance(function["Properties"].get("MemorySize"), int)

@@ -92,9 +92,13 @@ fn bits_of(output: ModelOutput) -> Bits {
     [output.premium, output.confidence, output.low, output.high].map(f32::to_bits)
 }
 
-/// The engine's outputs' bits for each row, and its model_version.
-fn engine_answers(model_dir: &Path, rows: &[Features]) -> (String, Vec<Bits>) {
-    let input = std::env::temp_dir().join(format!("model_parity_{}.csv", std::process::id()));
+/// What parity.py (with `args`) writes for each row, as float32 bits, and the model_version.
+fn engine_answers(model_dir: &Path, rows: &[Features], args: &[&str]) -> (String, Vec<Vec<u32>>) {
+    let input = std::env::temp_dir().join(format!(
+        "model_parity_{}_{}.csv",
+        std::process::id(),
+        args.len()
+    ));
     let text: String = rows
         .iter()
         .map(|row| {
@@ -112,6 +116,7 @@ fn engine_answers(model_dir: &Path, rows: &[Features]) -> (String, Vec<Bits>) {
         .arg(repo().join("ml-engine/parity.py"))
         .arg(model_dir)
         .arg(&input)
+        .args(args)
         .current_dir(repo().join("ml-engine"))
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
@@ -126,18 +131,17 @@ fn engine_answers(model_dir: &Path, rows: &[Features]) -> (String, Vec<Bits>) {
     let version = lines.next().unwrap().to_string();
     let bits = lines
         .map(|line| {
-            let words: Vec<u32> = line
-                .split(' ')
+            line.split(' ')
                 .map(|word| u32::from_str_radix(word, 16).unwrap())
-                .collect();
-            Bits::try_from(words).unwrap_or_else(|w| panic!("parity.py wrote {w:?}"))
+                .collect()
         })
         .collect();
     (version, bits)
 }
 
-#[test]
-fn embedded_model_answers_exactly_what_the_engine_answers() {
+/// The real model, its parsed JSON, and the rows every parity test compares: generated quotes,
+/// then rows on the model's thresholds (how many of each).
+fn model_and_rows() -> (EmbeddedModel, std::time::Duration, Vec<Features>, usize) {
     let model_dir = repo().join("ml-engine/model");
     let model_file = model_dir.join("model.json");
     assert!(
@@ -149,11 +153,41 @@ fn embedded_model_answers_exactly_what_the_engine_answers() {
     let model = EmbeddedModel::load(&model_dir).unwrap_or_else(|e| panic!("{e}"));
     let load_time = loading.elapsed();
     let model_json: Value = serde_json::from_slice(&std::fs::read(&model_file).unwrap()).unwrap();
-
     let mut rows = generated_rows();
     let generated = rows.len();
     rows.extend(edge_rows(&model_json, &rows));
-    let (version, expected) = engine_answers(&model_dir, &rows);
+    (model, load_time, rows, generated)
+}
+
+/// The median and best time per call of `f` over `rows`, in batches of `batch` rows, so that
+/// the median and the best batch show the cost apart from what other processes take.
+fn time_per_call(rows: &[Features], batch: usize, mut f: impl FnMut(&Features)) -> (f64, f64) {
+    let mut per_call: Vec<f64> = (0..20)
+        .flat_map(|_| rows.chunks(batch))
+        .map(|batch| {
+            let started = Instant::now();
+            for row in batch {
+                f(std::hint::black_box(row));
+            }
+            started.elapsed().as_nanos() as f64 / batch.len() as f64
+        })
+        .collect();
+    per_call.sort_by(f64::total_cmp);
+    (per_call[per_call.len() / 2], per_call[0])
+}
+
+fn build() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
+#[test]
+fn embedded_model_answers_exactly_what_the_engine_answers() {
+    let (model, load_time, rows, generated) = model_and_rows();
+    let (version, expected) = engine_answers(&repo().join("ml-engine/model"), &rows, &[]);
     assert_eq!(&**model.model_version(), version);
     assert_eq!(expected.len(), rows.len());
 
@@ -161,13 +195,16 @@ fn embedded_model_answers_exactly_what_the_engine_answers() {
         .iter()
         .zip(&expected)
         .enumerate()
-        .filter_map(|(i, (row, &engine))| {
+        .filter_map(|(i, (row, engine))| {
             let embedded = model.predict(row);
-            (bits_of(embedded) != engine).then(|| {
+            (bits_of(embedded)[..] != engine[..]).then(|| {
                 format!(
                     "row {i} {row:?}: embedded {embedded:?}, engine (premium, confidence, low, \
                      high) {:?}",
-                    engine.map(f32::from_bits)
+                    engine
+                        .iter()
+                        .map(|&b| f32::from_bits(b))
+                        .collect::<Vec<_>>()
                 )
             })
         })
@@ -180,29 +217,79 @@ fn embedded_model_answers_exactly_what_the_engine_answers() {
         &mismatches[..mismatches.len().min(5)]
     );
 
-    // Timed in batches of 250, so that the median and the best batch show the cost apart from
-    // what other processes on the machine take.
-    let mut per_prediction: Vec<f64> = (0..20)
-        .flat_map(|_| rows[..generated].chunks(250))
-        .map(|batch| {
-            let started = Instant::now();
-            for row in batch {
-                std::hint::black_box(model.predict(std::hint::black_box(row)));
-            }
-            started.elapsed().as_nanos() as f64 / batch.len() as f64
-        })
-        .collect();
-    per_prediction.sort_by(f64::total_cmp);
-    let build = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
+    let (median, best) = time_per_call(&rows[..generated], 250, |row| {
+        std::hint::black_box(model.predict(row));
+    });
     eprintln!(
-        "{} rows bit-identical; loaded in {load_time:?}; a prediction takes {:.0} ns (median), \
-         {:.0} ns (best batch), {build} build",
+        "{} rows bit-identical; loaded in {load_time:?}; a prediction takes {median:.0} ns \
+         (median), {best:.0} ns (best batch), {} build",
         rows.len(),
-        per_prediction[per_prediction.len() / 2],
-        per_prediction[0],
+        build()
+    );
+}
+
+/// Each feature's contribution and the bias of every row, to the bit, as XGBoost's
+/// `pred_contribs` for the median (parity.py --explain); and they add up to the median output
+/// the evaluator computes.
+#[test]
+fn embedded_explanations_are_xgboosts_contributions_and_add_up_to_the_median() {
+    let (model, _, rows, generated) = model_and_rows();
+    let (version, expected) =
+        engine_answers(&repo().join("ml-engine/model"), &rows, &["--explain"]);
+    assert_eq!(&**model.model_version(), version);
+    assert_eq!(expected.len(), rows.len());
+
+    let mut mismatches = Vec::new();
+    let mut worst_sum = (0.0, 0);
+    for (i, (row, engine)) in rows.iter().zip(&expected).enumerate() {
+        let explanation = model.explain(row);
+        let mut embedded: Vec<f32> = explanation.contributions.to_vec();
+        embedded.push(explanation.base);
+        let bits: Vec<u32> = embedded.iter().map(|c| c.to_bits()).collect();
+        if bits != *engine {
+            mismatches.push(format!(
+                "row {i} {row:?}: embedded {embedded:?}, XGBoost {:?}",
+                engine
+                    .iter()
+                    .map(|&b| f32::from_bits(b))
+                    .collect::<Vec<_>>()
+            ));
+        }
+        // Additivity: float32 sums differ from the walk's sum only by rounding, so the gap is
+        // measured against the size of the terms.
+        let terms: Vec<f64> = embedded.iter().map(|&c| f64::from(c)).collect();
+        let sum: f64 = terms.iter().sum();
+        let scale: f64 = terms.iter().map(|t| t.abs()).sum();
+        let gap = (sum - f64::from(model.median_margin(row))).abs() / scale.max(1.0);
+        if gap > worst_sum.0 {
+            worst_sum = (gap, i);
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} rows differ ({generated} generated, {EDGE_ROWS} on thresholds), first: {:#?}",
+        mismatches.len(),
+        rows.len(),
+        &mismatches[..mismatches.len().min(3)]
+    );
+    assert!(
+        worst_sum.0 < 1e-5,
+        "row {}: base + contributions is off the median output by {:e} of the terms' size",
+        worst_sum.1,
+        worst_sum.0
+    );
+
+    let (median, best) = time_per_call(&rows[..generated], 50, |row| {
+        std::hint::black_box(model.explain(row));
+    });
+    eprintln!(
+        "{} rows' contributions bit-identical to XGBoost's, each adding up to the median output \
+         within {:.1e} of its terms; an explanation takes {:.1} µs (median), {:.1} µs (best \
+         batch), {} build",
+        rows.len(),
+        worst_sum.0,
+        median / 1000.0,
+        best / 1000.0,
+        build()
     );
 }

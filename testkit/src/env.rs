@@ -64,10 +64,14 @@ pub async fn emulator_sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// The directory of the model `make test` trained.
+pub fn trained_model_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ml-engine/model")
+}
+
 /// The model `make test` trained, as `score` loads it in embedded mode.
 pub fn trained_model() -> EmbeddedModel {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ml-engine/model");
-    EmbeddedModel::load(&dir).expect("the trained model (make test trains it)")
+    EmbeddedModel::load(&trained_model_dir()).expect("the trained model (make test trains it)")
 }
 
 pub struct TestEnv {

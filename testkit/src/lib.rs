@@ -28,7 +28,7 @@ pub mod xray_daemon;
 
 pub use env::{
     TestBus, TestEnv, admin_database_url, emulator_sdk_config, engine_url, pooler_url,
-    sqs_endpoint, trained_model,
+    sqs_endpoint, trained_model, trained_model_dir,
 };
 pub use events::{http_event, lambda_context, sqs_event};
 pub use fakes::{MemoryEvents, MemoryQueue, MemoryStore};

@@ -31,6 +31,7 @@ pub(super) async fn warm_generate(
             clock: sqs.clone(),
         },
         idempotency_ttl: config.idempotency_ttl,
+        explainer: generate::explain::Explainer::new(config.model_dir),
     };
     let mut json = serde_json::Map::new();
     for (count, runs) in WARM_SIZES {

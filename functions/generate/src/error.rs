@@ -37,6 +37,12 @@ pub enum ErrorCode {
     InvalidCsv,
     /// The idempotency key was used with another request.
     IdempotencyKeyReused,
+    /// An explanation asked of a quote that has no price (pending or failed).
+    NotScored,
+    /// An explanation asked of a quote priced by another model than the one loaded.
+    ModelVersionMismatch,
+    /// The model that explains prices cannot be loaded.
+    ExplanationsUnavailable,
     /// The database is unreachable; nothing was written.
     DatabaseUnavailable,
     /// The database did not confirm the write: it may or may not have been saved.
@@ -59,12 +65,14 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::NotScored | ErrorCode::ModelVersionMismatch => StatusCode::CONFLICT,
             ErrorCode::ValidationFailed
             | ErrorCode::InvalidCsv
             | ErrorCode::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::DatabaseUnavailable
             | ErrorCode::WriteOutcomeUnknown
-            | ErrorCode::QueueUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | ErrorCode::QueueUnavailable
+            | ErrorCode::ExplanationsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -230,6 +238,17 @@ mod tests {
                 ErrorCode::IdempotencyKeyReused,
                 "idempotency_key_reused",
                 422,
+            ),
+            (ErrorCode::NotScored, "not_scored", 409),
+            (
+                ErrorCode::ModelVersionMismatch,
+                "model_version_mismatch",
+                409,
+            ),
+            (
+                ErrorCode::ExplanationsUnavailable,
+                "explanations_unavailable",
+                503,
             ),
             (ErrorCode::DatabaseUnavailable, "database_unavailable", 503),
             (ErrorCode::WriteOutcomeUnknown, "write_outcome_unknown", 503),

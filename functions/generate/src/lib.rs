@@ -9,9 +9,11 @@
 //! - [`request`]: bodies, the idempotency key, the request digest.
 //! - [`views`]: the response bodies.
 //! - [`error`]: the one error type and its codes.
+//! - [`explain`]: a scored quote's explanation, from the model embedded beside the binary.
 //! - [`identity`]: the caller.
 
 pub mod error;
+pub mod explain;
 pub mod identity;
 pub mod request;
 pub mod routes;
@@ -43,6 +45,8 @@ pub struct App<S, Q> {
     pub queue: Q,
     /// How long an idempotency key's answer is kept.
     pub idempotency_ttl: Duration,
+    /// Explanations of scored quotes (`GET /quotes/{id}?explain=true`).
+    pub explainer: explain::Explainer,
 }
 
 /// Handles one API request; every outcome, error or not, is an HTTP response. A write's

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use generate::explain::Explainer;
 use generate::{App, handle};
 use lambda_http::{Error, Request, service_fn};
 use quote_pipeline::aws::aws_sdk_config;
@@ -24,6 +25,7 @@ async fn start() -> Result<(), Error> {
         store: PgStore::from_config(&config.database, Some(&sdk)).await?,
         queue: SqsQueue::new(&sdk, &config.queue),
         idempotency_ttl: config.idempotency_ttl,
+        explainer: Explainer::new(config.model_dir),
     });
     // The first request's connections, opened while Lambda's init runs at full CPU; bounded,
     // and never fatal (a database down now is the first request's 503).

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use generate::explain::Explainer;
 use generate::{App, handle};
 use lambda_http::Request;
 use quote_pipeline::completion;
@@ -26,6 +27,7 @@ async fn app(env: &TestEnv) -> App<PgStore, SqsQueue> {
         store: env.store.clone(),
         queue: env.queue(50),
         idempotency_ttl: DAY,
+        explainer: Explainer::new(testkit::trained_model_dir()),
     }
 }
 
@@ -357,6 +359,7 @@ async fn queue_unreachable_answers_503_and_keeps_the_quotes_pending() {
             },
         ),
         idempotency_ttl: DAY,
+        explainer: Explainer::new(testkit::trained_model_dir()),
     };
     let response = handle(
         &app,
@@ -401,6 +404,7 @@ async fn database_unreachable_answers_503_with_retry_after_and_queues_nothing() 
         store: PgStore::connect_lazy(&dead).unwrap(),
         queue: env.queue(50),
         idempotency_ttl: DAY,
+        explainer: Explainer::new(testkit::trained_model_dir()),
     };
     let response = handle(
         &app,
@@ -897,4 +901,179 @@ async fn another_users_batch_is_a_404_like_no_batch_and_lists_nothing() {
     .await;
     assert_eq!(bad.status(), 400);
     assert_eq!(body_json(&bad)["details"][0]["field"], "batch_id");
+}
+
+/// `?explain=true` on a quote scored by the embedded model: each feature's contribution to its
+/// median, largest first, adding up to the median the model computed; asked of a quote with no
+/// price, or priced by another model, it is a 409 saying why; without it nothing changes.
+#[tokio::test]
+async fn explain_true_takes_a_scored_quotes_median_apart_by_feature() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let model = testkit::trained_model();
+    let created = handle(
+        &app,
+        post_json(
+            "/quotes/generate-batch",
+            "alice",
+            &json!({"count": 3, "seed": 5}),
+        ),
+    )
+    .await;
+    let ids = ids_of(&body_json(&created));
+    let get = |id: Uuid, query: &str| {
+        request(
+            "GET",
+            &format!("/quotes/{id}{query}"),
+            Some("alice"),
+            None,
+            "",
+        )
+    };
+
+    // Pending: nothing to explain yet.
+    let pending = handle(&app, get(ids[0], "?explain=true")).await;
+    assert_eq!(pending.status(), 409);
+    let body = body_json(&pending);
+    assert_eq!(body["code"], "not_scored");
+    assert!(
+        body["message"].as_str().unwrap().contains("pending_ml"),
+        "{body}"
+    );
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    quote_pipeline::scoring::score(&env.store, &model, &ids[..1], deadline, 30 * DAY)
+        .await
+        .unwrap();
+    let quote = env.store.get("alice", ids[0]).await.unwrap().unwrap();
+    let x = quote_pipeline::features::features(&quote.input, quote.created_at.date_naive());
+    let expected = model.explain(&x);
+
+    let plain = body_json(&handle(&app, get(ids[0], "")).await);
+    assert!(plain.get("explanation").is_none(), "{plain}");
+    let response = handle(&app, get(ids[0], "?explain=true")).await;
+    assert_eq!(response.status(), 200, "{:?}", response.body());
+    let body = body_json(&response);
+    let mut without = body.clone();
+    without.as_object_mut().unwrap().remove("explanation");
+    without["price_expired"] = plain["price_expired"].clone();
+    assert_eq!(
+        without, plain,
+        "the quote itself is answered as without explain"
+    );
+
+    let explanation = &body["explanation"];
+    assert_eq!(explanation["units"], "ln(premium)");
+    assert_eq!(explanation["base"], f64::from(expected.base));
+    let contributions = explanation["contributions"].as_array().unwrap();
+    assert_eq!(contributions.len(), 13);
+    let mut total = explanation["base"].as_f64().unwrap();
+    let mut previous = f64::INFINITY;
+    for c in contributions {
+        let feature = c["feature"].as_str().unwrap();
+        let i = quote_pipeline::features::FEATURE_NAMES
+            .iter()
+            .position(|&f| f == feature)
+            .unwrap();
+        assert_eq!(c["value"], x[i], "{feature}");
+        assert_eq!(
+            c["contribution"],
+            f64::from(expected.contributions[i]),
+            "{feature}"
+        );
+        let size = c["contribution"].as_f64().unwrap().abs();
+        assert!(
+            size <= previous,
+            "sorted by absolute contribution, largest first"
+        );
+        previous = size;
+        total += c["contribution"].as_f64().unwrap();
+    }
+    let median = f64::from(model.median_margin(&x));
+    assert!(
+        (total - median).abs() <= 1e-4 * median.abs().max(1.0),
+        "{total} vs {median}"
+    );
+
+    // Priced by another model version: this model cannot explain that price.
+    score(&env, ids[1], [100.0, 200.0, 300.0], DAY).await;
+    let other = handle(&app, get(ids[1], "?explain=true")).await;
+    assert_eq!(other.status(), 409);
+    let body = body_json(&other);
+    assert_eq!(body["code"], "model_version_mismatch");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("xgb-0123456789ab"),
+        "{body}"
+    );
+
+    // Failed: nothing to explain, and the reason is named.
+    env.store
+        .record(
+            &[Outcome::Failed {
+                id: ids[2],
+                reason: "not scored after 5 enqueue attempts".into(),
+            }],
+            DAY,
+        )
+        .await
+        .unwrap();
+    let failed = body_json(&handle(&app, get(ids[2], "?explain=true")).await);
+    assert_eq!(failed["code"], "not_scored");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("5 enqueue attempts"),
+        "{failed}"
+    );
+
+    let bad = handle(&app, get(ids[0], "?explain=yes")).await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(body_json(&bad)["details"][0]["field"], "explain");
+    assert_eq!(
+        handle(&app, get(ids[0], "?explain=false")).await.status(),
+        200
+    );
+}
+
+/// A model missing from the package fails explanations alone, with a 503 naming the file.
+#[tokio::test]
+async fn a_missing_model_answers_503_to_explanations_only() {
+    let env = TestEnv::new().await;
+    let mut app = app(&env).await;
+    app.explainer = Explainer::new("/nonexistent/model".into());
+    let created = handle(&app, post_json("/quotes", "alice", &one_quote())).await;
+    let id = ids_of(&body_json(&created))[0];
+    score(&env, id, [100.0, 200.0, 300.0], DAY).await;
+    let path = format!("/quotes/{id}");
+    assert_eq!(
+        handle(&app, request("GET", &path, Some("alice"), None, ""))
+            .await
+            .status(),
+        200
+    );
+    let explained = handle(
+        &app,
+        request(
+            "GET",
+            &format!("{path}?explain=true"),
+            Some("alice"),
+            None,
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(explained.status(), 503);
+    let body = body_json(&explained);
+    assert_eq!(body["code"], "explanations_unavailable");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/model/metadata.json"),
+        "{body}"
+    );
 }

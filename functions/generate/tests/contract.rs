@@ -15,6 +15,7 @@ fn app() -> App<MemoryStore, MemoryQueue> {
         store: MemoryStore::default(),
         queue: MemoryQueue::new(50),
         idempotency_ttl: std::time::Duration::from_secs(86_400),
+        explainer: generate::explain::Explainer::new(testkit::trained_model_dir()),
     }
 }
 

@@ -31,6 +31,7 @@ async fn through_proxy(env: &TestEnv) -> (PgFaultProxy, App<PgStore, SqsQueue>) 
         store: PgStore::connect_lazy(&database).expect("a valid URL"),
         queue: env.queue(50),
         idempotency_ttl: Duration::from_secs(3600),
+        explainer: generate::explain::Explainer::new(testkit::trained_model_dir()),
     };
     (proxy, app)
 }

@@ -42,6 +42,7 @@ async fn batch(env: &TestEnv, count: u32, ids_per_message: usize) -> Uuid {
         store: env.store.clone(),
         queue: env.queue(ids_per_message),
         idempotency_ttl: Duration::from_secs(60),
+        explainer: generate::explain::Explainer::new(testkit::trained_model_dir()),
     };
     let body = json!({"count": count, "seed": 5}).to_string();
     let event = http_event(

@@ -39,6 +39,7 @@ async fn generate_with(env: &TestEnv, queue: SqsQueue, count: u32) -> (u16, Vec<
         store: env.store.clone(),
         queue,
         idempotency_ttl: Duration::from_secs(60),
+        explainer: generate::explain::Explainer::new(testkit::trained_model_dir()),
     };
     let body = json!({"count": count}).to_string();
     let event = http_event(

@@ -62,6 +62,7 @@ async fn create_quotes(env: &TestEnv, count: u32, ids_per_message: usize) -> Vec
         store: env.store.clone(),
         queue: env.queue(ids_per_message),
         idempotency_ttl: Duration::from_secs(3600),
+        explainer: generate::explain::Explainer::new(testkit::trained_model_dir()),
     };
     let body = json!({"count": count, "seed": 99}).to_string();
     let event = http_event(
@@ -557,6 +558,7 @@ async fn quotes_at_every_corner_of_the_apis_bounds_are_stored_and_priced_in_both
             store: env.store.clone(),
             queue: env.queue(100),
             idempotency_ttl: Duration::from_secs(3600),
+            explainer: generate::explain::Explainer::new(testkit::trained_model_dir()),
         };
         let event = http_event(
             "POST",

@@ -179,12 +179,15 @@ impl ScoringMode {
     }
 }
 
-/// `generate`: the database, the queue, and how long idempotency keys are kept.
+/// `generate`: the database, the queue, how long idempotency keys are kept, and the model
+/// that explains prices.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateConfig {
     pub database: DatabaseConfig,
     pub queue: QueueConfig,
     pub idempotency_ttl: Duration,
+    /// `MODEL_DIR`, as for embedded scoring: read on the first explanation, not at init.
+    pub model_dir: PathBuf,
 }
 
 impl FromEnv for GenerateConfig {
@@ -198,6 +201,9 @@ impl FromEnv for GenerateConfig {
                 60,
                 604_800,
             )?),
+            model_dir: env
+                .optional("MODEL_DIR")
+                .map_or_else(default_model_dir, PathBuf::from),
         })
     }
 }
@@ -256,7 +262,7 @@ impl FromEnv for ReconcileConfig {
     }
 }
 
-/// `model/` beside the executable: where the packaging puts the model in the `score` zip.
+/// `model/` beside the executable, when `MODEL_DIR` does not say where the model is.
 fn default_model_dir() -> PathBuf {
     std::env::current_exe()
         .ok()
@@ -286,6 +292,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.queue.ids_per_message, 100);
         assert_eq!(config.queue.url, "http://q");
+        assert!(config.model_dir.ends_with("model"));
         let err =
             GenerateConfig::from_lookup(lookup(&[("QUOTES_QUEUE_URL", "http://q")])).unwrap_err();
         assert_eq!(err.variable, "DATABASE_URL");

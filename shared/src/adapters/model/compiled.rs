@@ -1,17 +1,20 @@
 //! The compiled model (`model-compile` writes it beside `model.json`): the flat nodes as they
-//! are in memory, little-endian, so a cold start reads them in about a millisecond rather than
+//! are in memory, then their covers (which only explanations read), little-endian, so a cold start reads them in about a millisecond rather than
 //! parsing 2 MB of JSON. It carries the version of the `model.json` it was compiled from, and
 //! is checked as strictly as the JSON, since a damaged file must not answer wrong numbers.
 
+use super::xgboost_json::valid_cover;
 use super::{EmbeddedModel, FEATURE_NAMES, MAX_DEPTH, Node, OUTPUTS, Tree};
 
 /// The compiled model's file name, beside `model.json`.
 pub const COMPILED_FILE: &str = "model.bin";
-const MAGIC: &[u8; 8] = b"QPXGB\x01\0\0";
+/// Form 2 added the covers; a file of form 1 is refused by its magic (and compiled again by
+/// `scripts/lib.sh`'s `ensure_model`, which reads the magic too).
+const MAGIC: &[u8; 8] = b"QPXGB\x02\0\0";
 
 impl EmbeddedModel {
     pub fn to_compiled(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.trees.len() * 8 + self.nodes.len() * 16);
+        let mut out = Vec::with_capacity(64 + self.trees.len() * 8 + self.nodes.len() * 20);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(self.version.len() as u32).to_le_bytes());
         out.extend_from_slice(self.version.as_bytes());
@@ -31,6 +34,9 @@ impl EmbeddedModel {
             out.extend_from_slice(&node.children[1].to_le_bytes());
             out.extend_from_slice(&node.feature.to_le_bytes());
             out.extend_from_slice(&[u8::from(node.default_left), 0]);
+        }
+        for cover in &self.covers {
+            out.extend_from_slice(&cover.to_le_bytes());
         }
         out
     }
@@ -86,6 +92,10 @@ pub(super) fn parse_compiled(bytes: &[u8]) -> Result<EmbeddedModel, String> {
             },
         });
     }
+    let mut covers = Vec::with_capacity(node_count.min(bytes.len() / 4));
+    for _ in 0..node_count {
+        covers.push(f32::from_le_bytes(take(4)?.try_into().expect("four bytes")));
+    }
     if at != bytes.len() {
         return Err(format!("{} bytes after the last node", bytes.len() - at));
     }
@@ -106,7 +116,11 @@ pub(super) fn parse_compiled(bytes: &[u8]) -> Result<EmbeddedModel, String> {
             if !node.value.is_finite() {
                 return Err(format!("node {i}: value {} is not finite", node.value));
             }
-            if node.children == [i as u32; 2] {
+            let is_leaf = node.children == [i as u32; 2];
+            if !valid_cover(covers[i], !is_leaf) {
+                return Err(format!("node {i}: cover {} out of range", covers[i]));
+            }
+            if is_leaf {
                 continue;
             }
             for child in node.children {
@@ -124,11 +138,12 @@ pub(super) fn parse_compiled(bytes: &[u8]) -> Result<EmbeddedModel, String> {
             return Err(format!("tree {t} is deeper than the stated depth {depth}"));
         }
     }
-    Ok(EmbeddedModel {
-        version: version.into(),
+    Ok(EmbeddedModel::new(
+        version,
         base_margin,
         depth,
         trees,
         nodes,
-    })
+        covers,
+    ))
 }

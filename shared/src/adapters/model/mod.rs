@@ -18,11 +18,13 @@
 //! XGBoost's 3.4 schema, so its bit parity with the engine's 3.2 would still have to be proven
 //! here, for what takes a few hundred lines.
 //!
-//! In three parts: this module loads and evaluates; `xgboost_json` reads XGBoost's JSON and
+//! In four parts: this module loads and evaluates; `xgboost_json` reads XGBoost's JSON and
 //! flattens its trees, refusing what it cannot follow exactly; `compiled` writes and reads the
-//! flat form that a cold start loads.
+//! flat form that a cold start loads; `explain` takes a median premium apart into each
+//! feature's contribution (XGBoost's `pred_contribs`).
 
 mod compiled;
+mod explain;
 mod xgboost_json;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +39,8 @@ use uuid::Uuid;
 
 pub use compiled::COMPILED_FILE;
 use compiled::parse_compiled;
+use explain::node_means;
+pub use explain::{Explanation, Target};
 use xgboost_json::{XgbModel, flatten};
 
 /// The engine's post-processing reads three quantiles: 10%, 50% and 90%.
@@ -73,6 +77,12 @@ pub struct EmbeddedModel {
     depth: u32,
     trees: Vec<Tree>,
     nodes: Vec<Node>,
+    /// Each node's cover (XGBoost's `sum_hessian`) and expected value, beside `nodes` rather
+    /// than in them: only explanations read them, and predictions walk smaller nodes.
+    covers: Vec<f32>,
+    means: Vec<f32>,
+    /// What the outputs measure, from `metadata.json`.
+    target: Target,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -122,13 +132,14 @@ impl EmbeddedModel {
     }
 
     /// The compiled form of this model (little-endian): magic, version, base margin, depth,
-    /// trees as (root, output), nodes as (value, left, right, feature, default_left).
+    /// trees as (root, output), nodes as (value, left, right, feature, default_left), covers.
     fn from_compiled(compiled: &[u8], metadata_json: &[u8]) -> Result<EmbeddedModel, ModelError> {
         let metadata = read_metadata(metadata_json)?;
-        let model = parse_compiled(compiled).map_err(|problem| ModelError::Invalid {
+        let mut model = parse_compiled(compiled).map_err(|problem| ModelError::Invalid {
             file: COMPILED_FILE,
             problem,
         })?;
+        model.target = Target::LnPremium;
         if *model.version != *metadata.model_version {
             return Err(ModelError::Invalid {
                 file: COMPILED_FILE,
@@ -159,10 +170,37 @@ impl EmbeddedModel {
                 file: "model.json",
                 source,
             })?;
-        flatten(model.learner, metadata.model_version).map_err(|problem| ModelError::Invalid {
-            file: "model.json",
-            problem,
-        })
+        let mut model = flatten(model.learner, metadata.model_version).map_err(|problem| {
+            ModelError::Invalid {
+                file: "model.json",
+                problem,
+            }
+        })?;
+        model.target = Target::LnPremium;
+        Ok(model)
+    }
+
+    /// A model of these parts, checked by its reader, predicting the premium until
+    /// `metadata.json` says otherwise.
+    fn new(
+        version: String,
+        base_margin: [f32; OUTPUTS],
+        depth: u32,
+        trees: Vec<Tree>,
+        nodes: Vec<Node>,
+        covers: Vec<f32>,
+    ) -> EmbeddedModel {
+        let means = node_means(&trees, &nodes, &covers);
+        EmbeddedModel {
+            version: version.into(),
+            base_margin,
+            depth,
+            trees,
+            nodes,
+            covers,
+            means,
+            target: Target::default(),
+        }
     }
 
     pub fn model_version(&self) -> &Arc<str> {
@@ -352,20 +390,22 @@ mod tests {
             "trees": [
                 {"id": 0, "left_children": [1, -1, -1], "right_children": [2, -1, -1],
                  "split_indices": [0, 0, 0], "split_conditions": [40.0, -1.5, 2.5],
-                 "default_left": [1, 0, 0], "split_type": [0, 0, 0],
+                 "default_left": [1, 0, 0], "split_type": [0, 0, 0], "sum_hessian": [10.0, 4.0, 6.0],
                  "categories": [], "categories_nodes": [], "categories_segments": [], "categories_sizes": [],
                  "tree_param": {"num_deleted": "0", "num_feature": "13", "num_nodes": "3", "size_leaf_vector": "1"}},
                 {"id": 1, "left_children": [1, -1, -1], "right_children": [2, -1, -1],
                  "split_indices": [8, 0, 0], "split_conditions": [0.5, 1.0, 3.0],
-                 "default_left": [0, 0, 0], "split_type": [0, 0, 0],
+                 "default_left": [0, 0, 0], "split_type": [0, 0, 0], "sum_hessian": [10.0, 7.0, 3.0],
                  "categories": [], "categories_nodes": [], "categories_segments": [], "categories_sizes": [],
                  "tree_param": {"num_deleted": "0", "num_feature": "13", "num_nodes": "3", "size_leaf_vector": "1"}},
                 {"id": 2, "left_children": [-1], "right_children": [-1],
                  "split_indices": [0], "split_conditions": [4.0], "default_left": [0], "split_type": [0],
+                 "sum_hessian": [10.0],
                  "tree_param": {"num_deleted": "0", "num_feature": "13", "num_nodes": "1", "size_leaf_vector": "1"}},
                 {"id": 3, "left_children": [1, -1, 3, -1, -1], "right_children": [2, -1, 4, -1, -1],
                  "split_indices": [12, 0, 12, 0, 0], "split_conditions": [1.0, 0.25, 2.0, 0.5, 0.75],
                  "default_left": [0, 0, 0, 0, 0], "split_type": [0, 0, 0, 0, 0],
+                 "sum_hessian": [10.0, 2.0, 8.0, 5.0, 3.0],
                  "tree_param": {"num_deleted": "0", "num_feature": "13", "num_nodes": "5", "size_leaf_vector": "1"}}
             ]}},
         "learner_model_param": {"base_score": "[1E1,2E1,3E1]", "boost_from_average": "1",
@@ -585,7 +625,7 @@ mod tests {
 
     #[test]
     fn malformed_trees_are_rejected_by_name() {
-        let cases: [Case; 6] = [
+        let cases: [Case; 7] = [
             (
                 "threshold out of f32 range",
                 |m| m["split_conditions"][0] = 1e39.into(),
@@ -612,6 +652,11 @@ mod tests {
                 "num_nodes is 3",
             ),
             ("id", |m| m["id"] = 2.into(), "tree 0 has id 2"),
+            (
+                "no cover at a split",
+                |m| m["sum_hessian"][0] = 0.into(),
+                "node 0: sum_hessian 0.0 is not a cover",
+            ),
         ];
         for (name, mutate, expected) in cases {
             let mut model = tiny();
@@ -676,7 +721,46 @@ mod tests {
     }
 
     #[test]
-    fn a_compiled_model_predicts_exactly_as_its_json() {
+    fn a_single_split_contributes_its_leaf_less_the_trees_expected_value() {
+        let model = load(&tiny()).unwrap();
+        // The median's one tree (tree 1) expects (1 * 7 + 3 * 3) / 10 = 1.6 of its covers.
+        let mut f = [0.0; 13];
+        for (risk, leaf) in [(0.1, 1.0), (0.9, 3.0), (f64::NAN, 3.0)] {
+            f[8] = risk;
+            let explanation = model.explain(&f);
+            assert_eq!(explanation.units, Target::LnPremium);
+            assert_eq!(explanation.base, 20.0 + 1.6);
+            for (i, c) in explanation.contributions.into_iter().enumerate() {
+                let expected = if i == 8 { leaf - 1.6 } else { 0.0 };
+                assert!((c - expected).abs() < 1e-6, "risk {risk}, feature {i}: {c}");
+            }
+            let sum = explanation.base + explanation.contributions.iter().sum::<f32>();
+            assert!((sum - model.median_margin(&f)).abs() < 1e-5, "risk {risk}");
+        }
+    }
+
+    #[test]
+    fn the_units_are_the_target_metadata_names() {
+        let bytes = serde_json::to_vec(&tiny()).unwrap();
+        let metadata = |target: Value| {
+            let mut m = serde_json::json!({"model_version": version_of(&bytes), "feature_names": FEATURE_NAMES});
+            if !target.is_null() {
+                m["target"] = target;
+            }
+            serde_json::to_vec(&m).unwrap()
+        };
+        let units = |target: Value| {
+            EmbeddedModel::from_json(&bytes, &metadata(target)).map(|m| m.explain(&[0.0; 13]).units)
+        };
+        assert_eq!(units("ln(premium)".into()).unwrap(), Target::LnPremium);
+        for other in [Value::Null, "premium".into(), "log10(premium)".into()] {
+            let error = units(other.clone()).unwrap_err().to_string();
+            assert!(error.contains("train it again"), "{other}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_compiled_model_predicts_and_explains_exactly_as_its_json() {
         let json = load(&tiny()).unwrap();
         let metadata = serde_json::json!({"model_version": json.version, "feature_names": FEATURE_NAMES, "target": TARGET});
         let metadata = serde_json::to_vec(&metadata).unwrap();
@@ -688,6 +772,8 @@ mod tests {
                     compiled.margins(&x).map(f32::to_bits),
                     json.margins(&x).map(f32::to_bits)
                 );
+                let f = x.map(f64::from);
+                assert_eq!(compiled.explain(&f), json.explain(&f));
             }
         }
         assert_eq!(compiled.model_version(), json.model_version());
@@ -716,9 +802,18 @@ mod tests {
         ];
         // A child pointing back at its parent's tree root would loop: refused.
         let mut looping = good.clone();
-        let first_node = good.len() - 16 * json.nodes.len();
+        let first_node = good.len() - 20 * json.nodes.len();
         looping[first_node + 4..first_node + 8].copy_from_slice(&0u32.to_le_bytes());
         cases.push(looping);
+        // A split without cover would divide by zero in explanations: refused.
+        let mut coverless = good.clone();
+        let first_cover = good.len() - 4 * json.nodes.len();
+        coverless[first_cover..first_cover + 4].copy_from_slice(&0f32.to_le_bytes());
+        cases.push(coverless);
+        // A file of the form before covers.
+        let mut older = good[..first_cover].to_vec();
+        older[5] = 1;
+        cases.push(older);
         for (n, bytes) in cases.iter().enumerate() {
             let error = EmbeddedModel::from_compiled(bytes, &current).unwrap_err();
             assert!(

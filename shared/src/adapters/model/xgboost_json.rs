@@ -59,6 +59,8 @@ struct XgbTree {
     split_conditions: Vec<f64>,
     default_left: Vec<u8>,
     split_type: Vec<u8>,
+    /// Each node's cover: only explanations read it.
+    sum_hessian: Vec<f64>,
     #[serde(default)]
     categories_nodes: Vec<i64>,
     tree_param: TreeParam,
@@ -127,6 +129,7 @@ pub(super) fn flatten(learner: Learner, version: String) -> Result<EmbeddedModel
     }
     let mut trees = Vec::with_capacity(model.trees.len());
     let mut nodes = Vec::new();
+    let mut covers = Vec::new();
     let mut depth = 0;
     for (t, (tree, &output)) in model.trees.iter().zip(&model.tree_info).enumerate() {
         // XGBoost places each tree by its id, and adds them up in that order.
@@ -139,22 +142,28 @@ pub(super) fn flatten(learner: Learner, version: String) -> Result<EmbeddedModel
             ));
         }
         let root = u32::try_from(nodes.len()).map_err(|_| "too many nodes".to_string())?;
-        let tree_depth = flatten_tree(tree, root, &mut nodes)
+        let tree_depth = flatten_tree(tree, root, &mut nodes, &mut covers)
             .map_err(|problem| format!("tree {t}: {problem}"))?;
         depth = depth.max(tree_depth);
         trees.push(Tree { root, output });
     }
-    Ok(EmbeddedModel {
-        version: version.into(),
+    Ok(EmbeddedModel::new(
+        version,
         base_margin,
         depth,
         trees,
         nodes,
-    })
+        covers,
+    ))
 }
 
-/// Appends the tree's nodes, its root at `root`, and answers its depth.
-fn flatten_tree(tree: &XgbTree, root: u32, nodes: &mut Vec<Node>) -> Result<u32, String> {
+/// Appends the tree's nodes and their covers, its root at `root`, and answers its depth.
+fn flatten_tree(
+    tree: &XgbTree,
+    root: u32,
+    nodes: &mut Vec<Node>,
+    covers: &mut Vec<f32>,
+) -> Result<u32, String> {
     // "0" is how XGBoost before 2.0 wrote a scalar leaf.
     if !matches!(tree.tree_param.size_leaf_vector.as_str(), "0" | "1") {
         return Err(format!(
@@ -177,6 +186,7 @@ fn flatten_tree(tree: &XgbTree, root: u32, nodes: &mut Vec<Node>) -> Result<u32,
         tree.split_conditions.len(),
         tree.default_left.len(),
         tree.split_type.len(),
+        tree.sum_hessian.len(),
     ];
     if n == 0 || lengths.iter().any(|&len| len != n) {
         return Err(format!(
@@ -193,6 +203,15 @@ fn flatten_tree(tree: &XgbTree, root: u32, nodes: &mut Vec<Node>) -> Result<u32,
                 tree.split_conditions[i]
             ));
         }
+        let cover = tree.sum_hessian[i] as f32;
+        let is_split = tree.left_children[i] != -1;
+        if !valid_cover(cover, is_split) {
+            return Err(format!(
+                "node {i}: sum_hessian {:?} is not a cover (finite, above 0 at a split)",
+                tree.sum_hessian[i]
+            ));
+        }
+        covers.push(cover);
         let node = match (tree.left_children[i], tree.right_children[i]) {
             (-1, -1) => Node {
                 value,
@@ -237,6 +256,12 @@ fn flatten_tree(tree: &XgbTree, root: u32, nodes: &mut Vec<Node>) -> Result<u32,
         nodes.push(node);
     }
     Ok(depth.into_iter().max().unwrap_or(0))
+}
+
+/// A node's cover divides its children's in explanations: it must be finite, at least 0, and
+/// above 0 at a split (XGBoost splits no node without data).
+pub(super) fn valid_cover(cover: f32, is_split: bool) -> bool {
+    cover.is_finite() && (cover > 0.0 || (!is_split && cover == 0.0))
 }
 
 /// `base_score`: a string such as "[1.2E3,1.5E3,1.9E3]" (XGBoost 3) or an array of numbers.
