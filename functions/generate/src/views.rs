@@ -168,10 +168,8 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn a_quote_is_answered_with_the_documented_fields_only() {
-        let created_at = DateTime::from_timestamp(1_780_000_000, 0).unwrap();
-        let mut quote = Quote::new_pending(
+    fn life_quote(created_at: DateTime<Utc>) -> Quote {
+        Quote::new_pending(
             "ann",
             QuoteInput {
                 coverage_type: CoverageType::Life,
@@ -183,7 +181,13 @@ mod tests {
                 founded_at: NaiveDate::from_ymd_opt(2020, 1, 2).unwrap(),
             },
             created_at,
-        );
+        )
+    }
+
+    #[test]
+    fn a_quote_is_answered_with_the_documented_fields_only() {
+        let created_at = DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        let mut quote = life_quote(created_at);
         let valid_until = created_at + chrono::Duration::days(30);
         quote.pricing = Pricing::Scored {
             premium: 660.1643676757812,
@@ -217,19 +221,7 @@ mod tests {
     #[test]
     fn a_quote_scored_before_ranges_and_validity_were_kept_answers_null_for_them() {
         let created_at = DateTime::from_timestamp(1_780_000_000, 0).unwrap();
-        let mut quote = Quote::new_pending(
-            "ann",
-            QuoteInput {
-                coverage_type: CoverageType::Life,
-                coverage_level: CoverageLevel::Basic,
-                estimated_amount: 5000,
-                user_age: 30,
-                annual_revenue: 0,
-                num_employees: 1,
-                founded_at: NaiveDate::from_ymd_opt(2020, 1, 2).unwrap(),
-            },
-            created_at,
-        );
+        let mut quote = life_quote(created_at);
         quote.pricing = Pricing::Scored {
             premium: 1234.5,
             range: None,
