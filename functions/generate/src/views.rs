@@ -5,7 +5,7 @@ use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
 use quote_pipeline::money::{CURRENCY, Money};
 use quote_pipeline::ports::BatchProgress;
-use quote_pipeline::quote::{Pricing, Quote, QuoteInput, QuoteStatus};
+use quote_pipeline::quote::{PriceRecord, Pricing, Quote, QuoteInput, QuoteStatus};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -99,6 +99,47 @@ impl<'q> QuoteView<'q> {
         }
         view
     }
+}
+
+/// One price of a quote's history: `openapi.yaml`'s `Price`, its money as the quote's.
+#[derive(Debug, Serialize)]
+pub struct PriceView<'q> {
+    pub model_version: &'q str,
+    pub premium: Option<Money>,
+    pub premium_low: Option<Money>,
+    pub premium_high: Option<Money>,
+    pub currency: &'static str,
+    pub confidence: f64,
+    pub priced_at: DateTime<Utc>,
+    pub valid_until: Option<DateTime<Utc>>,
+    /// When a re-price replaced it; `null` for the current price.
+    pub superseded_at: Option<DateTime<Utc>>,
+}
+
+impl<'q> From<&'q PriceRecord> for PriceView<'q> {
+    fn from(price: &'q PriceRecord) -> Self {
+        let money = |amount: f64| Money::from_f64(amount).ok();
+        PriceView {
+            model_version: &price.model_version,
+            premium: money(price.premium),
+            premium_low: price.range.and_then(|r| money(r.low)),
+            premium_high: price.range.and_then(|r| money(r.high)),
+            currency: CURRENCY,
+            confidence: price.confidence,
+            priced_at: price.priced_at,
+            valid_until: price.valid_until,
+            superseded_at: price.superseded_at,
+        }
+    }
+}
+
+/// A quote with its price history (`?history=true`): every price it had, newest first, the
+/// current one (if scored) first.
+#[derive(Debug, Serialize)]
+pub struct QuoteWithHistory<'q> {
+    #[serde(flatten)]
+    pub quote: QuoteView<'q>,
+    pub price_history: Vec<PriceView<'q>>,
 }
 
 /// A batch's progress: `openapi.yaml`'s `Batch`. `finished` once no quote is pending and the
