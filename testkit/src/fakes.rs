@@ -255,7 +255,7 @@ impl QuoteStore for MemoryStore {
         let StoreState {
             rows, superseded, ..
         } = &mut *state;
-        let now = Utc::now();
+        let now = now_as_stored();
         let mut repriced = 0;
         for p in predictions {
             let Some(row) = rows
@@ -326,7 +326,7 @@ impl QuoteStore for MemoryStore {
             let quote = &mut row.quote;
             match outcome {
                 Outcome::Scored(p) => {
-                    let scored_at = Utc::now();
+                    let scored_at = now_as_stored();
                     quote.pricing = Pricing::Scored {
                         premium: p.premium,
                         range: Some(PriceRange {
@@ -445,7 +445,7 @@ impl ReconcileStore for MemoryStore {
 
     async fn repriceable(&self, filter: &RepriceFilter) -> Result<RepricePage, StoreError> {
         let state = self.lock();
-        let now = Utc::now();
+        let now = now_as_stored();
         let started = filter.after.map_or(now, |c| c.started);
         let mut picked: Vec<(DateTime<Utc>, Uuid)> = state
             .rows
@@ -476,6 +476,12 @@ impl ReconcileStore for MemoryStore {
             next,
         })
     }
+}
+
+/// Now, to the microsecond, as Postgres keeps a time: a re-price cursor (microseconds)
+/// then names a quote's position exactly.
+fn now_as_stored() -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("a time in range")
 }
 
 /// Whether `quote` is scored with a price that still holds at `now`.
@@ -920,7 +926,7 @@ mod tests {
             limit: 2,
         };
         let mut sent = Vec::new();
-        loop {
+        for _ in 0..5 {
             let report =
                 block_on(quote_pipeline::reconcile::reprice(&store, &queue, &filter)).unwrap();
             sent.push(report.reprice_enqueued);
@@ -929,8 +935,8 @@ mod tests {
             };
             filter.after = Some(RepriceCursor::decode(&next).unwrap());
         }
-        assert_eq!(sent, [2, 2, 1]);
-        assert_eq!(queue.queued_ids(), [], "nothing sent as pending");
+        assert_eq!(sent, [2, 2, 1], "then no next page");
+        assert!(queue.queued_ids().is_empty(), "nothing sent as pending");
         let mut repriced = queue.reprice_ids();
         repriced.sort();
         let mut expected = ids.clone();
