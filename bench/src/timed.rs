@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use quote_pipeline::queue::{QueueError, QuoteQueue};
-use quote_pipeline::quote::Quote;
+use quote_pipeline::quote::{PriceRecord, Quote};
+use quote_pipeline::scoring::Prediction;
 use quote_pipeline::store::{
     BatchProgress, IdempotencyRecord, Inserted, ListFilter, Outcome, Page, QuoteStore, Recorded,
     StoreError,
@@ -78,6 +79,35 @@ impl<S: QuoteStore> QuoteStore for Timed<S> {
         result
     }
 
+    async fn get_with_history(
+        &self,
+        owner: &str,
+        id: Uuid,
+    ) -> Result<Option<(Quote, Vec<PriceRecord>)>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.get_with_history(owner, id).await;
+        self.clock.add(started.elapsed());
+        result
+    }
+
+    async fn priced(&self, ids: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.priced(ids).await;
+        self.clock.add(started.elapsed());
+        result
+    }
+
+    async fn reprice(
+        &self,
+        predictions: &[Prediction],
+        validity: Duration,
+    ) -> Result<u64, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.reprice(predictions, validity).await;
+        self.clock.add(started.elapsed());
+        result
+    }
+
     async fn record(
         &self,
         outcomes: &[Outcome],
@@ -94,6 +124,13 @@ impl<Q: QuoteQueue> QuoteQueue for Timed<Q> {
     async fn enqueue(&self, ids: &[Uuid]) -> Result<usize, QueueError> {
         let started = Instant::now();
         let result = self.inner.enqueue(ids).await;
+        self.clock.add(started.elapsed());
+        result
+    }
+
+    async fn enqueue_reprice(&self, ids: &[Uuid]) -> Result<usize, QueueError> {
+        let started = Instant::now();
+        let result = self.inner.enqueue_reprice(ids).await;
         self.clock.add(started.elapsed());
         result
     }

@@ -1,5 +1,10 @@
 //! The message that carries quote ids from `generate` (and reconcile) to `score`: a versioned
 //! chunk of ids, parsed strictly, since a body the score step cannot read fails its message alone.
+//!
+//! A message is either of pending quotes to price (`{"v": 1, "quote_ids": [..]}`, every
+//! message before re-pricing existed) or, marked `"reprice": true`, of scored quotes an
+//! operator has `score` price again with the model it now runs. The mark is absent unless
+//! set, so the bodies of pending quotes are what they always were.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -14,6 +19,9 @@ pub const MAX_IDS_PER_MESSAGE: usize = 1000;
 pub struct QuoteMessage {
     pub v: u8,
     pub quote_ids: Vec<Uuid>,
+    /// Scored quotes to price again (reconcile's `reprice` request), not pending ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reprice: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +39,15 @@ impl QuoteMessage {
         QuoteMessage {
             v: MESSAGE_VERSION,
             quote_ids,
+            reprice: false,
+        }
+    }
+
+    /// A message of scored quotes to price again.
+    pub fn reprice(quote_ids: Vec<Uuid>) -> Self {
+        QuoteMessage {
+            reprice: true,
+            ..QuoteMessage::new(quote_ids)
         }
     }
 
@@ -73,5 +90,25 @@ mod tests {
             Err(MessageError::Count(0))
         );
         assert!(QuoteMessage::parse(r#"{"v":1,"quote_ids":["nope"]}"#).is_err());
+        assert!(
+            QuoteMessage::parse(
+                r#"{"v":1,"quote_ids":["0190b5d2-0000-7000-8000-000000000000"],"reprice":"yes"}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_message_of_pending_quotes_has_the_body_it_always_had_and_a_reprice_is_marked() {
+        let id: Uuid = "0190b5d2-0000-7000-8000-000000000000".parse().unwrap();
+        let old = r#"{"v":1,"quote_ids":["0190b5d2-0000-7000-8000-000000000000"]}"#;
+        assert_eq!(QuoteMessage::new(vec![id]).to_body(), old);
+        assert_eq!(QuoteMessage::parse(old), Ok(QuoteMessage::new(vec![id])));
+        let reprice = QuoteMessage::reprice(vec![id]).to_body();
+        assert_eq!(
+            reprice,
+            r#"{"v":1,"quote_ids":["0190b5d2-0000-7000-8000-000000000000"],"reprice":true}"#
+        );
+        assert!(QuoteMessage::parse(&reprice).unwrap().reprice);
     }
 }

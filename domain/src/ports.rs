@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::pricing::Outcome;
-use crate::quote::{CoverageType, Quote, QuoteStatus};
+use crate::pricing::{Outcome, Prediction};
+use crate::quote::{CoverageType, PriceRecord, Quote, QuoteStatus};
 
 /// The largest page a list may ask for.
 pub const MAX_PAGE_SIZE: i64 = 100;
@@ -111,8 +111,29 @@ pub trait QuoteStore: Send + Sync {
         owner: &str,
         filter: &ListFilter,
     ) -> impl Future<Output = Result<Page, StoreError>> + Send;
+    /// One quote with the prices re-pricing superseded (newest first), in one query, if it
+    /// exists and belongs to `owner`; its current price is its own.
+    fn get_with_history(
+        &self,
+        owner: &str,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<(Quote, Vec<PriceRecord>)>, StoreError>> + Send;
     /// The quotes among `ids` that are still `pending_ml`, in one query.
     fn pending(&self, ids: &[Uuid]) -> impl Future<Output = Result<Vec<Quote>, StoreError>> + Send;
+    /// The quotes among `ids` that are scored and whose price still holds, in one query: what
+    /// a re-price prices again.
+    fn priced(&self, ids: &[Uuid]) -> impl Future<Output = Result<Vec<Quote>, StoreError>> + Send;
+    /// Makes each prediction its quote's current price, valid for `validity` from now, where
+    /// the quote is scored, its price still holds and no price of the prediction's model
+    /// version is among its current and superseded ones; the price it replaces is kept as
+    /// superseded, in the same transaction. Returns how many quotes were re-priced: a repeat
+    /// with the same version re-prices none. Batches are left alone: a re-priced quote stays
+    /// scored, so no batch is completed again.
+    fn reprice(
+        &self,
+        predictions: &[Prediction],
+        validity: Duration,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Writes every outcome in one statement, to quotes still `pending_ml` only; returns how
     /// many quotes became scored and failed. A scored quote's price is valid for `validity`
     /// from the moment it is written (its `scored_at`).
@@ -232,6 +253,63 @@ pub struct RequeueFilter {
     pub limit: i64,
 }
 
+/// Which scored quotes an operator has priced again with the model `score` runs now
+/// (reconcile's `reprice` request): those whose price still holds, one page at a time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepriceFilter {
+    /// Only the quotes of this batch.
+    pub batch: Option<Uuid>,
+    /// Resume after this position; `None` starts a new pass.
+    pub after: Option<RepriceCursor>,
+    /// At most this many quotes.
+    pub limit: i64,
+}
+
+/// A position in a re-pricing pass: when the pass started (quotes priced since, re-priced
+/// by it or scored by the new model, are not picked again) and the last quote picked, in the
+/// pass's order (soonest to expire first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepriceCursor {
+    pub started: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl RepriceCursor {
+    /// An opaque token: the two times in microseconds since the epoch, and the id.
+    pub fn encode(&self) -> String {
+        format!(
+            "{}.{}.{}",
+            self.started.timestamp_micros(),
+            self.valid_until.timestamp_micros(),
+            self.id.simple()
+        )
+    }
+
+    pub fn decode(token: &str) -> Option<RepriceCursor> {
+        let mut parts = token.split('.');
+        let mut time = || {
+            let micros: i64 = parts.next()?.parse().ok().filter(|m| *m >= 0)?;
+            DateTime::from_timestamp_micros(micros)
+        };
+        let (started, valid_until) = (time()?, time()?);
+        let id = Uuid::try_parse(parts.next()?).ok()?;
+        parts.next().is_none().then_some(RepriceCursor {
+            started,
+            valid_until,
+            id,
+        })
+    }
+}
+
+/// One page of a re-pricing pass: the quotes picked, and where the next page starts (`None`
+/// when the pass is done).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepricePage {
+    pub ids: Vec<Uuid>,
+    pub next: Option<RepriceCursor>,
+}
+
 /// What reconcile needs of the store: a port, so the sweep runs on Postgres or on a fake.
 pub trait ReconcileStore: Send + Sync {
     type Stuck: StuckQuotes;
@@ -261,6 +339,12 @@ pub trait ReconcileStore: Send + Sync {
         &self,
         filter: &RequeueFilter,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// The next page of scored quotes `filter` picks whose price still holds, soonest to
+    /// expire first, priced before the pass started. Locks nothing and changes nothing.
+    fn repriceable(
+        &self,
+        filter: &RepriceFilter,
+    ) -> impl Future<Output = Result<RepricePage, StoreError>> + Send;
 }
 
 /// Pending quotes locked for re-enqueueing; dropping them without [`StuckQuotes::enqueued`]
@@ -307,6 +391,11 @@ pub struct QueueError {
 pub trait QuoteQueue: Send + Sync {
     /// Puts every id on the queue; returns how many messages carried them.
     fn enqueue(&self, ids: &[Uuid]) -> impl Future<Output = Result<usize, QueueError>> + Send;
+    /// Puts every id on the queue in messages marked as a re-price of scored quotes.
+    fn enqueue_reprice(
+        &self,
+        ids: &[Uuid],
+    ) -> impl Future<Output = Result<usize, QueueError>> + Send;
 }
 
 #[cfg(test)]
@@ -330,6 +419,28 @@ mod tests {
             "-250000000000000000.0190b5d200007000800000000000000",
         ] {
             assert_eq!(Cursor::decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_reprice_cursor_round_trips_and_rejects_garbage() {
+        let cursor = RepriceCursor {
+            started: DateTime::from_timestamp_micros(1_780_000_000_123_456).unwrap(),
+            valid_until: DateTime::from_timestamp_micros(1_782_000_000_000_001).unwrap(),
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(RepriceCursor::decode(&cursor.encode()), Some(cursor));
+        let id = Uuid::now_v7().simple();
+        for bad in [
+            String::new(),
+            "1.2".into(),
+            format!("1.{id}"),
+            format!("1.2.{id}.3"),
+            format!("-1.2.{id}"),
+            format!("1.x.{id}"),
+            "1.2.not-a-uuid".into(),
+        ] {
+            assert_eq!(RepriceCursor::decode(&bad), None, "{bad}");
         }
     }
 }

@@ -120,7 +120,45 @@ pub struct PriceRange {
     pub high: f64,
 }
 
+/// One price a quote had: its current one, or one a re-price with another model superseded.
+/// Unrounded, like [`Pricing::Scored`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriceRecord {
+    pub model_version: String,
+    pub premium: f64,
+    pub range: Option<PriceRange>,
+    pub confidence: f64,
+    /// When the model gave it.
+    pub priced_at: DateTime<Utc>,
+    pub valid_until: Option<DateTime<Utc>>,
+    /// When a re-price replaced it; `None` for the current price.
+    pub superseded_at: Option<DateTime<Utc>>,
+}
+
 impl Pricing {
+    /// The current price as a record of the history, if the quote is scored.
+    pub fn current_price(&self) -> Option<PriceRecord> {
+        match self {
+            Pricing::Scored {
+                premium,
+                range,
+                confidence,
+                model_version,
+                scored_at,
+                valid_until,
+            } => Some(PriceRecord {
+                model_version: model_version.clone(),
+                premium: *premium,
+                range: *range,
+                confidence: *confidence,
+                priced_at: *scored_at,
+                valid_until: *valid_until,
+                superseded_at: None,
+            }),
+            _ => None,
+        }
+    }
+
     pub fn status(&self) -> QuoteStatus {
         match self {
             Pricing::Pending => QuoteStatus::PendingMl,

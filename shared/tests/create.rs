@@ -13,8 +13,8 @@ use quote_pipeline::ports::{
     BatchProgress, IdempotencyRecord, Inserted, ListFilter, Page, QueueError, QuoteQueue,
     QuoteStore, Recorded, StoreError,
 };
-use quote_pipeline::pricing::Outcome;
-use quote_pipeline::quote::{Quote, QuoteInput, QuoteStatus};
+use quote_pipeline::pricing::{Outcome, Prediction};
+use quote_pipeline::quote::{PriceRecord, Quote, QuoteInput, QuoteStatus};
 use testkit::{MemoryQueue, MemoryStore};
 use uuid::Uuid;
 
@@ -68,6 +68,10 @@ impl QuoteQueue for DownQueue {
             reason: format!("the queue is down ({} ids)", ids.len()),
         })
     }
+
+    async fn enqueue_reprice(&self, ids: &[Uuid]) -> Result<usize, QueueError> {
+        self.enqueue(ids).await
+    }
 }
 
 /// A store that cannot be reached.
@@ -96,10 +100,23 @@ impl QuoteStore for DownStore {
     async fn list(&self, _: &str, _: &ListFilter) -> Result<Page, StoreError> {
         Err(unavailable())
     }
+    async fn get_with_history(
+        &self,
+        _: &str,
+        _: Uuid,
+    ) -> Result<Option<(Quote, Vec<PriceRecord>)>, StoreError> {
+        Err(unavailable())
+    }
     async fn pending(&self, _: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
         Err(unavailable())
     }
+    async fn priced(&self, _: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
+        Err(unavailable())
+    }
     async fn record(&self, _: &[Outcome], _: Duration) -> Result<Recorded, StoreError> {
+        Err(unavailable())
+    }
+    async fn reprice(&self, _: &[Prediction], _: Duration) -> Result<u64, StoreError> {
         Err(unavailable())
     }
 }
@@ -246,8 +263,18 @@ impl QuoteStore for RecordingStore {
     async fn list(&self, owner: &str, filter: &ListFilter) -> Result<Page, StoreError> {
         self.inner.list(owner, filter).await
     }
+    async fn get_with_history(
+        &self,
+        owner: &str,
+        id: Uuid,
+    ) -> Result<Option<(Quote, Vec<PriceRecord>)>, StoreError> {
+        self.inner.get_with_history(owner, id).await
+    }
     async fn pending(&self, ids: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
         self.inner.pending(ids).await
+    }
+    async fn priced(&self, ids: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
+        self.inner.priced(ids).await
     }
     async fn record(
         &self,
@@ -255,6 +282,13 @@ impl QuoteStore for RecordingStore {
         validity: std::time::Duration,
     ) -> Result<Recorded, StoreError> {
         self.inner.record(outcomes, validity).await
+    }
+    async fn reprice(
+        &self,
+        predictions: &[Prediction],
+        validity: std::time::Duration,
+    ) -> Result<u64, StoreError> {
+        self.inner.reprice(predictions, validity).await
     }
 }
 

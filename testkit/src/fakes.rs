@@ -14,11 +14,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use quote_pipeline::events::{EventPublisher, Published};
 use quote_pipeline::queue::{MAX_IDS_PER_MESSAGE, QueueError, QuoteQueue};
-use quote_pipeline::quote::{PriceRange, Pricing, Quote, QuoteStatus};
+use quote_pipeline::quote::{PriceRange, PriceRecord, Pricing, Quote, QuoteStatus};
+use quote_pipeline::scoring::Prediction;
 use quote_pipeline::store::{
     BatchProgress, BatchStore, CompletedBatch, Cursor, IdempotencyRecord, Inserted, ListFilter,
     MAX_PAGE_SIZE, Outcome, Page, QuoteStore, ReconcilePolicy, ReconcileStore, Recorded,
-    RequeueFilter, StoreError, StuckQuotes,
+    RepriceCursor, RepriceFilter, RepricePage, RequeueFilter, StoreError, StuckQuotes,
 };
 use uuid::Uuid;
 
@@ -35,6 +36,8 @@ struct StoreState {
     /// Quotes a reconcile run has claimed and not yet released.
     claimed: HashSet<Uuid>,
     batches: HashMap<Uuid, BatchRow>,
+    /// Prices re-pricing replaced, by quote, oldest first.
+    superseded: HashMap<Uuid, Vec<PriceRecord>>,
 }
 
 struct Row {
@@ -214,6 +217,80 @@ impl QuoteStore for MemoryStore {
         Ok(Page { quotes, next })
     }
 
+    async fn get_with_history(
+        &self,
+        owner: &str,
+        id: Uuid,
+    ) -> Result<Option<(Quote, Vec<PriceRecord>)>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .rows
+            .iter()
+            .find(|r| r.quote.id == id && r.quote.user_id == owner)
+            .map(|r| {
+                let mut history = state.superseded.get(&id).cloned().unwrap_or_default();
+                history.reverse();
+                (r.quote.clone(), history)
+            }))
+    }
+
+    async fn priced(&self, ids: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
+        let now = Utc::now();
+        Ok(self
+            .lock()
+            .rows
+            .iter()
+            .map(|r| &r.quote)
+            .filter(|q| ids.contains(&q.id) && still_valid(q, now))
+            .cloned()
+            .collect())
+    }
+
+    async fn reprice(
+        &self,
+        predictions: &[Prediction],
+        validity: Duration,
+    ) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let StoreState {
+            rows, superseded, ..
+        } = &mut *state;
+        let now = now_as_stored();
+        let mut repriced = 0;
+        for p in predictions {
+            let Some(row) = rows
+                .iter_mut()
+                .find(|r| r.quote.id == p.quote_id && still_valid(&r.quote, now))
+            else {
+                continue;
+            };
+            let kept = superseded.entry(p.quote_id).or_default();
+            let current = row.quote.pricing.current_price().expect("a scored quote");
+            if current.model_version == *p.model_version
+                || kept.iter().any(|h| h.model_version == *p.model_version)
+            {
+                continue;
+            }
+            kept.push(PriceRecord {
+                superseded_at: Some(now),
+                ..current
+            });
+            row.quote.pricing = Pricing::Scored {
+                premium: p.premium,
+                range: Some(PriceRange {
+                    low: p.premium_low,
+                    high: p.premium_high,
+                }),
+                confidence: p.confidence,
+                model_version: p.model_version.to_string(),
+                scored_at: now,
+                valid_until: Some(now + validity),
+            };
+            repriced += 1;
+        }
+        Ok(repriced)
+    }
+
     async fn pending(&self, ids: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
         Ok(self
             .lock()
@@ -249,7 +326,7 @@ impl QuoteStore for MemoryStore {
             let quote = &mut row.quote;
             match outcome {
                 Outcome::Scored(p) => {
-                    let scored_at = Utc::now();
+                    let scored_at = now_as_stored();
                     quote.pricing = Pricing::Scored {
                         premium: p.premium,
                         range: Some(PriceRange {
@@ -365,6 +442,51 @@ impl ReconcileStore for MemoryStore {
         }
         Ok(picked.len() as u64)
     }
+
+    async fn repriceable(&self, filter: &RepriceFilter) -> Result<RepricePage, StoreError> {
+        let state = self.lock();
+        let now = now_as_stored();
+        let started = filter.after.map_or(now, |c| c.started);
+        let mut picked: Vec<(DateTime<Utc>, Uuid)> = state
+            .rows
+            .iter()
+            .filter(|r| filter.batch.is_none_or(|b| r.batch_id == b))
+            .filter_map(|r| match &r.quote.pricing {
+                Pricing::Scored {
+                    scored_at,
+                    valid_until: Some(valid_until),
+                    ..
+                } if *valid_until > now && *scored_at < started => Some((*valid_until, r.quote.id)),
+                _ => None,
+            })
+            .filter(|&key| filter.after.is_none_or(|c| key > (c.valid_until, c.id)))
+            .collect();
+        picked.sort();
+        picked.truncate(usize::try_from(filter.limit).unwrap_or(0));
+        let next = (picked.len() as i64 == filter.limit)
+            .then(|| picked.last())
+            .flatten()
+            .map(|&(valid_until, id)| RepriceCursor {
+                started,
+                valid_until,
+                id,
+            });
+        Ok(RepricePage {
+            ids: picked.into_iter().map(|(_, id)| id).collect(),
+            next,
+        })
+    }
+}
+
+/// Now, to the microsecond, as Postgres keeps a time: a re-price cursor (microseconds)
+/// then names a quote's position exactly.
+fn now_as_stored() -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("a time in range")
+}
+
+/// Whether `quote` is scored with a price that still holds at `now`.
+fn still_valid(quote: &Quote, now: DateTime<Utc>) -> bool {
+    quote.pricing.expired(now) == Some(false)
 }
 
 impl BatchStore for MemoryStore {
@@ -535,10 +657,12 @@ impl Drop for MemoryStuckQuotes {
     }
 }
 
-/// A queue held in memory: each enqueue's ids, in messages of `ids_per_message`.
+/// A queue held in memory: each enqueue's ids, in messages of `ids_per_message`, and apart
+/// those sent to be re-priced.
 #[derive(Clone)]
 pub struct MemoryQueue {
     messages: Arc<Mutex<Vec<Vec<Uuid>>>>,
+    reprices: Arc<Mutex<Vec<Vec<Uuid>>>>,
     ids_per_message: usize,
 }
 
@@ -546,6 +670,7 @@ impl MemoryQueue {
     pub fn new(ids_per_message: usize) -> Self {
         MemoryQueue {
             messages: Arc::default(),
+            reprices: Arc::default(),
             ids_per_message: ids_per_message.clamp(1, MAX_IDS_PER_MESSAGE),
         }
     }
@@ -554,14 +679,29 @@ impl MemoryQueue {
     pub fn queued_ids(&self) -> Vec<Uuid> {
         self.messages.lock().expect("no poisoned lock").concat()
     }
+
+    /// Every id sent to be re-priced, in order.
+    pub fn reprice_ids(&self) -> Vec<Uuid> {
+        self.reprices.lock().expect("no poisoned lock").concat()
+    }
 }
 
 impl QuoteQueue for MemoryQueue {
     async fn enqueue(&self, ids: &[Uuid]) -> Result<usize, QueueError> {
-        let mut messages = self.messages.lock().expect("no poisoned lock");
+        Ok(self.send(&self.messages, ids))
+    }
+
+    async fn enqueue_reprice(&self, ids: &[Uuid]) -> Result<usize, QueueError> {
+        Ok(self.send(&self.reprices, ids))
+    }
+}
+
+impl MemoryQueue {
+    fn send(&self, to: &Mutex<Vec<Vec<Uuid>>>, ids: &[Uuid]) -> usize {
+        let mut messages = to.lock().expect("no poisoned lock");
         let before = messages.len();
         messages.extend(ids.chunks(self.ids_per_message).map(<[Uuid]>::to_vec));
-        Ok(messages.len() - before)
+        messages.len() - before
     }
 }
 
@@ -760,5 +900,47 @@ mod tests {
         let again = block_on(store.claim_stuck(&policy)).unwrap();
         assert_eq!(again.ids().len(), 2);
         assert!(store.quotes().iter().all(|q| q.enqueue_attempts == 1));
+    }
+
+    #[test]
+    fn a_reprice_pass_pages_through_valid_quotes_once_and_marks_its_messages() {
+        let (store, queue) = (MemoryStore::default(), MemoryQueue::new(2));
+        let ids = pending(&store, 5);
+        let old: Vec<Outcome> = ids
+            .iter()
+            .map(|&quote_id| {
+                Outcome::Scored(Prediction {
+                    quote_id,
+                    premium: 100.0,
+                    premium_low: 90.0,
+                    premium_high: 110.0,
+                    confidence: 0.9,
+                    model_version: "v1".into(),
+                })
+            })
+            .collect();
+        block_on(store.record(&old, Duration::from_secs(3600))).unwrap();
+        let mut filter = RepriceFilter {
+            batch: None,
+            after: None,
+            limit: 2,
+        };
+        let mut sent = Vec::new();
+        for _ in 0..5 {
+            let report =
+                block_on(quote_pipeline::reconcile::reprice(&store, &queue, &filter)).unwrap();
+            sent.push(report.reprice_enqueued);
+            let Some(next) = report.reprice_next else {
+                break;
+            };
+            filter.after = Some(RepriceCursor::decode(&next).unwrap());
+        }
+        assert_eq!(sent, [2, 2, 1], "then no next page");
+        assert!(queue.queued_ids().is_empty(), "nothing sent as pending");
+        let mut repriced = queue.reprice_ids();
+        repriced.sort();
+        let mut expected = ids.clone();
+        expected.sort();
+        assert_eq!(repriced, expected, "each valid quote once");
     }
 }

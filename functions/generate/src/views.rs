@@ -5,7 +5,7 @@ use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
 use quote_pipeline::money::{CURRENCY, Money};
 use quote_pipeline::ports::BatchProgress;
-use quote_pipeline::quote::{Pricing, Quote, QuoteInput, QuoteStatus};
+use quote_pipeline::quote::{PriceRecord, Pricing, Quote, QuoteInput, QuoteStatus};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -98,6 +98,38 @@ impl<'q> QuoteView<'q> {
             Pricing::Failed { reason } => view.failure_reason = Some(reason),
         }
         view
+    }
+}
+
+/// One price of a quote's history: `openapi.yaml`'s `Price`, its money as the quote's.
+#[derive(Debug, Serialize)]
+pub struct PriceView<'q> {
+    pub model_version: &'q str,
+    pub premium: Option<Money>,
+    pub premium_low: Option<Money>,
+    pub premium_high: Option<Money>,
+    pub currency: &'static str,
+    pub confidence: f64,
+    pub priced_at: DateTime<Utc>,
+    pub valid_until: Option<DateTime<Utc>>,
+    /// When a re-price replaced it; `null` for the current price.
+    pub superseded_at: Option<DateTime<Utc>>,
+}
+
+impl<'q> From<&'q PriceRecord> for PriceView<'q> {
+    fn from(price: &'q PriceRecord) -> Self {
+        let money = |amount: f64| Money::from_f64(amount).ok();
+        PriceView {
+            model_version: &price.model_version,
+            premium: money(price.premium),
+            premium_low: price.range.and_then(|r| money(r.low)),
+            premium_high: price.range.and_then(|r| money(r.high)),
+            currency: CURRENCY,
+            confidence: price.confidence,
+            priced_at: price.priced_at,
+            valid_until: price.valid_until,
+            superseded_at: price.superseded_at,
+        }
     }
 }
 

@@ -130,6 +130,28 @@ async fn one_quote_is_written_queued_and_read_back_by_its_owner_only() {
     assert_eq!(body_json(&listed)["quotes"], json!([]));
 }
 
+#[tokio::test]
+async fn a_quotes_history_is_answered_on_request_only_and_to_its_owner_only() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let response = handle(&app, post_json("/quotes", "alice", &one_quote())).await;
+    let path = format!("/quotes/{}", ids_of(&body_json(&response))[0]);
+    let get = |query: &str, user: &str| {
+        handle(
+            &app,
+            request("GET", &format!("{path}{query}"), Some(user), None, ""),
+        )
+    };
+    let pending = body_json(&get("?history=true", "alice").await);
+    assert_eq!(pending["price_history"], json!([]), "never priced");
+    let plain = body_json(&get("?history=false", "alice").await);
+    assert!(plain.get("price_history").is_none(), "{plain}");
+    assert_eq!(get("?history=true", "mallory").await.status(), 404);
+    let bad = get("?history=yes", "alice").await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(body_json(&bad)["details"][0]["field"], "history");
+}
+
 /// Scores `id` as the score step does, with these unrounded model outputs.
 async fn score(env: &TestEnv, id: Uuid, [low, premium, high]: [f64; 3], validity: Duration) {
     let prediction = Prediction {

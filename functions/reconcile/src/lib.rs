@@ -3,19 +3,27 @@
 //! batch events that failed to publish (see `quote_pipeline::reconcile`).
 //!
 //! An operator invokes it with `{"requeue_failed": {...}}` to return failed quotes to pending
-//! once their cause is fixed (see [`RequeueRequest`] and the README's Operations section).
+//! once their cause is fixed (see [`RequeueRequest`] and the README's Operations section),
+//! and with `{"reprice": {...}}` to have scored quotes priced again by the model `score`
+//! runs now (see [`RepriceRequest`]).
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use quote_pipeline::events::EventPublisher;
 use quote_pipeline::metrics::{self, Count, Metrics};
 use quote_pipeline::queue::QuoteQueue;
-use quote_pipeline::reconcile::{ReconcileReport, RequeueFilter, reconcile, requeue_failed};
+use quote_pipeline::reconcile::{
+    ReconcileReport, RepriceCursor, RepriceFilter, RequeueFilter, reconcile, reprice,
+    requeue_failed,
+};
 use quote_pipeline::store::{BatchStore, ReconcilePolicy, ReconcileStore};
 use serde::Deserialize;
+use uuid::Uuid;
 
 /// The most failed quotes one requeue request returns to pending.
 pub const MAX_REQUEUE: i64 = 100_000;
+/// The most scored quotes one reprice request sends to be priced again.
+pub const MAX_REPRICE: i64 = 100_000;
 
 /// The function's clients and policy, built once per container.
 pub struct App<S, Q, E> {
@@ -38,27 +46,73 @@ pub struct RequeueRequest {
     pub limit: Option<i64>,
 }
 
-/// What an invocation asks for: the scheduled sweep (any event without `requeue_failed`), or
-/// failed quotes returned to pending and swept.
-fn requested(
-    event: &serde_json::Value,
+/// The body of a `reprice` request: which scored quotes whose price still holds go to be
+/// priced again, one page at a time.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepriceRequest {
+    /// Only the quotes of this batch; without it, every still-valid quote.
+    pub batch_id: Option<Uuid>,
+    /// The `reprice_next` of the previous answer, to go on with the same pass.
+    pub after: Option<String>,
+    /// At most this many (1 to `MAX_REPRICE`, default the sweep's limit).
+    pub limit: Option<i64>,
+}
+
+/// What an invocation asks for.
+#[derive(Debug, PartialEq)]
+enum Requested {
+    /// The scheduled sweep (any event without a request of the operator's).
+    Sweep,
+    /// Failed quotes returned to pending, then the sweep.
+    Requeue(RequeueFilter),
+    /// A page of scored quotes sent to be priced again (no sweep).
+    Reprice(RepriceFilter),
+}
+
+/// The request's limit: within 1 to `max`, the sweep's by default.
+fn limit(
+    limit: Option<i64>,
     policy: &ReconcilePolicy,
-) -> Result<Option<RequeueFilter>, String> {
+    field: &str,
+    max: i64,
+) -> Result<i64, String> {
+    let limit = limit.unwrap_or(policy.limit);
+    if !(1..=max).contains(&limit) {
+        return Err(format!("{field}.limit: must be from 1 to {max}"));
+    }
+    Ok(limit)
+}
+
+fn requested(event: &serde_json::Value, policy: &ReconcilePolicy) -> Result<Requested, String> {
+    if let Some(request) = event.get("reprice") {
+        if event.get("requeue_failed").is_some() {
+            return Err("reprice and requeue_failed: ask for one at a time".into());
+        }
+        let request = RepriceRequest::deserialize(request).map_err(|e| format!("reprice: {e}"))?;
+        let after = request
+            .after
+            .map(|token| {
+                RepriceCursor::decode(&token).ok_or_else(|| {
+                    "reprice.after: is not a reprice_next this function answered".to_owned()
+                })
+            })
+            .transpose()?;
+        return Ok(Requested::Reprice(RepriceFilter {
+            batch: request.batch_id,
+            after,
+            limit: limit(request.limit, policy, "reprice", MAX_REPRICE)?,
+        }));
+    }
     let Some(request) = event.get("requeue_failed") else {
-        return Ok(None);
+        return Ok(Requested::Sweep);
     };
     let request =
         RequeueRequest::deserialize(request).map_err(|e| format!("requeue_failed: {e}"))?;
-    let limit = request.limit.unwrap_or(policy.limit);
-    if !(1..=MAX_REQUEUE).contains(&limit) {
-        return Err(format!(
-            "requeue_failed.limit: must be from 1 to {MAX_REQUEUE}"
-        ));
-    }
-    Ok(Some(RequeueFilter {
+    Ok(Requested::Requeue(RequeueFilter {
         reason_contains: request.reason_contains,
         created_after: request.created_after,
-        limit,
+        limit: limit(request.limit, policy, "requeue_failed", MAX_REQUEUE)?,
     }))
 }
 
@@ -70,18 +124,19 @@ pub async fn handle<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPubli
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<ReconcileReport, Diagnostic> {
     let cold_start = metrics::cold_start();
-    let filter = requested(&event.payload, &app.policy).map_err(|message| {
+    let request = requested(&event.payload, &app.policy).map_err(|message| {
         tracing::error!(error = %message, "invalid reconcile request");
         Diagnostic {
             error_type: "InvalidRequest".into(),
             error_message: message,
         }
     })?;
-    let outcome = match &filter {
-        Some(filter) => {
+    let outcome = match &request {
+        Requested::Requeue(filter) => {
             requeue_failed(&app.store, &app.queue, &app.events, &app.policy, filter).await
         }
-        None => reconcile(&app.store, &app.queue, &app.events, &app.policy).await,
+        Requested::Reprice(filter) => reprice(&app.store, &app.queue, filter).await,
+        Requested::Sweep => reconcile(&app.store, &app.queue, &app.events, &app.policy).await,
     };
     match outcome {
         Ok(report) => {
@@ -91,6 +146,8 @@ pub async fn handle<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPubli
                 reenqueued = report.reenqueued,
                 keys_purged = report.keys_purged,
                 requeued = report.requeued,
+                reprice_enqueued = report.reprice_enqueued,
+                reprice_next = report.reprice_next.as_deref(),
                 batches_completed = report.batches_completed,
                 events_published = report.events_published,
                 event_publish_failures = report.event_publish_failures,
@@ -102,6 +159,7 @@ pub async fn handle<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPubli
                 .count(Count::QuotesFailed, report.failed)
                 .count(Count::IdempotencyKeysPurged, report.keys_purged)
                 .count(Count::QuotesRequeued, report.requeued)
+                .count(Count::RepricesEnqueued, report.reprice_enqueued)
                 .count(Count::BatchesCompleted, report.batches_completed)
                 .count(Count::BatchEventsPublished, report.events_published)
                 .count(
@@ -141,26 +199,52 @@ mod tests {
     fn a_scheduled_event_asks_for_the_sweep_alone() {
         let scheduled =
             json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
-        assert_eq!(requested(&scheduled, &policy()), Ok(None));
-        assert_eq!(requested(&json!(null), &policy()), Ok(None));
+        assert_eq!(requested(&scheduled, &policy()), Ok(Requested::Sweep));
+        assert_eq!(requested(&json!(null), &policy()), Ok(Requested::Sweep));
     }
 
     #[test]
     fn a_requeue_request_names_its_filter_and_defaults_to_the_sweeps_limit() {
         let event = json!({"requeue_failed": {"reason_contains": "ML engine", "created_after": "2026-11-28T00:00:00Z"}});
-        let filter = requested(&event, &policy()).unwrap().unwrap();
+        let Ok(Requested::Requeue(filter)) = requested(&event, &policy()) else {
+            panic!("a requeue");
+        };
         assert_eq!(filter.reason_contains.as_deref(), Some("ML engine"));
         assert_eq!(
             filter.created_after.unwrap().to_rfc3339(),
             "2026-11-28T00:00:00+00:00"
         );
         assert_eq!(filter.limit, 1000);
+        assert!(matches!(
+            requested(&json!({"requeue_failed": {}}), &policy()),
+            Ok(Requested::Requeue(RequeueFilter { limit: 1000, .. }))
+        ));
+    }
+
+    #[test]
+    fn a_reprice_request_names_its_batch_and_page_and_defaults_to_the_sweeps_limit() {
         assert_eq!(
-            requested(&json!({"requeue_failed": {}}), &policy())
-                .unwrap()
-                .unwrap()
-                .limit,
-            1000
+            requested(&json!({"reprice": {}}), &policy()),
+            Ok(Requested::Reprice(RepriceFilter {
+                batch: None,
+                after: None,
+                limit: 1000
+            }))
+        );
+        let batch = Uuid::now_v7();
+        let cursor = RepriceCursor {
+            started: chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap(),
+            valid_until: chrono::DateTime::from_timestamp(1_782_000_000, 0).unwrap(),
+            id: Uuid::now_v7(),
+        };
+        let event = json!({"reprice": {"batch_id": batch, "after": cursor.encode(), "limit": 50}});
+        assert_eq!(
+            requested(&event, &policy()),
+            Ok(Requested::Reprice(RepriceFilter {
+                batch: Some(batch),
+                after: Some(cursor),
+                limit: 50
+            }))
         );
     }
 
@@ -181,6 +265,15 @@ mod tests {
                 "requeue_failed.limit",
             ),
             (json!({"requeue_failed": "all"}), "requeue_failed"),
+            (json!({"reprice": {"batch": "x"}}), "batch"),
+            (json!({"reprice": {"batch_id": "x"}}), "reprice"),
+            (json!({"reprice": {"after": "x"}}), "reprice.after"),
+            (json!({"reprice": {"limit": 0}}), "reprice.limit"),
+            (json!({"reprice": {"limit": 100_001}}), "reprice.limit"),
+            (
+                json!({"reprice": {}, "requeue_failed": {}}),
+                "one at a time",
+            ),
         ] {
             let error = requested(&event, &policy()).unwrap_err();
             assert!(error.contains(field), "{event}: {error}");

@@ -47,7 +47,7 @@ fn app_on_bus(
 fn report(failed: u64, reenqueued: u64) -> serde_json::Value {
     serde_json::json!({
         "failed": failed, "reenqueued": reenqueued, "keys_purged": 0, "batches_completed": 0,
-        "events_published": 0, "event_publish_failures": 0, "requeued": 0
+        "events_published": 0, "event_publish_failures": 0, "requeued": 0, "reprice_enqueued": 0
     })
 }
 
@@ -129,7 +129,8 @@ async fn quotes_past_the_last_attempt_are_failed_with_the_reason() {
         run(&app).await,
         serde_json::json!({
             "failed": 40, "reenqueued": 0, "keys_purged": 0, "batches_completed": 1,
-            "events_published": 1, "event_publish_failures": 0, "requeued": 0
+            "events_published": 1, "event_publish_failures": 0, "requeued": 0,
+            "reprice_enqueued": 0
         })
     );
     let reasons: Vec<(String, Option<String>)> =

@@ -6,6 +6,9 @@
 //! Once the outcomes are committed, the batches those quotes finished are completed and their
 //! `QuoteBatchCompleted` events published (`quote_pipeline::completion`); a batch whose
 //! completion did not run (a failure or a crash after the write) is completed by reconcile.
+//!
+//! Messages marked as a re-price (an operator's, sent by reconcile) name scored quotes: they
+//! are priced in a pass of their own (`scoring::reprice`), which completes no batch.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -67,6 +70,7 @@ pub async fn process<S: QuoteStore + BatchStore, P: Predictor, E: EventPublisher
     );
     let mut failed: Vec<String> = Vec::new();
     let mut messages: Vec<(String, Vec<Uuid>)> = Vec::new();
+    let mut reprices: Vec<(String, Vec<Uuid>)> = Vec::new();
     for record in event.payload.records {
         let Some(id) = record.message_id else {
             // Nothing to report a record without an id by; it cannot be retried alone.
@@ -74,6 +78,7 @@ pub async fn process<S: QuoteStore + BatchStore, P: Predictor, E: EventPublisher
             continue;
         };
         match QuoteMessage::parse(record.body.as_deref().unwrap_or_default()) {
+            Ok(message) if message.reprice => reprices.push((id, message.quote_ids)),
             Ok(message) => messages.push((id, message.quote_ids)),
             Err(e) => {
                 tracing::error!(message_id = %id, error = %e, "unreadable message");
@@ -81,73 +86,118 @@ pub async fn process<S: QuoteStore + BatchStore, P: Predictor, E: EventPublisher
             }
         }
     }
-    let ids: Vec<Uuid> = messages
-        .iter()
-        .flat_map(|(_, ids)| ids.iter().copied())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let scored = scoring::score(
-        &app.store,
-        &app.predictor,
-        &ids,
-        deadline,
-        app.price_validity,
-    )
-    .await;
-    let scored = match scored {
-        Ok(report) => completion::complete(&app.store, &app.events, &report.batches)
-            .await
-            .map(|completion| (report, completion)),
-        Err(e) => Err(e),
-    };
-    match scored {
-        Ok((report, completion)) => {
-            metrics
-                .count(Count::QuotesScored, report.scored)
-                .count(Count::QuotesFailed, report.failed)
-                .count(Count::MlEngineErrors, report.call_errors.into())
-                .count(
-                    Count::MlEnginePermanentErrors,
-                    report.permanent_errors.into(),
-                )
-                .count(
-                    Count::MlEngineSchemaMismatches,
-                    report.schema_mismatches.into(),
-                )
-                .count(Count::PremiumsRefused, report.refused_premiums)
-                .count(Count::BatchesCompleted, completion.completed)
-                .count(Count::BatchEventsPublished, completion.published)
-                .count(
-                    Count::BatchEventPublishFailures,
-                    completion.publish_failures,
-                )
-                .time(Time::DatabaseTime, report.database_time);
-            if let Some(pricing) = report.pricing_time {
-                metrics.time(Time::PricingTime, pricing);
+    // A batch of re-prices alone has no pending quotes to look for.
+    if !messages.is_empty() || reprices.is_empty() {
+        let ids = distinct_ids(&messages);
+        let scored = scoring::score(
+            &app.store,
+            &app.predictor,
+            &ids,
+            deadline,
+            app.price_validity,
+        )
+        .await;
+        let scored = match scored {
+            Ok(report) => completion::complete(&app.store, &app.events, &report.batches)
+                .await
+                .map(|completion| (report, completion)),
+            Err(e) => Err(e),
+        };
+        match scored {
+            Ok((report, completion)) => {
+                metrics
+                    .count(Count::QuotesScored, report.scored)
+                    .count(Count::QuotesFailed, report.failed)
+                    .count(Count::MlEngineErrors, report.call_errors.into())
+                    .count(
+                        Count::MlEnginePermanentErrors,
+                        report.permanent_errors.into(),
+                    )
+                    .count(
+                        Count::MlEngineSchemaMismatches,
+                        report.schema_mismatches.into(),
+                    )
+                    .count(Count::PremiumsRefused, report.refused_premiums)
+                    .count(Count::BatchesCompleted, completion.completed)
+                    .count(Count::BatchEventsPublished, completion.published)
+                    .count(
+                        Count::BatchEventPublishFailures,
+                        completion.publish_failures,
+                    )
+                    .time(Time::DatabaseTime, report.database_time);
+                if let Some(pricing) = report.pricing_time {
+                    metrics.time(Time::PricingTime, pricing);
+                }
+                for call in report.call_times.iter().take(MAX_LATENCY_VALUES) {
+                    metrics.time(Time::MlEngineLatency, *call);
+                }
+                tracing::info!(
+                    cold_start,
+                    messages = messages.len(),
+                    quotes = ids.len(),
+                    scored = report.scored,
+                    failed = report.failed,
+                    unfinished = report.unfinished.len(),
+                    "batch scored"
+                );
+                failed.extend(
+                    messages
+                        .into_iter()
+                        .filter(|(_, ids)| ids.iter().any(|id| report.unfinished.contains(id)))
+                        .map(|(message_id, _)| message_id),
+                );
             }
-            for call in report.call_times.iter().take(MAX_LATENCY_VALUES) {
-                metrics.time(Time::MlEngineLatency, *call);
+            Err(e) => {
+                tracing::error!(error = %e, "scoring or batch completion failed; every message will come back");
+                failed.extend(messages.into_iter().map(|(message_id, _)| message_id));
             }
-            tracing::info!(
-                cold_start,
-                messages = messages.len(),
-                quotes = ids.len(),
-                scored = report.scored,
-                failed = report.failed,
-                unfinished = report.unfinished.len(),
-                "batch scored"
-            );
-            failed.extend(
-                messages
-                    .into_iter()
-                    .filter(|(_, ids)| ids.iter().any(|id| report.unfinished.contains(id)))
-                    .map(|(message_id, _)| message_id),
-            );
         }
-        Err(e) => {
-            tracing::error!(error = %e, "scoring or batch completion failed; every message will come back");
-            failed.extend(messages.into_iter().map(|(message_id, _)| message_id));
+    }
+    if !reprices.is_empty() {
+        let ids = distinct_ids(&reprices);
+        let repriced = scoring::reprice(
+            &app.store,
+            &app.predictor,
+            &ids,
+            deadline,
+            app.price_validity,
+        )
+        .await;
+        match repriced {
+            Ok(report) => {
+                metrics
+                    .count(Count::QuotesRepriced, report.repriced)
+                    .count(Count::RepricesFailed, report.reprices_failed)
+                    .count(Count::PremiumsRefused, report.refused_premiums)
+                    .count(Count::MlEngineErrors, report.call_errors.into())
+                    .count(
+                        Count::MlEnginePermanentErrors,
+                        report.permanent_errors.into(),
+                    )
+                    .count(
+                        Count::MlEngineSchemaMismatches,
+                        report.schema_mismatches.into(),
+                    )
+                    .time(Time::DatabaseTime, report.database_time);
+                tracing::info!(
+                    messages = reprices.len(),
+                    quotes = ids.len(),
+                    repriced = report.repriced,
+                    failed = report.reprices_failed,
+                    unfinished = report.unfinished.len(),
+                    "re-price scored"
+                );
+                failed.extend(
+                    reprices
+                        .into_iter()
+                        .filter(|(_, ids)| ids.iter().any(|id| report.unfinished.contains(id)))
+                        .map(|(message_id, _)| message_id),
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "re-pricing failed; its messages will come back");
+                failed.extend(reprices.into_iter().map(|(message_id, _)| message_id));
+            }
         }
     }
     let mut response = SqsBatchResponse::default();
@@ -160,6 +210,16 @@ pub async fn process<S: QuoteStore + BatchStore, P: Predictor, E: EventPublisher
         })
         .collect();
     (response, metrics)
+}
+
+/// The distinct quote ids of `messages`.
+fn distinct_ids(messages: &[(String, Vec<Uuid>)]) -> Vec<Uuid> {
+    messages
+        .iter()
+        .flat_map(|(_, ids)| ids.iter().copied())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 #[cfg(test)]
@@ -258,6 +318,113 @@ mod tests {
         assert_eq!(
             (emf["QuotesScored"].clone(), emf["QuotesFailed"].clone()),
             (1.0.into(), 4.0.into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reprice_gives_the_new_price_once_and_a_refused_one_keeps_the_price_it_had() {
+        use quote_pipeline::quote::{Pricing, Quote};
+        use quote_pipeline::store::{Outcome, QuoteStore as _};
+
+        let store = testkit::MemoryStore::default();
+        let quotes: Vec<Quote> =
+            quote_pipeline::generator::generate(&quote_pipeline::generator::GenerateParams {
+                seed: Some(2),
+                ..quote_pipeline::generator::GenerateParams::new(2)
+            })
+            .into_iter()
+            .map(|input| Quote::new_pending("alice", input, chrono::Utc::now()))
+            .collect();
+        let batch = Uuid::now_v7();
+        store
+            .insert(
+                batch,
+                &quotes,
+                None,
+                Instant::now() + Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        let old: Vec<Outcome> = quotes
+            .iter()
+            .map(|q| {
+                Outcome::Scored(scoring::Prediction {
+                    quote_id: q.id,
+                    premium: 500.0,
+                    premium_low: 400.0,
+                    premium_high: 600.0,
+                    confidence: 0.8,
+                    model_version: "xgb-old".into(),
+                })
+            })
+            .collect();
+        store.record(&old, testkit::PRICE_VALIDITY).await.unwrap();
+        let ids: Vec<Uuid> = quotes.iter().map(|q| q.id).collect();
+        // The first quote is priced 812.5 by the new model, the second 0: refused.
+        let app = App {
+            store: store.clone(),
+            predictor: FixedPremiums(vec![812.5, 0.0]),
+            price_validity: testkit::PRICE_VALIDITY,
+            events: testkit::MemoryEvents::default(),
+        };
+        let reprice = || {
+            let message = aws_sdk_sqs::types::Message::builder()
+                .message_id("m-1")
+                .body(quote_pipeline::queue::QuoteMessage::reprice(ids.clone()).to_body())
+                .build();
+            LambdaEvent::new(
+                testkit::sqs_event(&[message]),
+                testkit::lambda_context(Duration::from_secs(30)),
+            )
+        };
+        let (response, metrics) = process(&app, reprice()).await;
+        assert!(response.batch_item_failures.is_empty());
+        let emf = metrics.to_emf(0);
+        assert_eq!(
+            (
+                &emf["QuotesRepriced"],
+                &emf["RepricesFailed"],
+                &emf["PremiumsRefused"]
+            ),
+            (&1.0.into(), &1.0.into(), &1.0.into())
+        );
+        assert!(
+            emf.get("QuotesFailed").is_none(),
+            "a re-price fails no quote"
+        );
+        let priced = |i: usize| match store.quotes()[i].pricing.clone() {
+            Pricing::Scored {
+                premium,
+                model_version,
+                ..
+            } => (premium, model_version),
+            other => panic!("not scored: {other:?}"),
+        };
+        assert_eq!(priced(0), (812.5, "xgb-test".to_owned()));
+        assert_eq!(
+            priced(1),
+            (500.0, "xgb-old".to_owned()),
+            "the refused one keeps its price"
+        );
+        let (_, history) = store
+            .get_with_history("alice", ids[0])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            history
+                .iter()
+                .map(|h| (h.model_version.as_str(), h.premium))
+                .collect::<Vec<_>>(),
+            [("xgb-old", 500.0)]
+        );
+
+        let (_, metrics) = process(&app, reprice()).await;
+        assert_eq!(metrics.to_emf(0)["QuotesRepriced"], 0.0, "once per version");
+        assert_eq!(priced(0), (812.5, "xgb-test".to_owned()));
+        assert!(
+            app.events.published().is_empty(),
+            "no batch completed again"
         );
     }
 }

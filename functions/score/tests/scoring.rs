@@ -460,6 +460,7 @@ async fn the_sample_events_fail_exactly_their_malformed_messages() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/score");
     for (name, expected) in [
         ("good-batch", vec![]),
+        ("reprice-batch", vec![]),
         (
             "batch-with-malformed-message",
             vec!["c0ffee00-0000-4000-8000-000000000bad"],

@@ -153,9 +153,30 @@ impl QuoteQueue for SqsQueue {
         err(level = "warn")
     )]
     async fn enqueue(&self, ids: &[Uuid]) -> Result<usize, QueueError> {
+        self.send(ids, QuoteMessage::new).await
+    }
+
+    #[tracing::instrument(
+        name = SQS_ENQUEUE,
+        skip_all,
+        fields(quotes = ids.len(), operation = "SendMessageBatch", reprice = true),
+        err(level = "warn")
+    )]
+    async fn enqueue_reprice(&self, ids: &[Uuid]) -> Result<usize, QueueError> {
+        self.send(ids, QuoteMessage::reprice).await
+    }
+}
+
+impl SqsQueue {
+    /// Sends `ids` in chunks, each chunk's body made by `message`.
+    async fn send(
+        &self,
+        ids: &[Uuid],
+        message: fn(Vec<Uuid>) -> QuoteMessage,
+    ) -> Result<usize, QueueError> {
         let bodies: Vec<String> = ids
             .chunks(self.ids_per_message)
-            .map(|chunk| QuoteMessage::new(chunk.to_vec()).to_body())
+            .map(|chunk| message(chunk.to_vec()).to_body())
             .collect();
         let messages = bodies.len();
         let sends = stream::iter(batches(bodies))

@@ -66,6 +66,13 @@ pub enum Count {
     /// `score` and `reconcile`: batch completion events EventBridge did not take; reconcile
     /// sends them again.
     BatchEventPublishFailures,
+    /// `reconcile`: scored quotes an operator's reprice request sent to be priced again.
+    RepricesEnqueued,
+    /// `score`: quotes a re-price gave a new current price.
+    QuotesRepriced,
+    /// `score`: quotes a re-price could not price (rejected, or a refused premium); they
+    /// keep their price.
+    RepricesFailed,
 }
 
 /// A duration measured per invocation, in milliseconds.
@@ -82,7 +89,7 @@ pub enum Time {
 }
 
 impl Count {
-    pub const ALL: [Count; 16] = [
+    pub const ALL: [Count; 19] = [
         Count::QuotesCreated,
         Count::QuotesEnqueued,
         Count::BatchSize,
@@ -99,6 +106,9 @@ impl Count {
         Count::BatchesCompleted,
         Count::BatchEventsPublished,
         Count::BatchEventPublishFailures,
+        Count::RepricesEnqueued,
+        Count::QuotesRepriced,
+        Count::RepricesFailed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -119,6 +129,9 @@ impl Count {
             Count::BatchesCompleted => "BatchesCompleted",
             Count::BatchEventsPublished => "BatchEventsPublished",
             Count::BatchEventPublishFailures => "BatchEventPublishFailures",
+            Count::RepricesEnqueued => "RepricesEnqueued",
+            Count::QuotesRepriced => "QuotesRepriced",
+            Count::RepricesFailed => "RepricesFailed",
         }
     }
 }

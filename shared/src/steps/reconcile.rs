@@ -15,14 +15,18 @@
 //! A failed quote stays failed until an operator, having fixed the cause, returns it to
 //! pending ([`requeue_failed`]): it is then due at once, with its attempts reset, and the same
 //! sweep sends it; if the queue refuses, the next scheduled run does.
+//!
+//! An operator re-prices scored quotes with the model `score` runs now ([`reprice`]): a
+//! page of the quotes whose price still holds (all of them, or one batch's) goes to the
+//! queue in messages marked as a re-price, and `score` prices them as it prices any quote.
 
 use serde::Serialize;
 
-pub use quote_domain::ports::RequeueFilter;
 use quote_domain::ports::{
     BatchStore, EventPublisher, QueueError, QuoteQueue, ReconcilePolicy, ReconcileStore,
     StoreError, StuckQuotes,
 };
+pub use quote_domain::ports::{RepriceCursor, RepriceFilter, RequeueFilter};
 
 use crate::completion::{self, CompletionReport};
 
@@ -39,6 +43,12 @@ pub struct ReconcileReport {
     pub events_published: u64,
     /// Completion events that failed to publish, new or retried; retried by a later run.
     pub event_publish_failures: u64,
+    /// Scored quotes sent to be priced again by [`reprice`].
+    pub reprice_enqueued: u64,
+    /// Where the re-pricing pass goes on (the `after` of the next request); `None` when
+    /// it is done, or none was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reprice_next: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +97,7 @@ pub async fn reconcile<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPu
         event_publish_failures: publish_failures
             + retried.publish_failures
             + overdue.publish_failures,
-        requeued: 0,
+        ..ReconcileReport::default()
     })
 }
 
@@ -103,4 +113,24 @@ pub async fn requeue_failed<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: Ev
     let requeued = store.return_failed(filter).await?;
     let report = reconcile(store, queue, events, policy).await?;
     Ok(ReconcileReport { requeued, ..report })
+}
+
+/// Sends one page of the scored quotes `filter` picks whose price still holds to the queue,
+/// marked as a re-price; the report names how many and where the next page starts. A page
+/// the queue refuses is an error, and the same request sends it again: a quote re-priced
+/// twice by the same model is written once.
+pub async fn reprice<S: ReconcileStore, Q: QuoteQueue>(
+    store: &S,
+    queue: &Q,
+    filter: &RepriceFilter,
+) -> Result<ReconcileReport, ReconcileError> {
+    let page = store.repriceable(filter).await?;
+    if !page.ids.is_empty() {
+        queue.enqueue_reprice(&page.ids).await?;
+    }
+    Ok(ReconcileReport {
+        reprice_enqueued: page.ids.len() as u64,
+        reprice_next: page.next.map(|cursor| cursor.encode()),
+        ..ReconcileReport::default()
+    })
 }

@@ -10,6 +10,12 @@
 //! prediction fails its quote with the price as the reason and is counted
 //! (`Report::refused_premiums`), since a client holding a premium of 0 is worse off than one
 //! told its quote could not be priced.
+//!
+//! [`reprice`] prices scored quotes again, with whatever model the predictor runs now (an
+//! operator's re-price, through the same queue): the same features and predictor, but it
+//! writes only the new prices, where the quote has no price of that model version yet, and
+//! keeps the one each replaces. A quote it cannot price keeps its current price: a re-price
+//! never fails a scored quote.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -42,6 +48,11 @@ pub struct Report {
     pub refused_premiums: u64,
     /// The batches of the quotes this pass scored or failed, for their completion.
     pub batches: Vec<Uuid>,
+    /// Re-price passes: quotes given a new current price.
+    pub repriced: u64,
+    /// Re-price passes: quotes the model rejected or priced at a refused premium; they keep
+    /// their current price.
+    pub reprices_failed: u64,
 }
 
 /// Scores the still-pending quotes among `ids`; each price is valid for `validity` from its
@@ -55,12 +66,72 @@ pub async fn score<S: QuoteStore, P: Predictor>(
 ) -> Result<Report, StoreError> {
     let started = Instant::now();
     let quotes = store.pending(ids).await?;
-    let mut database_time = started.elapsed();
-    if quotes.is_empty() {
+    let database_time = started.elapsed();
+    let Some((mut report, outcomes)) = price(predictor, &quotes, deadline).await else {
         return Ok(Report {
             database_time,
             ..Report::default()
         });
+    };
+    let started = Instant::now();
+    let Recorded {
+        scored,
+        failed,
+        batches,
+    } = store.record(&outcomes, validity).await?;
+    report.database_time = database_time + started.elapsed();
+    Ok(Report {
+        scored,
+        failed,
+        batches,
+        ..report
+    })
+}
+
+/// Prices again the quotes among `ids` that are scored and whose price still holds; each new
+/// price is valid for `validity` from its writing. Writes only where the quote has no price
+/// of the predictor's model version yet; completes no batch.
+pub async fn reprice<S: QuoteStore, P: Predictor>(
+    store: &S,
+    predictor: &P,
+    ids: &[Uuid],
+    deadline: Instant,
+    validity: Duration,
+) -> Result<Report, StoreError> {
+    let started = Instant::now();
+    let quotes = store.priced(ids).await?;
+    let database_time = started.elapsed();
+    let Some((mut report, outcomes)) = price(predictor, &quotes, deadline).await else {
+        return Ok(Report {
+            database_time,
+            ..Report::default()
+        });
+    };
+    let mut predictions = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Scored(prediction) => predictions.push(prediction),
+            Outcome::Failed { id, reason } => {
+                tracing::warn!(quote_id = %id, %reason, "re-price failed; the quote keeps its price");
+                report.reprices_failed += 1;
+            }
+        }
+    }
+    let started = Instant::now();
+    report.repriced = store.reprice(&predictions, validity).await?;
+    report.database_time = database_time + started.elapsed();
+    Ok(report)
+}
+
+/// Prices `quotes`: each ends as an outcome (priced, or failed with the reason) or among the
+/// report's `unfinished`. `None` when there is nothing to price.
+async fn price<P: Predictor>(
+    predictor: &P,
+    quotes: &[quote_domain::quote::Quote],
+    deadline: Instant,
+) -> Option<(Report, Vec<Outcome>)> {
+    if quotes.is_empty() {
+        return None;
     }
     let items: Vec<(Uuid, Features)> = quotes
         .iter()
@@ -73,7 +144,7 @@ pub async fn score<S: QuoteStore, P: Predictor>(
         .await;
     let pricing_time = pricing_started.elapsed();
     if let Some(reason) = &predicted.reason {
-        tracing::warn!(quotes = predicted.unavailable.len(), %reason, "quotes left pending");
+        tracing::warn!(quotes = predicted.unavailable.len(), %reason, "quotes left unpriced");
     }
     let mut refused_premiums = 0;
     let outcomes: Vec<Outcome> = predicted
@@ -97,26 +168,17 @@ pub async fn score<S: QuoteStore, P: Predictor>(
                 .map(|(id, reason)| Outcome::Failed { id, reason }),
         )
         .collect();
-    let started = Instant::now();
-    let Recorded {
-        scored,
-        failed,
-        batches,
-    } = store.record(&outcomes, validity).await?;
-    database_time += started.elapsed();
-    Ok(Report {
-        scored,
-        failed,
+    let report = Report {
         unfinished: predicted.unavailable.into_iter().collect(),
-        batches,
-        database_time,
         pricing_time: Some(pricing_time),
         call_times: predicted.call_times,
         call_errors: predicted.call_errors,
         permanent_errors: predicted.permanent_errors,
         schema_mismatches: predicted.schema_mismatches,
         refused_premiums,
-    })
+        ..Report::default()
+    };
+    Some((report, outcomes))
 }
 
 /// Why a prediction's premium may not be written, if it may not: at or below 0, or not finite.

@@ -6,7 +6,8 @@
 //!
 //! In three parts: this module connects (the pool, the rules of a transaction pooler, RDS
 //! Proxy's IAM tokens) and tells retryable failures from others, and a failed write from one
-//! whose `COMMIT` went unanswered; `quotes` holds the statements behind [`QuoteStore`];
+//! whose `COMMIT` went unanswered; `quotes` holds the statements behind [`QuoteStore`]
+//! (re-pricing and the price history among them);
 //! `batches` a batch's progress and those behind [`BatchStore`];
 //! `sweep` those behind [`ReconcileStore`].
 
@@ -25,14 +26,15 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use crate::iam_auth::{IamDatabase, auth_token};
 pub use quote_domain::ports::{
     BatchProgress, BatchStore, CompletedBatch, Cursor, IdempotencyRecord, Inserted, ListFilter,
-    MAX_PAGE_SIZE, Page, QuoteStore, ReconcilePolicy, ReconcileStore, Recorded, RequeueFilter,
-    StoreError, StuckQuotes,
+    MAX_PAGE_SIZE, Page, QuoteStore, ReconcilePolicy, ReconcileStore, Recorded, RepriceCursor,
+    RepriceFilter, RepricePage, RequeueFilter, StoreError, StuckQuotes,
 };
 pub use quote_domain::pricing::Outcome;
 
 pub use batches::POSTGRES_COMPLETE;
 pub use quotes::{
-    POSTGRES_BATCH, POSTGRES_GET, POSTGRES_INSERT, POSTGRES_LIST, POSTGRES_PENDING, POSTGRES_RECORD,
+    POSTGRES_BATCH, POSTGRES_GET, POSTGRES_INSERT, POSTGRES_LIST, POSTGRES_PENDING,
+    POSTGRES_PRICED, POSTGRES_RECORD, POSTGRES_REPRICE,
 };
 pub use sweep::PgStuckQuotes;
 

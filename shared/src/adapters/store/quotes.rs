@@ -14,8 +14,8 @@ use quote_domain::ports::{
     BatchProgress, Cursor, IdempotencyRecord, Inserted, ListFilter, MAX_PAGE_SIZE, Page,
     QuoteStore, Recorded, StoreError,
 };
-use quote_domain::pricing::Outcome;
-use quote_domain::quote::{PriceRange, Pricing, Quote, QuoteInput, QuoteStatus};
+use quote_domain::pricing::{Outcome, Prediction};
+use quote_domain::quote::{PriceRange, PriceRecord, Pricing, Quote, QuoteInput, QuoteStatus};
 
 use super::{PgError, PgStore, commit_error};
 
@@ -25,6 +25,8 @@ pub const POSTGRES_GET: &str = "postgres.get";
 pub const POSTGRES_LIST: &str = "postgres.list";
 pub const POSTGRES_PENDING: &str = "postgres.pending";
 pub const POSTGRES_RECORD: &str = "postgres.record";
+pub const POSTGRES_PRICED: &str = "postgres.priced";
+pub const POSTGRES_REPRICE: &str = "postgres.reprice";
 pub const POSTGRES_BATCH: &str = "postgres.batch";
 
 const COLUMNS: &str = "id, user_id, coverage_type, coverage_level, estimated_amount, user_age, \
@@ -399,6 +401,136 @@ impl PgStore {
             .collect::<sqlx::Result<Vec<_>>>()?)
     }
 
+    /// The quote and its superseded prices in one statement (one snapshot, so a re-price
+    /// committing meanwhile cannot show a price both current and superseded): one row per
+    /// superseded price, or one with none.
+    async fn pg_get_with_history(
+        &self,
+        owner: &str,
+        id: Uuid,
+    ) -> Result<Option<(Quote, Vec<PriceRecord>)>, PgError> {
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(
+            "SELECT q.*, h.model_version AS h_model_version, h.premium AS h_premium, \
+                 h.premium_low AS h_premium_low, h.premium_high AS h_premium_high, \
+                 h.confidence AS h_confidence, h.priced_at AS h_priced_at, \
+                 h.valid_until AS h_valid_until, h.superseded_at AS h_superseded_at \
+             FROM quotes q LEFT JOIN quote_prices h ON h.quote_id = q.id \
+             WHERE q.id = $1 AND q.user_id = $2 \
+             ORDER BY h.priced_at DESC, h.model_version DESC",
+        )
+        .persistent(false)
+        .bind(id)
+        .bind(owner)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let quote = quote_from_row(first)?;
+        let mut history = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let Some(model_version) = row.try_get::<Option<String>, _>("h_model_version")? else {
+                continue;
+            };
+            let low: Option<f64> = row.try_get("h_premium_low")?;
+            let high: Option<f64> = row.try_get("h_premium_high")?;
+            history.push(PriceRecord {
+                model_version,
+                premium: row.try_get("h_premium")?,
+                range: low.zip(high).map(|(low, high)| PriceRange { low, high }),
+                confidence: row.try_get("h_confidence")?,
+                priced_at: row.try_get("h_priced_at")?,
+                valid_until: row.try_get("h_valid_until")?,
+                superseded_at: row.try_get("h_superseded_at")?,
+            });
+        }
+        Ok(Some((quote, history)))
+    }
+
+    async fn pg_priced(&self, ids: &[Uuid]) -> Result<Vec<Quote>, PgError> {
+        let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
+        query
+            .push(COLUMNS)
+            .push(" FROM quotes WHERE status = 'scored' AND valid_until > now() AND id = ANY(");
+        query.push_bind(ids).push(")");
+        let mut tx = self.begin().await?;
+        let rows = query.build().persistent(false).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(rows
+            .iter()
+            .map(quote_from_row)
+            .collect::<sqlx::Result<Vec<_>>>()?)
+    }
+
+    /// Two statements in one transaction. The first locks the quotes (in id order, so two
+    /// re-prices of overlapping quotes cannot deadlock); the second, whose snapshot is taken
+    /// once the locks are held, so it reads each quote's latest price, moves the current
+    /// prices it replaces to `quote_prices` and writes the new ones. Without the lock, a
+    /// concurrent re-price with another version could commit between the two and its price
+    /// be overwritten without being kept.
+    async fn pg_reprice(
+        &self,
+        predictions: &[Prediction],
+        validity: Duration,
+    ) -> Result<u64, PgError> {
+        if predictions.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<Uuid> = predictions.iter().map(|p| p.quote_id).collect();
+        let premiums: Vec<f64> = predictions.iter().map(|p| p.premium).collect();
+        let lows: Vec<f64> = predictions.iter().map(|p| p.premium_low).collect();
+        let highs: Vec<f64> = predictions.iter().map(|p| p.premium_high).collect();
+        let confidences: Vec<f64> = predictions.iter().map(|p| p.confidence).collect();
+        let versions: Vec<&str> = predictions.iter().map(|p| &*p.model_version).collect();
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT 1 FROM quotes WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .persistent(false)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        let repriced: i64 = sqlx::query_scalar(
+            "WITH priced AS ( \
+                 SELECT * FROM UNNEST($1::uuid[], $2::float8[], $3::float8[], $4::float8[], \
+                     $5::float8[], $6::text[]) \
+                     AS p(id, premium, premium_low, premium_high, confidence, model_version) \
+             ), due AS ( \
+                 SELECT q.id FROM quotes q JOIN priced p ON p.id = q.id \
+                 WHERE q.status = 'scored' AND q.valid_until > now() \
+                     AND q.model_version <> p.model_version \
+                     AND NOT EXISTS (SELECT 1 FROM quote_prices h \
+                         WHERE h.quote_id = q.id AND h.model_version = p.model_version) \
+             ), superseded AS ( \
+                 INSERT INTO quote_prices (quote_id, model_version, premium, premium_low, \
+                     premium_high, confidence, priced_at, valid_until, superseded_at) \
+                 SELECT q.id, q.model_version, q.premium, q.premium_low, q.premium_high, \
+                     q.confidence, q.scored_at, q.valid_until, now() \
+                 FROM quotes q JOIN due USING (id) \
+             ), updated AS ( \
+                 UPDATE quotes q SET premium = p.premium, premium_low = p.premium_low, \
+                     premium_high = p.premium_high, confidence = p.confidence, \
+                     model_version = p.model_version, scored_at = now(), \
+                     valid_until = now() + make_interval(secs => $7) \
+                 FROM priced p JOIN due USING (id) WHERE q.id = p.id \
+                 RETURNING 1 \
+             ) \
+             SELECT count(*) FROM updated",
+        )
+        .persistent(false)
+        .bind(&ids)
+        .bind(premiums)
+        .bind(lows)
+        .bind(highs)
+        .bind(confidences)
+        .bind(versions)
+        .bind(validity.as_secs_f64())
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(repriced as u64)
+    }
+
     async fn pg_record(
         &self,
         outcomes: &[Outcome],
@@ -509,9 +641,32 @@ impl QuoteStore for PgStore {
         Ok(self.pg_list(owner, filter).await?)
     }
 
+    #[tracing::instrument(name = POSTGRES_GET, skip_all, fields(history = true), err(level = "warn"))]
+    async fn get_with_history(
+        &self,
+        owner: &str,
+        id: Uuid,
+    ) -> Result<Option<(Quote, Vec<PriceRecord>)>, StoreError> {
+        Ok(self.pg_get_with_history(owner, id).await?)
+    }
+
     #[tracing::instrument(name = POSTGRES_PENDING, skip_all, fields(ids = ids.len()), err(level = "warn"))]
     async fn pending(&self, ids: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
         Ok(self.pg_pending(ids).await?)
+    }
+
+    #[tracing::instrument(name = POSTGRES_PRICED, skip_all, fields(ids = ids.len()), err(level = "warn"))]
+    async fn priced(&self, ids: &[Uuid]) -> Result<Vec<Quote>, StoreError> {
+        Ok(self.pg_priced(ids).await?)
+    }
+
+    #[tracing::instrument(name = POSTGRES_REPRICE, skip_all, fields(predictions = predictions.len()), err(level = "warn"))]
+    async fn reprice(
+        &self,
+        predictions: &[Prediction],
+        validity: Duration,
+    ) -> Result<u64, StoreError> {
+        Ok(self.pg_reprice(predictions, validity).await?)
     }
 
     #[tracing::instrument(name = POSTGRES_RECORD, skip_all, fields(outcomes = outcomes.len()), err(level = "warn"))]

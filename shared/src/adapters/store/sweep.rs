@@ -4,8 +4,11 @@
 use sqlx::Postgres;
 use uuid::Uuid;
 
+use chrono::{DateTime, Utc};
+
 use quote_domain::ports::{
-    ReconcilePolicy, ReconcileStore, Recorded, RequeueFilter, StoreError, StuckQuotes,
+    ReconcilePolicy, ReconcileStore, Recorded, RepriceCursor, RepriceFilter, RepricePage,
+    RequeueFilter, StoreError, StuckQuotes,
 };
 
 use super::{PgError, PgStore};
@@ -141,6 +144,54 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// Through `quotes_scored_by_validity`, from the later of now and the cursor: expired
+    /// quotes are never read, and each page starts where the last ended. A batch's quotes
+    /// (at most 1,000) come through its own index instead.
+    async fn pg_repriceable(&self, filter: &RepriceFilter) -> Result<RepricePage, PgError> {
+        let mut tx = self.begin().await?;
+        let (started, after): (DateTime<Utc>, Option<(DateTime<Utc>, Uuid)>) = match filter.after {
+            Some(c) => (c.started, Some((c.valid_until, c.id))),
+            None => (
+                sqlx::query_scalar("SELECT now()")
+                    .persistent(false)
+                    .fetch_one(&mut *tx)
+                    .await?,
+                None,
+            ),
+        };
+        let rows: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT id, valid_until FROM quotes \
+             WHERE status = 'scored' AND valid_until > now() AND scored_at < $1 \
+                 AND ($2::uuid IS NULL OR batch_id = $2) \
+                 AND ($3::timestamptz IS NULL OR (valid_until, id) > ($3, $4)) \
+             ORDER BY valid_until, id LIMIT $5",
+        )
+        .persistent(false)
+        .bind(started)
+        .bind(filter.batch)
+        .bind(after.map(|(valid_until, _)| valid_until))
+        .bind(after.map(|(_, id)| id))
+        .bind(filter.limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        // A full page may have more behind it; a short one ends the pass.
+        let next = (rows.len() as i64 == filter.limit)
+            .then(|| rows.last())
+            .flatten()
+            .map(|&(id, valid_until)| RepriceCursor {
+                started,
+                valid_until,
+                id,
+            });
+        Ok(RepricePage {
+            ids: rows.into_iter().map(|(id, _)| id).collect(),
+            next,
+        })
+    }
+}
+
 impl ReconcileStore for PgStore {
     type Stuck = PgStuckQuotes;
 
@@ -158,5 +209,9 @@ impl ReconcileStore for PgStore {
 
     async fn return_failed(&self, filter: &RequeueFilter) -> Result<u64, StoreError> {
         Ok(self.pg_return_failed(filter).await?)
+    }
+
+    async fn repriceable(&self, filter: &RepriceFilter) -> Result<RepricePage, StoreError> {
+        Ok(self.pg_repriceable(filter).await?)
     }
 }
