@@ -120,15 +120,21 @@ impl PgStore {
         if batch_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin().await?;
-        let rows: Vec<CompletedRow> =
-            sqlx::query_as(&complete("SELECT unnest($1::uuid[]) AS batch_id"))
-                .persistent(false)
-                .bind(batch_ids)
-                .fetch_all(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        Ok(rows.into_iter().map(CompletedBatch::from).collect())
+        // Every scoring pass runs this, so it is one simple-protocol message: one round trip,
+        // and atomic under transaction pooling (an implicit transaction), where a bound
+        // statement needs BEGIN, its parse, its execution and COMMIT. The ids are inlined,
+        // which is safe: a UUID prints as hex digits and dashes only.
+        let ids: Vec<String> = batch_ids.iter().map(Uuid::to_string).collect();
+        let statement = complete(&format!(
+            "SELECT unnest('{{{}}}'::uuid[]) AS batch_id",
+            ids.join(",")
+        ));
+        let rows = sqlx::raw_sql(&statement)
+            .fetch_all(self.ready().await?)
+            .await?;
+        rows.iter()
+            .map(|row| Ok(CompletedRow::from_row(row)?.into()))
+            .collect()
     }
 
     async fn pg_complete_overdue(
