@@ -387,10 +387,17 @@ impl PgStore {
     }
 
     async fn pg_pending(&self, ids: &[Uuid]) -> Result<Vec<Quote>, PgError> {
+        self.quotes_among(ids, "status = 'pending_ml'").await
+    }
+
+    /// The quotes among `ids` that meet `condition`, in one query.
+    async fn quotes_among(&self, ids: &[Uuid], condition: &str) -> Result<Vec<Quote>, PgError> {
         let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
         query
             .push(COLUMNS)
-            .push(" FROM quotes WHERE status = 'pending_ml' AND id = ANY(");
+            .push(" FROM quotes WHERE ")
+            .push(condition)
+            .push(" AND id = ANY(");
         query.push_bind(ids).push(")");
         let mut tx = self.begin().await?;
         let rows = query.build().persistent(false).fetch_all(&mut *tx).await?;
@@ -450,18 +457,8 @@ impl PgStore {
     }
 
     async fn pg_priced(&self, ids: &[Uuid]) -> Result<Vec<Quote>, PgError> {
-        let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
-        query
-            .push(COLUMNS)
-            .push(" FROM quotes WHERE status = 'scored' AND valid_until > now() AND id = ANY(");
-        query.push_bind(ids).push(")");
-        let mut tx = self.begin().await?;
-        let rows = query.build().persistent(false).fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(rows
-            .iter()
-            .map(quote_from_row)
-            .collect::<sqlx::Result<Vec<_>>>()?)
+        self.quotes_among(ids, "status = 'scored' AND valid_until > now()")
+            .await
     }
 
     /// Two statements in one transaction. The first locks the quotes (in id order, so two
