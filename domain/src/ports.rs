@@ -134,9 +134,10 @@ pub trait QuoteStore: Send + Sync {
         predictions: &[Prediction],
         validity: Duration,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// Writes every outcome in one statement, to quotes still `pending_ml` only; returns how
-    /// many quotes became scored and failed. A scored quote's price is valid for `validity`
-    /// from the moment it is written (its `scored_at`).
+    /// Writes every outcome in one statement, to quotes still `pending_ml` only, counting them
+    /// into their batches and completing the batches they finish; returns how many quotes
+    /// became scored and failed, and those batches. A scored quote's price is valid for
+    /// `validity` from the moment it is written (its `scored_at`).
     fn record(
         &self,
         outcomes: &[Outcome],
@@ -144,14 +145,15 @@ pub trait QuoteStore: Send + Sync {
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
 }
 
-/// What [`QuoteStore::record`] changed: how many quotes it scored and how many it failed
-/// (quotes no longer pending are left alone, so these may be fewer than the outcomes), and the
-/// batches of those quotes, for their completion.
+/// What a write that ends quotes ([`QuoteStore::record`], or reconcile giving up) changed:
+/// how many quotes it scored and how many it failed (quotes no longer pending are left alone,
+/// so these may be fewer than asked), and the batches whose last quotes it ended: each is
+/// completed by that write, and by no other, however many end a batch's quotes at once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recorded {
     pub scored: u64,
     pub failed: u64,
-    pub batches: Vec<Uuid>,
+    pub completed: Vec<CompletedBatch>,
 }
 
 /// A batch (the quotes of one write) as it stands.
@@ -163,7 +165,7 @@ pub struct BatchProgress {
     pub scored: u32,
     pub failed: u32,
     pub created_at: DateTime<Utc>,
-    /// When the batch was found with no quote pending (its completion event is sent then).
+    /// When its last quote ended (its completion event is sent then).
     pub completed_at: Option<DateTime<Utc>>,
 }
 
@@ -179,19 +181,15 @@ pub struct CompletedBatch {
     pub completed_at: DateTime<Utc>,
 }
 
-/// What the completion of batches needs of the store: marking each finished batch completed
-/// exactly once, and the outbox of their events.
+/// The outbox of batch completion events: each completed batch (completed by the write that
+/// ended its last quote, see [`Recorded`]) until its event is sent; and the net for batches
+/// whose counts drifted.
 pub trait BatchStore: Send + Sync {
-    /// Marks completed each of `batch_ids` with no quote left pending and not completed yet,
-    /// and returns them: a batch is returned once, to whichever caller marks it, however many
-    /// find it finished at once. Call it after the quotes' outcomes are committed.
-    fn complete_batches(
-        &self,
-        batch_ids: &[Uuid],
-    ) -> impl Future<Output = Result<Vec<CompletedBatch>, StoreError>> + Send;
-    /// Marks completed, as [`BatchStore::complete_batches`] does, the batches created at
-    /// least `older_than` ago (at most `limit`, the oldest first) that are not completed and
-    /// have no quote pending: those whose completion never ran after their last quotes ended.
+    /// Completes, counting their quotes, the batches created at least `older_than` ago (at
+    /// most `limit`, the oldest first) that are not completed and have no quote pending:
+    /// those whose counts a write did not keep (a deploy from before the counting still
+    /// running, or a change by hand), which no write will complete. Returned once, like a
+    /// write's.
     fn complete_overdue(
         &self,
         older_than: Duration,

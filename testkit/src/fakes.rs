@@ -351,7 +351,7 @@ impl QuoteStore for MemoryStore {
         Ok(Recorded {
             scored,
             failed,
-            batches: batches.into_iter().collect(),
+            completed: complete(&mut state, batches),
         })
     }
 }
@@ -378,7 +378,7 @@ impl ReconcileStore for MemoryStore {
         Ok(Recorded {
             scored: 0,
             failed: due.len() as u64,
-            batches: batches.into_iter().collect(),
+            completed: complete(&mut state, batches),
         })
     }
 
@@ -490,21 +490,14 @@ fn still_valid(quote: &Quote, now: DateTime<Utc>) -> bool {
 }
 
 impl BatchStore for MemoryStore {
-    async fn complete_batches(
-        &self,
-        batch_ids: &[Uuid],
-    ) -> Result<Vec<CompletedBatch>, StoreError> {
-        Ok(self.complete(batch_ids.iter().copied().collect()))
-    }
-
     async fn complete_overdue(
         &self,
         older_than: Duration,
         limit: i64,
     ) -> Result<Vec<CompletedBatch>, StoreError> {
         let cutoff = Utc::now() - chrono::Duration::from_std(older_than).expect("a sane age");
-        let mut open: Vec<(DateTime<Utc>, Uuid)> = self
-            .lock()
+        let mut state = self.lock();
+        let mut open: Vec<(DateTime<Utc>, Uuid)> = state
             .batches
             .iter()
             .filter(|(_, b)| b.completed.is_none() && b.created_at < cutoff)
@@ -512,7 +505,10 @@ impl BatchStore for MemoryStore {
             .collect();
         open.sort();
         open.truncate(limit.max(0) as usize);
-        Ok(self.complete(open.into_iter().map(|(_, id)| id).collect()))
+        Ok(complete(
+            &mut state,
+            open.into_iter().map(|(_, id)| id).collect(),
+        ))
     }
 
     async fn events_sent(&self, batch_ids: &[Uuid]) -> Result<(), StoreError> {
@@ -554,42 +550,39 @@ impl BatchStore for MemoryStore {
     }
 }
 
-impl MemoryStore {
-    /// Completes those of `candidates` not completed with no quote pending, as the one
-    /// statement on Postgres does.
-    fn complete(&self, candidates: HashSet<Uuid>) -> Vec<CompletedBatch> {
-        let mut state = self.lock();
-        let StoreState { rows, batches, .. } = &mut *state;
-        let now = Utc::now();
-        let mut completed = Vec::new();
-        for id in candidates {
-            let Some(batch) = batches.get_mut(&id) else {
-                continue;
-            };
-            let statuses: Vec<QuoteStatus> = rows
-                .iter()
-                .filter(|r| r.batch_id == id)
-                .map(|r| r.quote.status())
-                .collect();
-            if batch.completed.is_some() || statuses.contains(&QuoteStatus::PendingMl) {
-                continue;
-            }
-            let count = |s| statuses.iter().filter(|&&x| x == s).count() as u32;
-            let done = CompletedBatch {
-                id,
-                owner: batch.owner.clone(),
-                size: batch.size,
-                scored: count(QuoteStatus::Scored),
-                failed: count(QuoteStatus::Failed),
-                created_at: batch.created_at,
-                completed_at: now,
-            };
-            batch.completed = Some(done.clone());
-            batch.event_attempted_at = Some(now);
-            completed.push(done);
+/// Completes those of `candidates` not completed with no quote pending, as the write that
+/// ends their last quotes does on Postgres (the lock held makes it the same statement).
+fn complete(state: &mut StoreState, candidates: HashSet<Uuid>) -> Vec<CompletedBatch> {
+    let StoreState { rows, batches, .. } = state;
+    let now = Utc::now();
+    let mut completed = Vec::new();
+    for id in candidates {
+        let Some(batch) = batches.get_mut(&id) else {
+            continue;
+        };
+        let statuses: Vec<QuoteStatus> = rows
+            .iter()
+            .filter(|r| r.batch_id == id)
+            .map(|r| r.quote.status())
+            .collect();
+        if batch.completed.is_some() || statuses.contains(&QuoteStatus::PendingMl) {
+            continue;
         }
-        completed
+        let count = |s| statuses.iter().filter(|&&x| x == s).count() as u32;
+        let done = CompletedBatch {
+            id,
+            owner: batch.owner.clone(),
+            size: batch.size,
+            scored: count(QuoteStatus::Scored),
+            failed: count(QuoteStatus::Failed),
+            created_at: batch.created_at,
+            completed_at: now,
+        };
+        batch.completed = Some(done.clone());
+        batch.event_attempted_at = Some(now);
+        completed.push(done);
     }
+    completed
 }
 
 /// The rows of pending quotes whose attempts pass `attempts_due`, last enqueued at least

@@ -10,14 +10,13 @@ use chrono::{DateTime, Utc};
 use generate::explain::Explainer;
 use generate::{App, handle};
 use lambda_http::Request;
-use quote_pipeline::completion;
 use quote_pipeline::config::QueueConfig;
 use quote_pipeline::pricing::{Outcome, Prediction};
 use quote_pipeline::queue::SqsQueue;
 use quote_pipeline::store::{PgStore, QuoteStore};
 use serde_json::{Value, json};
 use testkit::api::{CSV_HEADER, body_json, post_json, request};
-use testkit::{MemoryEvents, TestEnv, trained_model};
+use testkit::{TestEnv, trained_model};
 use uuid::Uuid;
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -708,8 +707,8 @@ fn without_times(body: &Value) -> Value {
     })
 }
 
-/// Prices `ids` as `score` does (its step, the model in process) and completes their batches;
-/// `failing` are failed instead, as the engine's refusal would.
+/// Prices `ids` as `score` does (its step, the model in process), which completes the batches
+/// it finishes; `failing` are failed instead, as the engine's refusal would.
 async fn end(env: &TestEnv, ids: &[Uuid], failing: &[Uuid]) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let failures: Vec<Outcome> = failing
@@ -719,8 +718,7 @@ async fn end(env: &TestEnv, ids: &[Uuid], failing: &[Uuid]) {
             reason: "refused".into(),
         })
         .collect();
-    let failed = env
-        .store
+    env.store
         .record(&failures, testkit::PRICE_VALIDITY)
         .await
         .unwrap();
@@ -734,15 +732,6 @@ async fn end(env: &TestEnv, ids: &[Uuid], failing: &[Uuid]) {
     .await
     .unwrap();
     assert!(report.unfinished.is_empty());
-    let batches: Vec<Uuid> = report
-        .batches
-        .iter()
-        .chain(&failed.batches)
-        .copied()
-        .collect();
-    completion::complete(&env.store, &MemoryEvents::default(), &batches)
-        .await
-        .unwrap();
 }
 
 /// Every id `GET /quotes?batch_id=` lists, walking its pages of `limit`.

@@ -13,13 +13,7 @@ type PriceColumns = (String, Option<f64>, Option<f64>, Option<String>);
 
 /// A database migrated up to just before the price range, with one quote of each status.
 async fn quotes_from_before() -> Database {
-    let migrator = real_migrator().await;
-    let before = migrator
-        .migrations
-        .iter()
-        .position(|m| m.version == VERSION)
-        .expect("the migration exists");
-    let database = Database::with_first(before).await;
+    let database = Database::just_before(VERSION).await;
     sqlx::raw_sql(
         "INSERT INTO quotes (id, user_id, coverage_type, coverage_level, estimated_amount, \
              user_age, annual_revenue, num_employees, founded_at, status, created_at, \
@@ -38,7 +32,8 @@ async fn quotes_from_before() -> Database {
     .execute(&database.pool)
     .await
     .expect("quotes of the older schema insert");
-    migrator
+    real_migrator()
+        .await
         .run(&database.pool)
         .await
         .expect("the rest of the migrations apply");

@@ -7,7 +7,8 @@ use lambda_runtime::LambdaEvent;
 use quote_pipeline::events::{EventBridgeBus, EventPublisher};
 use quote_pipeline::queue::SqsQueue;
 use quote_pipeline::quote::Quote;
-use quote_pipeline::store::{PgStore, QuoteStore, ReconcilePolicy};
+use quote_pipeline::scoring::Prediction;
+use quote_pipeline::store::{Outcome, PgStore, QuoteStore, ReconcilePolicy};
 use reconcile::{App, handle};
 use testkit::{MemoryEvents, TestBus, TestEnv, lambda_context};
 use uuid::Uuid;
@@ -281,14 +282,23 @@ async fn giving_up_on_a_batchs_last_quotes_completes_it_with_one_event_of_its_co
     let bus = env.event_bus().await;
     let ids = stranded(&env, 10).await;
     // Three of the batch were scored; the other seven stay pending through every attempt.
-    sqlx::query(
-        "UPDATE quotes SET status = 'scored', premium = 100, confidence = 0.5, \
-             model_version = 'm', scored_at = now() WHERE id = ANY($1)",
-    )
-    .bind(&ids[..3])
-    .execute(&env.pool)
-    .await
-    .unwrap();
+    let scored: Vec<Outcome> = ids[..3]
+        .iter()
+        .map(|&quote_id| {
+            Outcome::Scored(Prediction {
+                quote_id,
+                premium: 100.0,
+                premium_low: 80.0,
+                premium_high: 120.0,
+                confidence: 0.5,
+                model_version: "m".into(),
+            })
+        })
+        .collect();
+    env.store
+        .record(&scored, testkit::PRICE_VALIDITY)
+        .await
+        .unwrap();
     sqlx::query("UPDATE quotes SET enqueue_attempts = 3")
         .execute(&env.pool)
         .await
@@ -366,11 +376,47 @@ async fn an_event_the_bus_did_not_take_is_published_by_a_later_run() {
 }
 
 #[tokio::test]
-async fn a_batch_left_ended_but_unmarked_is_completed_by_a_later_run() {
+async fn a_batch_completed_by_a_write_whose_writer_stopped_is_announced_by_a_later_run() {
+    let env = TestEnv::new().await;
+    let bus = env.event_bus().await;
+    let ids = stranded(&env, 6).await;
+    // The write that ends the batch's last quotes completes it in the same statement; its
+    // writer stops before publishing, as a `score` that timed out there would.
+    let outcomes: Vec<Outcome> = ids
+        .iter()
+        .map(|&id| Outcome::Failed {
+            id,
+            reason: "not scored".into(),
+        })
+        .collect();
+    let written = env
+        .store
+        .record(&outcomes, testkit::PRICE_VALIDITY)
+        .await
+        .unwrap();
+    assert_eq!(
+        written
+            .completed
+            .iter()
+            .map(|b| (b.size, b.scored, b.failed))
+            .collect::<Vec<_>>(),
+        [(6, 0, 6)]
+    );
+    let app = app_on_bus(&env, &bus, policy(3, 1000));
+    let report = run(&app).await;
+    assert_eq!(report["events_published"], 1, "{report}");
+    assert_eq!(run(&app).await["events_published"], 0, "once");
+    let events = bus.received().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["detail"]["failed"], 6);
+}
+
+#[tokio::test]
+async fn a_batch_ended_by_writes_that_kept_no_counts_is_completed_by_a_later_run() {
     let env = TestEnv::new().await;
     let bus = env.event_bus().await;
     stranded(&env, 6).await;
-    // As if a run failed the batch's last quotes and stopped before completing it.
+    // As if the deploy before the batch counts failed the batch's last quotes.
     sqlx::query("UPDATE quotes SET status = 'failed', failure_reason = 'not scored'")
         .execute(&env.pool)
         .await

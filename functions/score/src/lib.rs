@@ -3,9 +3,9 @@
 //! A message that cannot be read fails alone. The quotes of all the others are scored
 //! together (one query, one predictor pass, one update), and the answer is an SQS partial
 //! batch response naming exactly the messages that did not finish, so only they come back.
-//! Once the outcomes are committed, the batches those quotes finished are completed and their
-//! `QuoteBatchCompleted` events published (`quote_pipeline::completion`); a batch whose
-//! completion did not run (a failure or a crash after the write) is completed by reconcile.
+//! The write completes the batches whose last quotes it ended; once it is committed, their
+//! `QuoteBatchCompleted` events are published (`quote_pipeline::completion`); an event not
+//! published (a failure or a crash after the write) is published by reconcile.
 //!
 //! Messages marked as a re-price (an operator's, sent by reconcile) name scored quotes: they
 //! are priced in a pass of their own (`scoring::reprice`), which completes no batch.
@@ -98,7 +98,7 @@ pub async fn process<S: QuoteStore + BatchStore, P: Predictor, E: EventPublisher
         )
         .await;
         let scored = match scored {
-            Ok(report) => completion::complete(&app.store, &app.events, &report.batches)
+            Ok(report) => completion::publish(&app.store, &app.events, &report.completed)
                 .await
                 .map(|completion| (report, completion)),
             Err(e) => Err(e),

@@ -142,7 +142,7 @@ async fn log_lines_are_json_with_the_request_id_metrics_are_emf_and_spans_reach_
         .filter(|d| d["name"] == "PostgreSQL")
         .map(|d| d["annotations"]["operation"].as_str().unwrap())
         .collect();
-    assert_eq!(operations, ["pending", "record", "complete"]);
+    assert_eq!(operations, ["pending", "record", "events_sent"]);
     let put = subsegments
         .iter()
         .find(|d| d["name"] == "EventBridge")

@@ -84,7 +84,7 @@ const CALLS: [(&str, Peer, &str); 12] = [
     (store::POSTGRES_PRICED, Peer::Postgres, "priced"),
     (store::POSTGRES_REPRICE, Peer::Postgres, "reprice"),
     (store::POSTGRES_BATCH, Peer::Postgres, "batch"),
-    (store::POSTGRES_COMPLETE, Peer::Postgres, "complete"),
+    (store::POSTGRES_EVENTS_SENT, Peer::Postgres, "events_sent"),
     (queue::SQS_ENQUEUE, Peer::Sqs, "enqueue"),
     (events::EVENTBRIDGE_PUT, Peer::EventBridge, "put_events"),
     (

@@ -5,12 +5,12 @@
 //! sends such quotes (pending, last enqueued at least `min_age` ago) to the queue again and
 //! counts the attempt; a quote still pending after `max_attempts` enqueues is failed with the
 //! reason. Two runs at once touch disjoint quotes (`FOR UPDATE SKIP LOCKED`); a run touches at
-//! most `limit` quotes of each kind. The batches whose last quotes it fails are completed and
-//! their events published, as `score` does for the quotes it ends, and completion events
-//! whose publish failed (unsent, last tried two minutes ago or more) are published again, and
-//! batches two minutes old or more found with every quote ended but never marked (`score` or
-//! a run that stopped between its write and the completion) are completed. Each
-//! run also purges up to `limit` expired idempotency keys, which nothing else deletes.
+//! most `limit` quotes of each kind. The batches whose last quotes it fails are completed by
+//! that write and their events published, as `score` does for the quotes it ends, and
+//! completion events whose publish failed (unsent, last tried two minutes ago or more) are
+//! published again; batches two minutes old or more found with every quote ended but never
+//! completed (ended by writes that did not keep their counts) are completed. Each run also
+//! purges up to `limit` expired idempotency keys, which nothing else deletes.
 //!
 //! A failed quote stays failed until an operator, having fixed the cause, returns it to
 //! pending ([`requeue_failed`]): it is then due at once, with its attempts reset, and the same
@@ -72,9 +72,9 @@ pub async fn reconcile<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPu
     let retry_after = completion::EVENT_RETRY_AFTER.min(policy.min_age);
     let retried = completion::retry_unsent(store, events, retry_after, policy.limit).await?;
     let failed = store.fail_exhausted(policy).await?;
-    let completed = completion::complete(store, events, &failed.batches).await?;
-    // A batch whose last quotes' writer stopped between its write and the completion: found
-    // once it is as old as an event's retry, when no completion can still be on its way.
+    let completed = completion::publish(store, events, &failed.completed).await?;
+    // A batch ended by writes that did not keep its counts: found once it is as old as an
+    // event's retry.
     let overdue = completion::complete_overdue(store, events, retry_after, policy.limit).await?;
     let stuck = store.claim_stuck(policy).await?;
     let reenqueued = stuck.ids().len() as u64;

@@ -1,7 +1,8 @@
 //! Scoring: from pending quote ids to premiums written back.
 //!
 //! One query loads the quotes of a whole batch that are still pending, the predictor prices
-//! them, and one `UPDATE` writes every result, touching only quotes still `pending_ml`. A quote
+//! them, and one statement writes every result, touching only quotes still `pending_ml`, and
+//! counts them into their batches, completing those whose last quotes it ended. A quote
 //! that is no longer pending (scored by an earlier delivery) or does not exist is done; a
 //! quote the predictor rejects as invalid becomes `failed` with the reason; a quote the
 //! predictor could not reach is left pending and reported, so its message comes back.
@@ -24,7 +25,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use quote_domain::features::{Features, features};
-use quote_domain::ports::{QuoteStore, Recorded, StoreError};
+use quote_domain::ports::{CompletedBatch, QuoteStore, Recorded, StoreError};
 pub use quote_domain::pricing::{Outcome, Predicted, Prediction, Predictor};
 
 /// What one scoring pass did.
@@ -46,8 +47,8 @@ pub struct Report {
     /// Predictions refused for a premium at or below 0 or not finite; their quotes are among
     /// `failed`.
     pub refused_premiums: u64,
-    /// The batches of the quotes this pass scored or failed, for their completion.
-    pub batches: Vec<Uuid>,
+    /// The batches this pass completed (its write ended their last quotes), for their events.
+    pub completed: Vec<CompletedBatch>,
     /// Re-price passes: quotes given a new current price.
     pub repriced: u64,
     /// Re-price passes: quotes the model rejected or priced at a refused premium; they keep
@@ -77,13 +78,13 @@ pub async fn score<S: QuoteStore, P: Predictor>(
     let Recorded {
         scored,
         failed,
-        batches,
+        completed,
     } = store.record(&outcomes, validity).await?;
     report.database_time = database_time + started.elapsed();
     Ok(Report {
         scored,
         failed,
-        batches,
+        completed,
         ..report
     })
 }

@@ -192,6 +192,18 @@ impl Database {
         Database { name, pool }
     }
 
+    /// A database with the real migrations before `version` applied: where a test writes the
+    /// rows an older schema held, before applying the rest.
+    pub async fn just_before(version: i64) -> Self {
+        let before = real_migrator()
+            .await
+            .migrations
+            .iter()
+            .position(|m| m.version == version)
+            .expect("the migration exists");
+        Self::with_first(before).await
+    }
+
     /// A database with the first `count` of the real migrations applied.
     pub async fn with_first(count: usize) -> Self {
         let database = Self::empty().await;

@@ -1,36 +1,36 @@
-//! The statements behind a batch's progress and its completion: [`QuoteStore::batch`] and
-//! [`BatchStore`].
+//! The statements behind a batch's progress and its completion: [`QuoteStore::batch`], the
+//! counting that every write ending quotes does ([`count_into_batches`]) and [`BatchStore`],
+//! the outbox of completion events.
 //!
-//! Every one reads a batch's quotes through the `(batch_id, status)` index (at most 1,000 of
-//! them), never the owner's other quotes. A batch is completed by one `UPDATE` that finds it
-//! not completed and with no quote pending: two callers that finish the last quotes at once
-//! both run it after their outcomes are committed, and the row lock lets one of them set
-//! `completed_at`; the other, waiting on that lock, re-reads the row, finds it completed and
-//! changes nothing. So each batch is returned, and its event sent, by one caller.
+//! A batch keeps its own counts of scored and failed quotes, added to by the statement that
+//! ends them, which completes the batch when they reach its size. So progress is one row by
+//! its key, and completion costs the scoring write no statement or round trip of its own; two
+//! writers ending a batch's last quotes at once queue on its row, each adds to the newest
+//! counts, and only one finds them at the size: one event per batch.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
-use quote_domain::ports::{BatchProgress, BatchStore, CompletedBatch, StoreError};
+use quote_domain::ports::{BatchProgress, BatchStore, CompletedBatch, Recorded, StoreError};
 
 use super::{PgError, PgStore};
 
-/// The spans around the completion statements, by name: X-Ray draws each as a call to
+/// The span around recording that events were sent, by name: X-Ray draws it as a call to
 /// PostgreSQL.
-pub const POSTGRES_COMPLETE: &str = "postgres.complete";
+pub const POSTGRES_EVENTS_SENT: &str = "postgres.events_sent";
 
-/// A batch and its quotes counted by status.
+/// A batch and its counts.
 #[derive(FromRow)]
 struct ProgressRow {
     size: i32,
     created_at: DateTime<Utc>,
     completed_at: Option<DateTime<Utc>>,
-    pending: i64,
-    scored: i64,
-    failed: i64,
+    scored: i32,
+    failed: i32,
 }
 
 /// What a completed batch's row answers: the event's content.
@@ -59,24 +59,51 @@ impl From<CompletedRow> for CompletedBatch {
     }
 }
 
-/// The statement that completes, among the batches `candidates` selects (a `batch_id`
-/// column), those not completed with no quote pending: one index probe each, the counts taken
-/// only for a batch that completes. Its first event try is counted from now: the caller is
-/// about to send it.
-fn complete(candidates: &str) -> String {
+/// The statement's end for a write that ended quotes: `ended`, a CTE of the rows it changed
+/// (`status`, `batch_id`), is counted into their batches, which are locked in id order (two
+/// writes spanning the same batches never deadlock on them); those it brings to their size
+/// are completed, their first event try counted from now (the caller is about to send it).
+/// Selects the write's totals and, one row each, the batches it completed (a row of nulls
+/// with the totals when it completed none).
+pub(super) fn count_into_batches(ended: &str) -> String {
     format!(
-        "WITH candidates AS ({candidates}) \
-         UPDATE quote_batches b SET completed_at = now(), event_attempted_at = now(), \
-             scored = (SELECT count(*) FROM quotes q \
-                       WHERE q.batch_id = b.id AND q.status = 'scored'), \
-             failed = (SELECT count(*) FROM quotes q \
-                       WHERE q.batch_id = b.id AND q.status = 'failed') \
-         FROM candidates t \
-         WHERE b.id = t.batch_id AND b.completed_at IS NULL \
-             AND NOT EXISTS (SELECT 1 FROM quotes q \
-                             WHERE q.batch_id = b.id AND q.status = 'pending_ml') \
-         RETURNING b.id, b.user_id, b.size, b.scored, b.failed, b.created_at, b.completed_at"
+        "per_batch AS ( \
+             SELECT batch_id, count(*) FILTER (WHERE status = 'scored') AS scored, \
+                 count(*) FILTER (WHERE status = 'failed') AS failed \
+             FROM {ended} WHERE batch_id IS NOT NULL GROUP BY batch_id \
+         ), locked AS ( \
+             SELECT id FROM quote_batches WHERE id IN (SELECT batch_id FROM per_batch) \
+             ORDER BY id FOR UPDATE \
+         ), counted AS ( \
+             UPDATE quote_batches b SET scored = b.scored + p.scored, \
+                 failed = b.failed + p.failed, \
+                 completed_at = CASE WHEN b.scored + p.scored + b.failed + p.failed = b.size \
+                     THEN now() END, \
+                 event_attempted_at = CASE WHEN b.scored + p.scored + b.failed + p.failed = b.size \
+                     THEN now() END \
+             FROM per_batch p JOIN locked l ON l.id = p.batch_id \
+             WHERE b.id = p.batch_id \
+             RETURNING b.id, b.user_id, b.size, b.scored, b.failed, b.created_at, b.completed_at \
+         ) \
+         SELECT t.total_scored, t.total_failed, c.* FROM ( \
+             SELECT count(*) FILTER (WHERE status = 'scored') AS total_scored, \
+                 count(*) FILTER (WHERE status = 'failed') AS total_failed FROM {ended} \
+         ) t LEFT JOIN counted c ON c.completed_at IS NOT NULL"
     )
+}
+
+/// The rows [`count_into_batches`] selects, as what the write changed.
+pub(super) fn recorded(rows: &[PgRow]) -> Result<Recorded, PgError> {
+    let mut recorded = Recorded::default();
+    for row in rows {
+        let (scored, failed): (i64, i64) =
+            (row.try_get("total_scored")?, row.try_get("total_failed")?);
+        (recorded.scored, recorded.failed) = (scored as u64, failed as u64);
+        if row.try_get::<Option<Uuid>, _>("id")?.is_some() {
+            recorded.completed.push(CompletedRow::from_row(row)?.into());
+        }
+    }
+    Ok(recorded)
 }
 
 impl PgStore {
@@ -86,15 +113,9 @@ impl PgStore {
         id: Uuid,
     ) -> Result<Option<BatchProgress>, PgError> {
         let mut tx = self.begin().await?;
-        // The counts in the same statement as the batch, and only for its owner's batch.
         let row: Option<ProgressRow> = sqlx::query_as(
-            "SELECT b.size, b.created_at, b.completed_at, \
-                 count(q.status) FILTER (WHERE q.status = 'pending_ml') AS pending, \
-                 count(q.status) FILTER (WHERE q.status = 'scored') AS scored, \
-                 count(q.status) FILTER (WHERE q.status = 'failed') AS failed \
-             FROM quote_batches b LEFT JOIN quotes q ON q.batch_id = b.id \
-             WHERE b.id = $1 AND b.user_id = $2 \
-             GROUP BY b.id",
+            "SELECT size, created_at, completed_at, scored, failed FROM quote_batches \
+             WHERE id = $1 AND user_id = $2",
         )
         .persistent(false)
         .bind(id)
@@ -105,7 +126,7 @@ impl PgStore {
         Ok(row.map(|row| BatchProgress {
             id,
             size: row.size as u32,
-            pending: row.pending as u32,
+            pending: (row.size - row.scored - row.failed) as u32,
             scored: row.scored as u32,
             failed: row.failed as u32,
             created_at: row.created_at,
@@ -113,42 +134,34 @@ impl PgStore {
         }))
     }
 
-    async fn pg_complete_batches(
-        &self,
-        batch_ids: &[Uuid],
-    ) -> Result<Vec<CompletedBatch>, PgError> {
-        if batch_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Every scoring pass runs this, so it is one simple-protocol message: one round trip,
-        // and atomic under transaction pooling (an implicit transaction), where a bound
-        // statement needs BEGIN, its parse, its execution and COMMIT. The ids are inlined,
-        // which is safe: a UUID prints as hex digits and dashes only.
-        let ids: Vec<String> = batch_ids.iter().map(Uuid::to_string).collect();
-        let statement = complete(&format!(
-            "SELECT unnest('{{{}}}'::uuid[]) AS batch_id",
-            ids.join(",")
-        ));
-        let rows = sqlx::raw_sql(&statement)
-            .fetch_all(self.ready().await?)
-            .await?;
-        rows.iter()
-            .map(|row| Ok(CompletedRow::from_row(row)?.into()))
-            .collect()
-    }
-
+    /// One statement: counts from the quotes themselves, for batches the counting writes
+    /// left behind (their counts drifted: written by a deploy before the counting, or by
+    /// hand). Safe beside a counting write: that write's quotes stay pending to this
+    /// statement's snapshot until it commits, and by then it has counted them.
     async fn pg_complete_overdue(
         &self,
         older_than: Duration,
         limit: i64,
     ) -> Result<Vec<CompletedBatch>, PgError> {
         let mut tx = self.begin().await?;
-        // Through the partial index of open batches, the oldest first.
-        let rows: Vec<CompletedRow> = sqlx::query_as(&complete(
-            "SELECT id AS batch_id FROM quote_batches \
-             WHERE completed_at IS NULL AND created_at < now() - make_interval(secs => $1) \
-             ORDER BY created_at LIMIT $2",
-        ))
+        // Through the partial index of open batches, the oldest first: one index probe each
+        // for a pending quote, the counts taken only for a batch that completes.
+        let rows: Vec<CompletedRow> = sqlx::query_as(
+            "WITH overdue AS ( \
+                 SELECT id FROM quote_batches b \
+                 WHERE completed_at IS NULL AND created_at < now() - make_interval(secs => $1) \
+                     AND NOT EXISTS (SELECT 1 FROM quotes q \
+                                     WHERE q.batch_id = b.id AND q.status = 'pending_ml') \
+                 ORDER BY created_at LIMIT $2 \
+             ) \
+             UPDATE quote_batches b SET completed_at = now(), event_attempted_at = now(), \
+                 scored = (SELECT count(*) FROM quotes q \
+                           WHERE q.batch_id = b.id AND q.status = 'scored'), \
+                 failed = (SELECT count(*) FROM quotes q \
+                           WHERE q.batch_id = b.id AND q.status = 'failed') \
+             FROM overdue o WHERE b.id = o.id AND b.completed_at IS NULL \
+             RETURNING b.id, b.user_id, b.size, b.scored, b.failed, b.created_at, b.completed_at",
+        )
         .persistent(false)
         .bind(older_than.as_secs_f64())
         .bind(limit)
@@ -203,15 +216,6 @@ impl PgStore {
 }
 
 impl BatchStore for PgStore {
-    #[tracing::instrument(name = POSTGRES_COMPLETE, skip_all, fields(batches = batch_ids.len()), err(level = "warn"))]
-    async fn complete_batches(
-        &self,
-        batch_ids: &[Uuid],
-    ) -> Result<Vec<CompletedBatch>, StoreError> {
-        Ok(self.pg_complete_batches(batch_ids).await?)
-    }
-
-    #[tracing::instrument(name = POSTGRES_COMPLETE, skip_all, err(level = "warn"))]
     async fn complete_overdue(
         &self,
         older_than: Duration,
@@ -220,6 +224,7 @@ impl BatchStore for PgStore {
         Ok(self.pg_complete_overdue(older_than, limit).await?)
     }
 
+    #[tracing::instrument(name = POSTGRES_EVENTS_SENT, skip_all, fields(batches = batch_ids.len()), err(level = "warn"))]
     async fn events_sent(&self, batch_ids: &[Uuid]) -> Result<(), StoreError> {
         Ok(self.pg_events_sent(batch_ids).await?)
     }

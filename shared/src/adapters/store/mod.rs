@@ -31,7 +31,7 @@ pub use quote_domain::ports::{
 };
 pub use quote_domain::pricing::Outcome;
 
-pub use batches::POSTGRES_COMPLETE;
+pub use batches::POSTGRES_EVENTS_SENT;
 pub use quotes::{
     POSTGRES_BATCH, POSTGRES_GET, POSTGRES_INSERT, POSTGRES_LIST, POSTGRES_PENDING,
     POSTGRES_PRICED, POSTGRES_RECORD, POSTGRES_REPRICE,

@@ -17,6 +17,7 @@ use quote_domain::ports::{
 use quote_domain::pricing::{Outcome, Prediction};
 use quote_domain::quote::{PriceRange, PriceRecord, Pricing, Quote, QuoteInput, QuoteStatus};
 
+use super::batches::{count_into_batches, recorded};
 use super::{PgError, PgStore, commit_error};
 
 /// The spans around the statements, by name: X-Ray draws each as a call to PostgreSQL.
@@ -390,18 +391,19 @@ impl PgStore {
         self.quotes_among(ids, "status = 'pending_ml'").await
     }
 
-    /// The quotes among `ids` that meet `condition`, in one query.
+    /// The quotes among `ids` that meet `condition`, in one query. Every scoring pass starts
+    /// here, so it is one simple-protocol message: one round trip, where a bound statement
+    /// needs BEGIN, its parse, its execution and COMMIT under transaction pooling. The ids are
+    /// inlined, which is safe: a UUID prints as hex digits and dashes only.
     async fn quotes_among(&self, ids: &[Uuid], condition: &str) -> Result<Vec<Quote>, PgError> {
-        let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
-        query
-            .push(COLUMNS)
-            .push(" FROM quotes WHERE ")
-            .push(condition)
-            .push(" AND id = ANY(");
-        query.push_bind(ids).push(")");
-        let mut tx = self.begin().await?;
-        let rows = query.build().persistent(false).fetch_all(&mut *tx).await?;
-        tx.commit().await?;
+        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        let statement = format!(
+            "SELECT {COLUMNS} FROM quotes WHERE {condition} AND id = ANY('{{{}}}'::uuid[])",
+            ids.join(",")
+        );
+        let rows = sqlx::raw_sql(&statement)
+            .fetch_all(self.ready().await?)
+            .await?;
         Ok(rows
             .iter()
             .map(quote_from_row)
@@ -565,8 +567,7 @@ impl PgStore {
                 }
             }
         }
-        let mut tx = self.begin().await?;
-        let (scored, failed, batches): (i64, i64, Vec<Uuid>) = sqlx::query_as(
+        let statement = format!(
             "WITH outcome AS ( \
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::float8[], \
                      $5::float8[], $6::float8[], $7::text[], $8::text[]) \
@@ -582,30 +583,25 @@ impl PgStore {
                      failure_reason = o.failure_reason \
                  FROM outcome o WHERE q.id = o.id AND q.status = 'pending_ml' \
                  RETURNING q.status, q.batch_id \
-             ) \
-             SELECT count(*) FILTER (WHERE status = 'scored'), \
-                    count(*) FILTER (WHERE status = 'failed'), \
-                    coalesce(array_agg(DISTINCT batch_id) FILTER (WHERE batch_id IS NOT NULL), \
-                        '{}') FROM updated",
-        )
-        .persistent(false)
-        .bind(ids)
-        .bind(statuses)
-        .bind(premiums)
-        .bind(lows)
-        .bind(highs)
-        .bind(confidences)
-        .bind(versions)
-        .bind(reasons)
-        .bind(validity.as_secs_f64())
-        .fetch_one(&mut *tx)
-        .await?;
+             ), {}",
+            count_into_batches("updated")
+        );
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(&statement)
+            .persistent(false)
+            .bind(ids)
+            .bind(statuses)
+            .bind(premiums)
+            .bind(lows)
+            .bind(highs)
+            .bind(confidences)
+            .bind(versions)
+            .bind(reasons)
+            .bind(validity.as_secs_f64())
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(Recorded {
-            scored: scored as u64,
-            failed: failed as u64,
-            batches,
-        })
+        recorded(&rows)
     }
 }
 

@@ -11,6 +11,7 @@ use quote_domain::ports::{
     RequeueFilter, StoreError, StuckQuotes,
 };
 
+use super::batches::{count_into_batches, recorded};
 use super::{PgError, PgStore};
 
 /// The quotes [`PgStore::claim_stuck`] locked, in the transaction that holds the locks.
@@ -47,8 +48,7 @@ impl PgStuckQuotes {
 /// The sweep's statements, failing with [`PgError`]; the port's impl below classifies it.
 impl PgStore {
     async fn pg_fail_exhausted(&self, policy: &ReconcilePolicy) -> Result<Recorded, PgError> {
-        let mut tx = self.begin().await?;
-        let (failed, batches): (i64, Vec<Uuid>) = sqlx::query_as(
+        let statement = format!(
             "WITH failed AS ( \
                  UPDATE quotes SET status = 'failed', failure_reason = \
                      format('not scored after %s enqueue attempts', enqueue_attempts) \
@@ -57,23 +57,20 @@ impl PgStore {
                      WHERE status = 'pending_ml' AND enqueue_attempts >= $1 \
                          AND last_enqueued_at < now() - make_interval(secs => $2) \
                      ORDER BY last_enqueued_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 RETURNING batch_id \
-             ) \
-             SELECT count(*), coalesce(array_agg(DISTINCT batch_id) \
-                 FILTER (WHERE batch_id IS NOT NULL), '{}') FROM failed",
-        )
-        .persistent(false)
-        .bind(policy.max_attempts)
-        .bind(policy.min_age.as_secs_f64())
-        .bind(policy.limit)
-        .fetch_one(&mut *tx)
-        .await?;
+                 RETURNING status, batch_id \
+             ), {}",
+            count_into_batches("failed")
+        );
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(&statement)
+            .persistent(false)
+            .bind(policy.max_attempts)
+            .bind(policy.min_age.as_secs_f64())
+            .bind(policy.limit)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(Recorded {
-            scored: 0,
-            failed: failed as u64,
-            batches,
-        })
+        recorded(&rows)
     }
 
     async fn pg_claim_stuck(&self, policy: &ReconcilePolicy) -> Result<PgStuckQuotes, PgError> {
@@ -116,7 +113,8 @@ impl PgStore {
     async fn pg_return_failed(&self, filter: &RequeueFilter) -> Result<u64, PgError> {
         let mut tx = self.begin().await?;
         // Due at once: the sweep sends quotes whose last enqueue is oldest first. Their
-        // batches are open again, so they report progress and complete (and announce) anew.
+        // batches count them out of `failed` and are open again, so they report progress and
+        // complete (and announce) anew; locked in id order, like every write's batches.
         let returned: i64 = sqlx::query_scalar(
             "WITH returned AS ( \
                  UPDATE quotes SET status = 'pending_ml', failure_reason = NULL, \
@@ -127,10 +125,17 @@ impl PgStore {
                          AND strpos(failure_reason, $2) > 0 \
                      ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
                  RETURNING batch_id), \
+             per_batch AS ( \
+                 SELECT batch_id, count(*) AS failed FROM returned \
+                 WHERE batch_id IS NOT NULL GROUP BY batch_id), \
+             locked AS ( \
+                 SELECT id FROM quote_batches WHERE id IN (SELECT batch_id FROM per_batch) \
+                 ORDER BY id FOR UPDATE), \
              reopened AS ( \
-                 UPDATE quote_batches SET completed_at = NULL, scored = NULL, failed = NULL, \
+                 UPDATE quote_batches b SET failed = b.failed - p.failed, completed_at = NULL, \
                      event_attempted_at = NULL, event_sent_at = NULL \
-                 WHERE id IN (SELECT batch_id FROM returned)) \
+                 FROM per_batch p JOIN locked l ON l.id = p.batch_id \
+                 WHERE b.id = p.batch_id) \
              SELECT count(*) FROM returned",
         )
         .persistent(false)
