@@ -20,12 +20,20 @@ CARGO_LAMBDA = PATH="$(CURDIR)/.venv/bin:$(PATH)" cargo lambda build --release -
 	$(if $(filter x86_64,$(LAMBDA_ARCH)),--x86-64,--arm64)
 COPY_MODEL = mkdir -p "$(ARTIFACTS_DIR)/ml-engine/model" && \
 	cp ml-engine/model/model.bin ml-engine/model/metadata.json "$(ARTIFACTS_DIR)/ml-engine/model/"
+## score's shadow model (the template's ShadowScoring), when ml-engine/shadow-model/ is there:
+## its metadata.json and its compiled model.bin if it has one, else its model.json.
+COPY_SHADOW_MODEL = if [ -d ml-engine/shadow-model ]; then \
+	mkdir -p "$(ARTIFACTS_DIR)/ml-engine/shadow-model" && \
+	cp ml-engine/shadow-model/metadata.json \
+		"$$(ls ml-engine/shadow-model/model.bin 2>/dev/null || echo ml-engine/shadow-model/model.json)" \
+		"$(ARTIFACTS_DIR)/ml-engine/shadow-model/"; fi
 
 build-ScoreFunction:
 	$(ENSURE_MODEL)
 	$(CARGO_LAMBDA) -p score
 	cp target/lambda/score/bootstrap "$(ARTIFACTS_DIR)/"
 	$(COPY_MODEL)
+	$(COPY_SHADOW_MODEL)
 
 build-GenerateFunction:
 	$(ENSURE_MODEL)

@@ -574,6 +574,43 @@ def test_the_price_validity_is_a_parameter_given_to_score_alone_within_the_confi
         default, low, high)
 
 
+def test_shadow_scoring_is_off_by_default_and_names_the_shadow_model_shipped_in_scores_zip():
+    score = function_by_binary("score")
+    (condition, enabled, disabled) = env(score)["SHADOW_MODEL_DIR"]["Fn::If"]
+    assert disabled == {"Ref": "AWS::NoValue"}, "no shadow unless asked for"
+    assert PARAMETERS["ShadowScoring"]["Default"] == "false"
+    for value, on in (("false", False), ("true", True)):
+        assert evaluate(TEMPLATE["Conditions"][condition], {"ShadowScoring": value}) is on
+    # The directory the Makefile copies ml-engine/shadow-model/ to, beside the live model.
+    assert enabled == env(score)["MODEL_DIR"].replace("/model", "/shadow-model")
+    recipe = makefile_recipe("build-ScoreFunction")
+    assert "$(COPY_SHADOW_MODEL)" in recipe
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    copy = re.search(r"^COPY_SHADOW_MODEL = (.*)$", makefile, re.M).group(1)
+    assert "ml-engine/shadow-model" in copy and "$(ARTIFACTS_DIR)/ml-engine/shadow-model" in copy
+    for name, function in FUNCTIONS.items():
+        if function is not score:
+            assert "SHADOW_MODEL_DIR" not in env(function), name
+
+
+def test_shadow_prices_are_kept_for_a_parameters_days_within_reconciles_bounds():
+    reconcile = function_by_binary("reconcile")
+    assert ref_name(env(reconcile)["SHADOW_RETENTION_DAYS"]) == "ShadowRetentionDays"
+    config = (ROOT / "shared/src/platform/config.rs").read_text()
+    found = re.search(r'env\.number\("SHADOW_RETENTION_DAYS", (\d+), (\d+), (\d+)\)', config)
+    assert found, "reconcile reads SHADOW_RETENTION_DAYS with env.number(name, default, min, max)"
+    parameter = PARAMETERS["ShadowRetentionDays"]
+    assert (int(parameter["Default"]), int(parameter["MinValue"]), int(parameter["MaxValue"])) == (
+        tuple(map(int, found.groups())))
+
+
+def test_the_application_role_may_write_read_and_purge_shadow_prices_and_nothing_more():
+    migration = (ROOT / "migrations/20261129000006_shadow_prices.sql").read_text()
+    assert re.search(r"^GRANT SELECT, INSERT, DELETE ON quote_shadow_prices TO quote_app;$",
+                     migration, re.M)
+    assert "UPDATE" not in re.sub(r"--.*", "", migration)
+
+
 def test_outputs_name_the_api_and_both_queues():
     outputs = TEMPLATE["Outputs"]
     assert {"ApiUrl", "QuotesQueueUrl", "QuotesDeadLetterQueueUrl", "EventBusArn"} <= outputs.keys()

@@ -145,6 +145,18 @@ pub trait QuoteStore: Send + Sync {
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
 }
 
+/// Where shadow prices go: the prices a second model, evaluated beside the live one, gives
+/// the quotes the live one scored. Kept apart from the quotes, which never show them.
+pub trait ShadowStore: Send + Sync {
+    /// Records each prediction as a shadow price of its quote, priced now, where the quote has
+    /// none of the prediction's model version yet; returns how many were written, so a
+    /// repeat (a message delivered again) writes none.
+    fn record_shadow(
+        &self,
+        predictions: &[Prediction],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
 /// What a write that ends quotes ([`QuoteStore::record`], or reconcile giving up) changed:
 /// how many quotes it scored and how many it failed (quotes no longer pending are left alone,
 /// so these may be fewer than asked), and the batches whose last quotes it ended: each is
@@ -227,7 +239,8 @@ pub trait EventPublisher: Send + Sync {
     ) -> impl Future<Output = Published> + Send;
 }
 
-/// When a pending quote counts as stuck, and when reconcile gives up on it.
+/// When a pending quote counts as stuck, when reconcile gives up on it, and how much one run
+/// touches and keeps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReconcilePolicy {
     /// Time since the last enqueue after which a pending quote is sent again.
@@ -235,8 +248,10 @@ pub struct ReconcilePolicy {
     /// Enqueues after which a quote still pending is failed.
     pub max_attempts: i32,
     /// The most rows of each kind one run touches: quotes failed, quotes re-enqueued,
-    /// expired idempotency keys purged.
+    /// expired idempotency keys and old shadow prices purged.
     pub limit: i64,
+    /// How long a shadow price is kept: long enough to judge a model, not for ever.
+    pub shadow_retention: Duration,
 }
 
 /// Which failed quotes an operator returns to pending, once the cause of their failure is
@@ -328,6 +343,13 @@ pub trait ReconcileStore: Send + Sync {
     /// many.
     fn purge_expired_keys(
         &self,
+        limit: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Deletes at most `limit` shadow prices recorded more than `older_than` ago, the oldest
+    /// first; returns how many.
+    fn purge_shadow_prices(
+        &self,
+        older_than: Duration,
         limit: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Returns the failed quotes `filter` picks to pending, their reason cleared, their

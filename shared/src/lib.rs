@@ -4,7 +4,8 @@
 //!
 //! - [`steps`], the pipeline's use cases, written against the domain's ports only:
 //!   [`create`] (validated quotes to a stored, queued batch), [`scoring`] (pending quotes to
-//!   premiums, through a predictor) and [`reconcile`] (re-enqueueing or failing quotes left
+//!   premiums, through a predictor), [`shadow`] (a second model's prices of the quotes just
+//!   scored, recorded and never shown) and [`reconcile`] (re-enqueueing or failing quotes left
 //!   pending) and [`completion`] (a batch's completion event, once).
 //! - [`adapters`], the ports made real: [`store`] (Postgres, with [`iam_auth`]'s tokens for
 //!   RDS Proxy), [`queue`] (SQS), [`events`] (EventBridge), [`ml_engine`] (the engine over
@@ -24,6 +25,7 @@ pub mod steps {
     pub mod create;
     pub mod reconcile;
     pub mod scoring;
+    pub mod shadow;
 }
 
 pub mod adapters {
@@ -52,4 +54,4 @@ pub use platform::{aws, budget, ca_bundle, config, metrics, telemetry, warm_up, 
 pub use quote_domain::{
     features, generator, import, message, money, ports, pricing, quote, spread, training,
 };
-pub use steps::{completion, create, reconcile, scoring};
+pub use steps::{completion, create, reconcile, scoring, shadow};

@@ -17,9 +17,10 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use quote_pipeline::config::{DatabaseConfig, QueueConfig};
+use quote_pipeline::config::{DatabaseConfig, MlEngineAuth, MlEngineConfig, QueueConfig};
 use quote_pipeline::events::EventBridgeBus;
 use quote_pipeline::generator::{GenerateParams, generate};
+use quote_pipeline::ml_engine::MlEngine;
 use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::queue::{QuoteMessage, QuoteQueue, SqsQueue};
 use quote_pipeline::quote::Quote;
@@ -52,6 +53,22 @@ pub fn sqs_endpoint() -> String {
 /// The ML engine the test command started (`ML_ENGINE_URL`, default `http://127.0.0.1:8002`).
 pub fn engine_url() -> String {
     std::env::var("ML_ENGINE_URL").unwrap_or_else(|_| "http://127.0.0.1:8002".into())
+}
+
+/// An unsigned client of the engine at `url`, with `score`'s default chunks and concurrency
+/// and a timeout of `timeout_ms` per call.
+pub fn engine_client(url: &str, timeout_ms: u64) -> MlEngine {
+    MlEngine::new(
+        &MlEngineConfig {
+            url: url.into(),
+            chunk_size: 250,
+            concurrency: 4,
+            timeout_ms,
+            auth: MlEngineAuth::None,
+        },
+        None,
+    )
+    .expect("an engine client")
 }
 
 /// The SDK configuration for the emulator, independent of the process's AWS environment.

@@ -1,5 +1,5 @@
-//! In-memory fakes of the ports (`QuoteStore`, `ReconcileStore`, `BatchStore`, `QuoteQueue`,
-//! `EventPublisher`), so a test of what a handler decides runs without Postgres, the SQS
+//! In-memory fakes of the ports (`QuoteStore`, `ReconcileStore`, `BatchStore`, `ShadowStore`,
+//! `QuoteQueue`, `EventPublisher`), so a test of what a handler decides runs without Postgres, the SQS
 //! emulator or EventBridge.
 //!
 //! They keep the contracts the real adapters keep (a batch is written whole or not at all, an
@@ -19,7 +19,7 @@ use quote_pipeline::scoring::Prediction;
 use quote_pipeline::store::{
     BatchProgress, BatchStore, CompletedBatch, Cursor, IdempotencyRecord, Inserted, ListFilter,
     MAX_PAGE_SIZE, Outcome, Page, QuoteStore, ReconcilePolicy, ReconcileStore, Recorded,
-    RepriceCursor, RepriceFilter, RepricePage, RequeueFilter, StoreError, StuckQuotes,
+    RepriceCursor, RepriceFilter, RepricePage, RequeueFilter, ShadowStore, StoreError, StuckQuotes,
 };
 use uuid::Uuid;
 
@@ -38,6 +38,8 @@ struct StoreState {
     batches: HashMap<Uuid, BatchRow>,
     /// Prices re-pricing replaced, by quote, oldest first.
     superseded: HashMap<Uuid, Vec<PriceRecord>>,
+    /// Shadow prices, by quote and model version, with when each was written.
+    shadow: HashMap<(Uuid, String), (Prediction, DateTime<Utc>)>,
 }
 
 struct Row {
@@ -83,6 +85,19 @@ impl MemoryStore {
             if let Some(at) = &mut batch.event_attempted_at {
                 *at -= age;
             }
+        }
+    }
+
+    /// Every shadow price written, with when.
+    pub fn shadow_prices(&self) -> Vec<(Prediction, DateTime<Utc>)> {
+        self.lock().shadow.values().cloned().collect()
+    }
+
+    /// Moves the writing of every shadow price `age` into the past.
+    pub fn age_shadow_prices(&self, age: Duration) {
+        let age = chrono::Duration::from_std(age).expect("a short age");
+        for (_, at) in self.lock().shadow.values_mut() {
+            *at -= age;
         }
     }
 
@@ -356,6 +371,22 @@ impl QuoteStore for MemoryStore {
     }
 }
 
+impl ShadowStore for MemoryStore {
+    async fn record_shadow(&self, predictions: &[Prediction]) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let now = now_as_stored();
+        let mut written = 0;
+        for p in predictions {
+            let key = (p.quote_id, p.model_version.to_string());
+            if let std::collections::hash_map::Entry::Vacant(e) = state.shadow.entry(key) {
+                e.insert((p.clone(), now));
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+}
+
 impl ReconcileStore for MemoryStore {
     type Stuck = MemoryStuckQuotes;
 
@@ -397,6 +428,27 @@ impl ReconcileStore for MemoryStore {
             state.keys.remove(key);
         }
         Ok(expired.len() as u64)
+    }
+
+    async fn purge_shadow_prices(
+        &self,
+        older_than: Duration,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let before = Utc::now() - chrono::Duration::from_std(older_than).expect("a retention");
+        let mut old: Vec<_> = state
+            .shadow
+            .iter()
+            .filter(|(_, (_, at))| *at < before)
+            .map(|(key, (_, at))| (*at, key.clone()))
+            .collect();
+        old.sort();
+        old.truncate(usize::try_from(limit).unwrap_or(0));
+        for (_, key) in &old {
+            state.shadow.remove(key);
+        }
+        Ok(old.len() as u64)
     }
 
     async fn claim_stuck(&self, policy: &ReconcilePolicy) -> Result<MemoryStuckQuotes, StoreError> {
@@ -773,6 +825,7 @@ mod tests {
             min_age: Duration::from_secs(60),
             max_attempts: 2,
             limit: 10,
+            shadow_retention: crate::SHADOW_RETENTION,
         };
         let run = || block_on(reconcile(&store, &queue, &events, &policy)).unwrap();
         assert_eq!(run(), ReconcileReport::default(), "too young to resend");
@@ -850,6 +903,7 @@ mod tests {
             min_age: Duration::from_secs(60),
             max_attempts: 1,
             limit: 10,
+            shadow_retention: crate::SHADOW_RETENTION,
         };
         let run = || block_on(reconcile(&store, &queue, &events, &policy)).unwrap();
         store.age_enqueues(Duration::from_secs(61));
@@ -885,6 +939,7 @@ mod tests {
             min_age: Duration::ZERO,
             max_attempts: 5,
             limit: 10,
+            shadow_retention: crate::SHADOW_RETENTION,
         };
         let first = block_on(store.claim_stuck(&policy)).unwrap();
         let second = block_on(store.claim_stuck(&policy)).unwrap();

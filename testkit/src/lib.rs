@@ -27,8 +27,8 @@ pub mod runtime_api;
 pub mod xray_daemon;
 
 pub use env::{
-    TestBus, TestEnv, admin_database_url, emulator_sdk_config, engine_url, pooler_url,
-    sqs_endpoint, trained_model, trained_model_dir,
+    TestBus, TestEnv, admin_database_url, emulator_sdk_config, engine_client, engine_url,
+    pooler_url, sqs_endpoint, trained_model, trained_model_dir,
 };
 pub use events::{http_event, lambda_context, sqs_event};
 pub use fakes::{MemoryEvents, MemoryQueue, MemoryStore};
@@ -40,3 +40,7 @@ pub use xray_daemon::DaemonStandIn;
 
 /// How long a price holds when `PRICE_VALIDITY_DAYS` is not set: what tests give `score`.
 pub const PRICE_VALIDITY: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// How long shadow prices are kept when `SHADOW_RETENTION_DAYS` is not set: what tests give
+/// reconcile.
+pub const SHADOW_RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);

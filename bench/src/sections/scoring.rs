@@ -18,12 +18,14 @@ pub(super) async fn scoring(root: &Path, report: &mut Report, plot: &mut Vec<Ser
         predictor: MlEngine::new(&engine_config, None)?,
         price_validity: PRICE_VALIDITY,
         events: MemoryEvents::default(),
+        shadow: None,
     };
     let embedded = score::App {
         store,
         predictor: EmbeddedModel::load(&root.join("ml-engine/model"))?,
         price_validity: PRICE_VALIDITY,
         events: MemoryEvents::default(),
+        shadow: None,
     };
     let mut json = serde_json::Map::new();
     let (mut engine_best, mut embedded_best) = (0.0, 0.0_f64);

@@ -11,6 +11,7 @@ use generate::explain::Explainer;
 use generate::{App, handle};
 use lambda_http::Request;
 use quote_pipeline::config::QueueConfig;
+use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::pricing::{Outcome, Prediction};
 use quote_pipeline::queue::SqsQueue;
 use quote_pipeline::store::{PgStore, QuoteStore};
@@ -725,6 +726,7 @@ async fn end(env: &TestEnv, ids: &[Uuid], failing: &[Uuid]) {
     let report = quote_pipeline::scoring::score(
         &env.store,
         &trained_model(),
+        None::<&EmbeddedModel>,
         ids,
         deadline,
         testkit::PRICE_VALIDITY,
@@ -953,9 +955,16 @@ async fn explain_true_takes_a_scored_quotes_median_apart_by_feature() {
     );
 
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    quote_pipeline::scoring::score(&env.store, &model, &ids[..1], deadline, 30 * DAY)
-        .await
-        .unwrap();
+    quote_pipeline::scoring::score(
+        &env.store,
+        &model,
+        None::<&EmbeddedModel>,
+        &ids[..1],
+        deadline,
+        30 * DAY,
+    )
+    .await
+    .unwrap();
     let quote = env.store.get("alice", ids[0]).await.unwrap().unwrap();
     let x = quote_pipeline::features::features(&quote.input, quote.created_at.date_naive());
     let expected = model.explain(&x);

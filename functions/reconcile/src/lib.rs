@@ -145,6 +145,7 @@ pub async fn handle<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPubli
                 failed = report.failed,
                 reenqueued = report.reenqueued,
                 keys_purged = report.keys_purged,
+                shadow_prices_purged = report.shadow_prices_purged,
                 requeued = report.requeued,
                 reprice_enqueued = report.reprice_enqueued,
                 reprice_next = report.reprice_next.as_deref(),
@@ -158,6 +159,7 @@ pub async fn handle<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPubli
                 .count(Count::QuotesReenqueued, report.reenqueued)
                 .count(Count::QuotesFailed, report.failed)
                 .count(Count::IdempotencyKeysPurged, report.keys_purged)
+                .count(Count::ShadowPricesPurged, report.shadow_prices_purged)
                 .count(Count::QuotesRequeued, report.requeued)
                 .count(Count::RepricesEnqueued, report.reprice_enqueued)
                 .count(Count::BatchesCompleted, report.batches_completed)
@@ -192,6 +194,7 @@ mod tests {
             min_age: Duration::from_secs(300),
             max_attempts: 5,
             limit: 1000,
+            shadow_retention: testkit::SHADOW_RETENTION,
         }
     }
 

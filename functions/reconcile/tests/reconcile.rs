@@ -18,6 +18,7 @@ fn policy(max_attempts: i32, limit: i64) -> ReconcilePolicy {
         min_age: Duration::ZERO,
         max_attempts,
         limit,
+        shadow_retention: testkit::SHADOW_RETENTION,
     }
 }
 
@@ -48,7 +49,8 @@ fn app_on_bus(
 fn report(failed: u64, reenqueued: u64) -> serde_json::Value {
     serde_json::json!({
         "failed": failed, "reenqueued": reenqueued, "keys_purged": 0, "batches_completed": 0,
-        "events_published": 0, "event_publish_failures": 0, "requeued": 0, "reprice_enqueued": 0
+        "events_published": 0, "event_publish_failures": 0, "requeued": 0, "reprice_enqueued": 0,
+        "shadow_prices_purged": 0
     })
 }
 
@@ -131,7 +133,7 @@ async fn quotes_past_the_last_attempt_are_failed_with_the_reason() {
         serde_json::json!({
             "failed": 40, "reenqueued": 0, "keys_purged": 0, "batches_completed": 1,
             "events_published": 1, "event_publish_failures": 0, "requeued": 0,
-            "reprice_enqueued": 0
+            "reprice_enqueued": 0, "shadow_prices_purged": 0
         })
     );
     let reasons: Vec<(String, Option<String>)> =
@@ -274,6 +276,49 @@ async fn expired_idempotency_keys_are_purged_in_bounded_batches_and_live_ones_st
     assert_eq!(run(&app).await["keys_purged"], 2);
     assert_eq!(run(&app).await["keys_purged"], 0);
     assert_eq!(remaining_keys(&env).await, ["live-1", "live-2", "live-3"]);
+}
+
+/// `n` shadow prices of model `version`, written `age_days` ago.
+async fn shadow_prices(env: &TestEnv, version: &str, n: i32, age_days: i32) {
+    sqlx::query(
+        "INSERT INTO quote_shadow_prices (quote_id, model_version, premium, premium_low, \
+             premium_high, confidence, priced_at) \
+         SELECT gen_random_uuid(), $1, 100, 90, 110, 0.8, now() - make_interval(days => $3) \
+         FROM generate_series(1, $2)",
+    )
+    .bind(version)
+    .bind(n)
+    .bind(age_days)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn shadow_prices_past_their_retention_are_purged_in_bounded_batches_and_recent_ones_stay() {
+    let env = TestEnv::new().await;
+    shadow_prices(&env, "xgb-old-shadow", 5, 31).await;
+    shadow_prices(&env, "xgb-new-shadow", 3, 29).await;
+    let app = app(&env, policy(5, 3));
+    assert_eq!(
+        app.policy.shadow_retention,
+        Duration::from_secs(30 * 86_400)
+    );
+
+    assert_eq!(
+        run(&app).await["shadow_prices_purged"],
+        3,
+        "at most `limit` a run"
+    );
+    assert_eq!(run(&app).await["shadow_prices_purged"], 2);
+    assert_eq!(run(&app).await["shadow_prices_purged"], 0);
+    let left: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT model_version, count(*) FROM quote_shadow_prices GROUP BY model_version",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(left, [("xgb-new-shadow".to_owned(), 3)]);
 }
 
 #[tokio::test]

@@ -9,6 +9,10 @@
 //!
 //! Messages marked as a re-price (an operator's, sent by reconcile) name scored quotes: they
 //! are priced in a pass of their own (`scoring::reprice`), which completes no batch.
+//!
+//! With a shadow model (`SHADOW_MODEL_DIR`), always evaluated in process whatever the live
+//! model's mode, the quotes scored are priced by it too and its prices recorded apart, never
+//! shown (`quote_pipeline::shadow`); its failures are counted, and change no answer.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -18,14 +22,15 @@ use lambda_runtime::LambdaEvent;
 use quote_pipeline::budget;
 use quote_pipeline::completion;
 use quote_pipeline::events::EventPublisher;
-use quote_pipeline::metrics::{self, Count, Metrics, Time};
+use quote_pipeline::metrics::{self, Count, Metrics, Percentage, Time};
+use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::queue::QuoteMessage;
 use quote_pipeline::scoring::{self, Predictor};
-use quote_pipeline::store::{BatchStore, QuoteStore};
+use quote_pipeline::store::{BatchStore, QuoteStore, ShadowStore};
 use uuid::Uuid;
 
 /// EMF takes at most 100 values of one metric in a document.
-const MAX_LATENCY_VALUES: usize = 100;
+const MAX_METRIC_VALUES: usize = 100;
 
 /// The function's clients, built once per container, and how long a price holds.
 pub struct App<S, P, E> {
@@ -34,10 +39,12 @@ pub struct App<S, P, E> {
     pub price_validity: Duration,
     /// Where batch completion events go.
     pub events: E,
+    /// The shadow model, if any: its prices are recorded, never shown.
+    pub shadow: Option<EmbeddedModel>,
 }
 
 /// Handles one batch and writes its metrics to the log.
-pub async fn handle<S: QuoteStore + BatchStore, P: Predictor, E: EventPublisher>(
+pub async fn handle<S: QuoteStore + BatchStore + ShadowStore, P: Predictor, E: EventPublisher>(
     app: &App<S, P, E>,
     event: LambdaEvent<SqsEvent>,
 ) -> SqsBatchResponse {
@@ -47,7 +54,7 @@ pub async fn handle<S: QuoteStore + BatchStore, P: Predictor, E: EventPublisher>
 }
 
 /// Handles one batch; returns the partial batch response and the invocation's metrics.
-pub async fn process<S: QuoteStore + BatchStore, P: Predictor, E: EventPublisher>(
+pub async fn process<S: QuoteStore + BatchStore + ShadowStore, P: Predictor, E: EventPublisher>(
     app: &App<S, P, E>,
     event: LambdaEvent<SqsEvent>,
 ) -> (SqsBatchResponse, Metrics) {
@@ -92,6 +99,7 @@ pub async fn process<S: QuoteStore + BatchStore, P: Predictor, E: EventPublisher
         let scored = scoring::score(
             &app.store,
             &app.predictor,
+            app.shadow.as_ref(),
             &ids,
             deadline,
             app.price_validity,
@@ -128,8 +136,16 @@ pub async fn process<S: QuoteStore + BatchStore, P: Predictor, E: EventPublisher
                 if let Some(pricing) = report.pricing_time {
                     metrics.time(Time::PricingTime, pricing);
                 }
-                for call in report.call_times.iter().take(MAX_LATENCY_VALUES) {
+                for call in report.call_times.iter().take(MAX_METRIC_VALUES) {
                     metrics.time(Time::MlEngineLatency, *call);
+                }
+                if let Some(shadow) = &report.shadow {
+                    metrics
+                        .count(Count::ShadowPricesRecorded, shadow.recorded)
+                        .count(Count::ShadowFailures, shadow.failures);
+                    for difference in shadow.differences.iter().take(MAX_METRIC_VALUES) {
+                        metrics.percent(Percentage::ShadowPriceDifference, *difference);
+                    }
                 }
                 tracing::info!(
                     cold_start,
@@ -283,6 +299,7 @@ mod tests {
             predictor: FixedPremiums(premiums.clone()),
             price_validity: testkit::PRICE_VALIDITY,
             events: testkit::MemoryEvents::default(),
+            shadow: None,
         };
         let ids: Vec<Uuid> = quotes.iter().map(|q| q.id).collect();
         let message = aws_sdk_sqs::types::Message::builder()
@@ -366,6 +383,7 @@ mod tests {
             predictor: FixedPremiums(vec![812.5, 0.0]),
             price_validity: testkit::PRICE_VALIDITY,
             events: testkit::MemoryEvents::default(),
+            shadow: None,
         };
         let reprice = || {
             let message = aws_sdk_sqs::types::Message::builder()

@@ -27,7 +27,16 @@ async fn start() -> Result<(), Error> {
     let sdk = aws::aws_sdk_config().await;
     let store = PgStore::from_config(&config.database, Some(&sdk)).await?;
     let events = EventBridgeBus::new(&sdk, &config.event_bus);
-    // A malformed model stops the container here, not with a wrong premium later.
+    // A malformed model, live or shadow, stops the container here, not with a wrong premium
+    // (or a silently missing shadow) later.
+    let shadow = match &config.shadow_model_dir {
+        Some(dir) => {
+            let model = EmbeddedModel::load(dir)?;
+            tracing::info!(model_version = %model.model_version(), "shadow model loaded");
+            Some(model)
+        }
+        None => None,
+    };
     match &config.scoring {
         ScoringMode::Engine(engine) => {
             run(App {
@@ -35,6 +44,7 @@ async fn start() -> Result<(), Error> {
                 predictor: MlEngine::new(engine, Some(&sdk))?,
                 price_validity: config.price_validity,
                 events,
+                shadow,
             })
             .await
         }
@@ -46,6 +56,7 @@ async fn start() -> Result<(), Error> {
                 predictor: model,
                 price_validity: config.price_validity,
                 events,
+                shadow,
             })
             .await
         }

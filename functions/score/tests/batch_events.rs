@@ -6,33 +6,24 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::Message;
 use lambda_runtime::LambdaEvent;
-use quote_pipeline::config::{MlEngineAuth, MlEngineConfig};
 use quote_pipeline::events::EventBridgeBus;
 use quote_pipeline::ml_engine::MlEngine;
 use quote_pipeline::store::PgStore;
 use score::{App, handle};
 use serde_json::{Value, json};
 use testkit::{
-    PRICE_VALIDITY, TestBus, TestEnv, engine_url, http_event, lambda_context, sqs_event,
+    PRICE_VALIDITY, TestBus, TestEnv, engine_client, engine_url, http_event, lambda_context,
+    sqs_event,
 };
 use uuid::Uuid;
 
 fn app(env: &TestEnv, bus: &TestBus) -> App<PgStore, MlEngine, EventBridgeBus> {
     App {
         store: env.store.clone(),
-        predictor: MlEngine::new(
-            &MlEngineConfig {
-                url: engine_url(),
-                chunk_size: 250,
-                concurrency: 4,
-                timeout_ms: 5000,
-                auth: MlEngineAuth::None,
-            },
-            None,
-        )
-        .expect("an engine client"),
+        predictor: engine_client(&engine_url(), 5000),
         price_validity: PRICE_VALIDITY,
         events: bus.events.clone(),
+        shadow: None,
     }
 }
 

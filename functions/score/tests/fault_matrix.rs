@@ -31,6 +31,7 @@ fn score_app(env: &TestEnv, url: &str, timeout_ms: u64) -> App<PgStore, MlEngine
         predictor: MlEngine::new(&config, None).unwrap(),
         price_validity: PRICE_VALIDITY,
         events: MemoryEvents::default(),
+        shadow: None,
     }
 }
 
@@ -100,6 +101,7 @@ fn embedded_app(env: &TestEnv) -> App<PgStore, EmbeddedModel, MemoryEvents> {
         predictor: trained_model(),
         price_validity: PRICE_VALIDITY,
         events: MemoryEvents::default(),
+        shadow: None,
     }
 }
 
@@ -308,6 +310,7 @@ fn reconcile_app(
             min_age,
             max_attempts: 5,
             limit: 1000,
+            shadow_retention: testkit::SHADOW_RETENTION,
         },
     }
 }

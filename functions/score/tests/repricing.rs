@@ -55,6 +55,7 @@ fn score_app<P: Predictor>(env: &TestEnv, predictor: P) -> App<PgStore, P, Memor
         predictor,
         price_validity: PRICE_VALIDITY,
         events: MemoryEvents::default(),
+        shadow: None,
     }
 }
 
@@ -76,6 +77,7 @@ fn reconcile_app(env: &TestEnv) -> reconcile::App<PgStore, SqsQueue, MemoryEvent
             min_age: Duration::from_secs(300),
             max_attempts: 5,
             limit: 1000,
+            shadow_retention: testkit::SHADOW_RETENTION,
         },
     }
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::Message;
 use lambda_runtime::LambdaEvent;
-use quote_pipeline::config::{MlEngineAuth, MlEngineConfig};
 use quote_pipeline::features::FEATURE_NAMES;
 use quote_pipeline::ml_engine::MlEngine;
 use quote_pipeline::model::EmbeddedModel;
@@ -18,31 +17,18 @@ use score::{App, handle};
 use serde_json::json;
 use sqlx::Row as _;
 use testkit::{
-    Fault, FaultProxy, MemoryEvents, PRICE_VALIDITY, TestEnv, engine_url, http_event,
-    lambda_context, sqs_event, trained_model,
+    Fault, FaultProxy, MemoryEvents, PRICE_VALIDITY, TestEnv, engine_client, engine_url,
+    http_event, lambda_context, sqs_event, trained_model,
 };
 use uuid::Uuid;
-
-fn engine(url: &str, timeout_ms: u64) -> MlEngine {
-    MlEngine::new(
-        &MlEngineConfig {
-            url: url.into(),
-            chunk_size: 250,
-            concurrency: 4,
-            timeout_ms,
-            auth: MlEngineAuth::None,
-        },
-        None,
-    )
-    .expect("an engine client")
-}
 
 fn app(env: &TestEnv, url: &str) -> App<PgStore, MlEngine, MemoryEvents> {
     App {
         store: env.store.clone(),
-        predictor: engine(url, 2000),
+        predictor: engine_client(url, 2000),
         price_validity: PRICE_VALIDITY,
         events: MemoryEvents::default(),
+        shadow: None,
     }
 }
 
@@ -53,6 +39,7 @@ fn embedded_app(env: &TestEnv) -> App<PgStore, EmbeddedModel, MemoryEvents> {
         predictor: trained_model(),
         price_validity: PRICE_VALIDITY,
         events: MemoryEvents::default(),
+        shadow: None,
     }
 }
 
@@ -376,9 +363,10 @@ async fn an_engine_that_is_down_or_failing_fails_the_messages_until_it_is_back()
     let proxy = FaultProxy::start(&engine_url()).await;
     let app = App {
         store: env.store.clone(),
-        predictor: engine(&proxy.url, 500),
+        predictor: engine_client(&proxy.url, 500),
         price_validity: PRICE_VALIDITY,
         events: MemoryEvents::default(),
+        shadow: None,
     };
     let messages = env.receive(10, 30).await;
     let all: Vec<String> = messages

@@ -217,6 +217,9 @@ pub struct ScoreConfig {
     pub price_validity: Duration,
     /// The EventBridge bus (name or ARN) of `QuoteBatchCompleted` (`EVENT_BUS_NAME`).
     pub event_bus: String,
+    /// `SHADOW_MODEL_DIR`: a second model, in `MODEL_DIR`'s format, whose prices are recorded
+    /// beside the live ones and never shown; unset, none.
+    pub shadow_model_dir: Option<PathBuf>,
 }
 
 impl FromEnv for ScoreConfig {
@@ -228,12 +231,13 @@ impl FromEnv for ScoreConfig {
                 env.number("PRICE_VALIDITY_DAYS", 30, 1, 365)? * 86_400,
             ),
             event_bus: env.required("EVENT_BUS_NAME")?,
+            shadow_model_dir: env.optional("SHADOW_MODEL_DIR").map(PathBuf::from),
         })
     }
 }
 
-/// `reconcile`: the database, the queue, the bus of batch events (their retries), and when a
-/// pending quote counts as stuck.
+/// `reconcile`: the database, the queue, the bus of batch events (their retries), when a
+/// pending quote counts as stuck, and how long shadow prices are kept.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReconcileConfig {
     pub database: DatabaseConfig,
@@ -257,6 +261,9 @@ impl FromEnv for ReconcileConfig {
                 )?),
                 max_attempts: env.number("RECONCILE_MAX_ATTEMPTS", 5, 1, 100)? as i32,
                 limit: env.number("RECONCILE_BATCH_SIZE", 1000, 1, 10_000)? as i64,
+                shadow_retention: Duration::from_secs(
+                    env.number("SHADOW_RETENTION_DAYS", 30, 1, 3650)? * 86_400,
+                ),
             },
         })
     }
@@ -367,6 +374,45 @@ mod tests {
         for bad in ["0", "366", "-1", "2.5", "week"] {
             let err = validity(bad).unwrap_err();
             assert_eq!(err.variable, "PRICE_VALIDITY_DAYS", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_shadow_model_is_read_only_where_named_in_either_mode() {
+        let shadow = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("DATABASE_URL", "x"), ("EVENT_BUS_NAME", "quotes")];
+            all.extend_from_slice(pairs);
+            ScoreConfig::from_lookup(lookup(&all))
+                .unwrap()
+                .shadow_model_dir
+        };
+        assert_eq!(shadow(&[]), None);
+        assert_eq!(shadow(&[("SHADOW_MODEL_DIR", " ")]), None);
+        for mode in [("SCORING_MODE", "embedded"), ("ML_ENGINE_URL", "http://e")] {
+            assert_eq!(
+                shadow(&[mode, ("SHADOW_MODEL_DIR", "/opt/shadow-model")]),
+                Some(PathBuf::from("/opt/shadow-model"))
+            );
+        }
+    }
+
+    #[test]
+    fn shadow_prices_are_kept_30_days_unless_configured_from_1_to_3650() {
+        let retention = |days: &str| {
+            ReconcileConfig::from_lookup(lookup(&[
+                ("DATABASE_URL", "x"),
+                ("QUOTES_QUEUE_URL", "http://q"),
+                ("EVENT_BUS_NAME", "quotes"),
+                ("SHADOW_RETENTION_DAYS", days),
+            ]))
+            .map(|config| config.policy.shadow_retention)
+        };
+        let day = Duration::from_secs(86_400);
+        assert_eq!(retention(""), Ok(30 * day));
+        assert_eq!(retention("90"), Ok(90 * day));
+        for bad in ["0", "3651", "month"] {
+            let err = retention(bad).unwrap_err();
+            assert_eq!(err.variable, "SHADOW_RETENTION_DAYS", "{bad}");
         }
     }
 

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 pub enum Unit {
     Count,
     Milliseconds,
+    Percent,
 }
 
 impl Unit {
@@ -22,6 +23,7 @@ impl Unit {
         match self {
             Unit::Count => "Count",
             Unit::Milliseconds => "Milliseconds",
+            Unit::Percent => "Percent",
         }
     }
 }
@@ -73,6 +75,14 @@ pub enum Count {
     /// `score`: quotes a re-price could not price (rejected, or a refused premium); they
     /// keep their price.
     RepricesFailed,
+    /// `score`: shadow prices written (a quote's second, never shown, price by the shadow
+    /// model).
+    ShadowPricesRecorded,
+    /// `score`: quotes the live model scored that got no shadow price: the shadow model
+    /// rejected them or priced them at a refused premium, or their write failed.
+    ShadowFailures,
+    /// `reconcile`: shadow prices deleted past their retention.
+    ShadowPricesPurged,
 }
 
 /// A duration measured per invocation, in milliseconds.
@@ -88,8 +98,16 @@ pub enum Time {
     PricingTime,
 }
 
+/// A ratio measured per quote, in percent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Percentage {
+    /// `score`: a quote's shadow median against its live median, `(shadow - live) / live`,
+    /// one value per quote shadow-priced (the first 100 of an invocation, EMF's limit).
+    ShadowPriceDifference,
+}
+
 impl Count {
-    pub const ALL: [Count; 19] = [
+    pub const ALL: [Count; 22] = [
         Count::QuotesCreated,
         Count::QuotesEnqueued,
         Count::BatchSize,
@@ -109,6 +127,9 @@ impl Count {
         Count::RepricesEnqueued,
         Count::QuotesRepriced,
         Count::RepricesFailed,
+        Count::ShadowPricesRecorded,
+        Count::ShadowFailures,
+        Count::ShadowPricesPurged,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -132,6 +153,9 @@ impl Count {
             Count::RepricesEnqueued => "RepricesEnqueued",
             Count::QuotesRepriced => "QuotesRepriced",
             Count::RepricesFailed => "RepricesFailed",
+            Count::ShadowPricesRecorded => "ShadowPricesRecorded",
+            Count::ShadowFailures => "ShadowFailures",
+            Count::ShadowPricesPurged => "ShadowPricesPurged",
         }
     }
 }
@@ -150,6 +174,16 @@ impl Time {
             Time::QueueTime => "QueueTime",
             Time::MlEngineLatency => "MlEngineLatency",
             Time::PricingTime => "PricingTime",
+        }
+    }
+}
+
+impl Percentage {
+    pub const ALL: [Percentage; 1] = [Percentage::ShadowPriceDifference];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Percentage::ShadowPriceDifference => "ShadowPriceDifference",
         }
     }
 }
@@ -199,6 +233,11 @@ impl Metrics {
             Unit::Milliseconds,
             elapsed.as_secs_f64() * 1000.0,
         ));
+        self
+    }
+
+    pub fn percent(&mut self, metric: Percentage, percent: f64) -> &mut Self {
+        self.values.push((metric.name(), Unit::Percent, percent));
         self
     }
 
@@ -267,7 +306,8 @@ mod tests {
         let names = Count::ALL
             .iter()
             .map(|c| c.name())
-            .chain(Time::ALL.iter().map(|t| t.name()));
+            .chain(Time::ALL.iter().map(|t| t.name()))
+            .chain(Percentage::ALL.iter().map(|p| p.name()));
         for name in names {
             assert!(
                 template.contains(&format!("\"{name}\""))

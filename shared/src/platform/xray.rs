@@ -75,7 +75,7 @@ enum Peer {
 
 /// The spans that stand for a call to another service, named by the adapters that make them,
 /// with the service and the operation each is drawn as; any other span is local work.
-const CALLS: [(&str, Peer, &str); 12] = [
+const CALLS: [(&str, Peer, &str); 13] = [
     (store::POSTGRES_INSERT, Peer::Postgres, "insert"),
     (store::POSTGRES_GET, Peer::Postgres, "get"),
     (store::POSTGRES_LIST, Peer::Postgres, "list"),
@@ -83,6 +83,7 @@ const CALLS: [(&str, Peer, &str); 12] = [
     (store::POSTGRES_RECORD, Peer::Postgres, "record"),
     (store::POSTGRES_PRICED, Peer::Postgres, "priced"),
     (store::POSTGRES_REPRICE, Peer::Postgres, "reprice"),
+    (store::POSTGRES_SHADOW, Peer::Postgres, "shadow"),
     (store::POSTGRES_BATCH, Peer::Postgres, "batch"),
     (store::POSTGRES_EVENTS_SENT, Peer::Postgres, "events_sent"),
     (queue::SQS_ENQUEUE, Peer::Sqs, "enqueue"),

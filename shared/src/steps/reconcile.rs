@@ -10,7 +10,9 @@
 //! completion events whose publish failed (unsent, last tried two minutes ago or more) are
 //! published again; batches two minutes old or more found with every quote ended but never
 //! completed (ended by writes that did not keep their counts) are completed. Each run also
-//! purges up to `limit` expired idempotency keys, which nothing else deletes.
+//! purges up to `limit` expired idempotency keys, which nothing else deletes, and up to
+//! `limit` shadow prices older than the policy's `shadow_retention` (`score`'s shadow model
+//! writes them; nothing else deletes them either).
 //!
 //! A failed quote stays failed until an operator, having fixed the cause, returns it to
 //! pending ([`requeue_failed`]): it is then due at once, with its attempts reset, and the same
@@ -35,6 +37,8 @@ pub struct ReconcileReport {
     pub failed: u64,
     pub reenqueued: u64,
     pub keys_purged: u64,
+    /// Shadow prices deleted past their retention.
+    pub shadow_prices_purged: u64,
     /// Failed quotes returned to pending by [`requeue_failed`] (and among `reenqueued`).
     pub requeued: u64,
     /// Batches completed by the quotes this run failed.
@@ -83,6 +87,9 @@ pub async fn reconcile<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPu
         stuck.enqueued().await?;
     }
     let keys_purged = store.purge_expired_keys(policy.limit).await?;
+    let shadow_prices_purged = store
+        .purge_shadow_prices(policy.shadow_retention, policy.limit)
+        .await?;
     let CompletionReport {
         completed: batches_completed,
         published,
@@ -92,6 +99,7 @@ pub async fn reconcile<S: ReconcileStore + BatchStore, Q: QuoteQueue, E: EventPu
         failed: failed.failed,
         reenqueued,
         keys_purged,
+        shadow_prices_purged,
         batches_completed: batches_completed + overdue.completed,
         events_published: published + retried.published + overdue.published,
         event_publish_failures: publish_failures

@@ -17,6 +17,10 @@
 //! writes only the new prices, where the quote has no price of that model version yet, and
 //! keeps the one each replaces. A quote it cannot price keeps its current price: a re-price
 //! never fails a scored quote.
+//!
+//! With a shadow model, [`score`] then has it price the quotes just scored, from the same
+//! features, as shadow prices no client sees (`crate::shadow`); without one, nothing more is
+//! done or allocated.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -25,11 +29,13 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use quote_domain::features::{Features, features};
-use quote_domain::ports::{CompletedBatch, QuoteStore, Recorded, StoreError};
+use quote_domain::ports::{CompletedBatch, QuoteStore, Recorded, ShadowStore, StoreError};
 pub use quote_domain::pricing::{Outcome, Predicted, Prediction, Predictor};
 
+use crate::shadow::{self, ShadowReport};
+
 /// What one scoring pass did.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Report {
     pub scored: u64,
     pub failed: u64,
@@ -54,13 +60,17 @@ pub struct Report {
     /// Re-price passes: quotes the model rejected or priced at a refused premium; they keep
     /// their current price.
     pub reprices_failed: u64,
+    /// The shadow model's pass, when there is one and the live pass scored a quote.
+    pub shadow: Option<ShadowReport>,
 }
 
 /// Scores the still-pending quotes among `ids`; each price is valid for `validity` from its
-/// scoring.
-pub async fn score<S: QuoteStore, P: Predictor>(
+/// scoring. Then, with a `shadow` model and the predictor's `deadline` not passed, records
+/// the shadow's prices of the quotes scored; its failures are in the report, never returned.
+pub async fn score<S: QuoteStore + ShadowStore, P: Predictor, Sh: Predictor>(
     store: &S,
     predictor: &P,
+    shadow: Option<&Sh>,
     ids: &[Uuid],
     deadline: Instant,
     validity: Duration,
@@ -68,7 +78,7 @@ pub async fn score<S: QuoteStore, P: Predictor>(
     let started = Instant::now();
     let quotes = store.pending(ids).await?;
     let database_time = started.elapsed();
-    let Some((mut report, outcomes)) = price(predictor, &quotes, deadline).await else {
+    let Some((mut report, outcomes, items)) = price(predictor, &quotes, deadline).await else {
         return Ok(Report {
             database_time,
             ..Report::default()
@@ -81,12 +91,30 @@ pub async fn score<S: QuoteStore, P: Predictor>(
         completed,
     } = store.record(&outcomes, validity).await?;
     report.database_time = database_time + started.elapsed();
+    let shadow = match shadow {
+        // A pass out of time leaves what is left of it to its batches' events.
+        Some(_) if Instant::now() > deadline => Some(ShadowReport {
+            failures: scored_outcomes(&outcomes),
+            ..ShadowReport::default()
+        }),
+        Some(model) => Some(shadow::shadow(store, model, &items, &outcomes, deadline).await),
+        None => None,
+    };
     Ok(Report {
         scored,
         failed,
         completed,
+        shadow,
         ..report
     })
+}
+
+/// How many of `outcomes` are prices.
+fn scored_outcomes(outcomes: &[Outcome]) -> u64 {
+    outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Scored(_)))
+        .count() as u64
 }
 
 /// Prices again the quotes among `ids` that are scored and whose price still holds; each new
@@ -102,7 +130,7 @@ pub async fn reprice<S: QuoteStore, P: Predictor>(
     let started = Instant::now();
     let quotes = store.priced(ids).await?;
     let database_time = started.elapsed();
-    let Some((mut report, outcomes)) = price(predictor, &quotes, deadline).await else {
+    let Some((mut report, outcomes, _)) = price(predictor, &quotes, deadline).await else {
         return Ok(Report {
             database_time,
             ..Report::default()
@@ -125,12 +153,13 @@ pub async fn reprice<S: QuoteStore, P: Predictor>(
 }
 
 /// Prices `quotes`: each ends as an outcome (priced, or failed with the reason) or among the
-/// report's `unfinished`. `None` when there is nothing to price.
+/// report's `unfinished`; the features priced come back too, for a shadow. `None` when there
+/// is nothing to price.
 async fn price<P: Predictor>(
     predictor: &P,
     quotes: &[quote_domain::quote::Quote],
     deadline: Instant,
-) -> Option<(Report, Vec<Outcome>)> {
+) -> Option<(Report, Vec<Outcome>, Vec<(Uuid, Features)>)> {
     if quotes.is_empty() {
         return None;
     }
@@ -179,11 +208,11 @@ async fn price<P: Predictor>(
         refused_premiums,
         ..Report::default()
     };
-    Some((report, outcomes))
+    Some((report, outcomes, items))
 }
 
 /// Why a prediction's premium may not be written, if it may not: at or below 0, or not finite.
-fn refusal(prediction: &Prediction) -> Option<String> {
+pub(crate) fn refusal(prediction: &Prediction) -> Option<String> {
     let premium = prediction.premium;
     (!(premium.is_finite() && premium > 0.0)).then(|| {
         format!(

@@ -4,15 +4,16 @@
 //! and scored through one `UPDATE ... FROM UNNEST` that only touches quotes still pending, so a
 //! message delivered twice changes nothing the second time.
 //!
-//! In three parts: this module connects (the pool, the rules of a transaction pooler, RDS
+//! In four parts: this module connects (the pool, the rules of a transaction pooler, RDS
 //! Proxy's IAM tokens) and tells retryable failures from others, and a failed write from one
 //! whose `COMMIT` went unanswered; `quotes` holds the statements behind [`QuoteStore`]
 //! (re-pricing and the price history among them);
 //! `batches` a batch's progress and those behind [`BatchStore`];
-//! `sweep` those behind [`ReconcileStore`].
+//! `sweep` those behind [`ReconcileStore`]; `shadow` those of shadow prices ([`ShadowStore`]).
 
 mod batches;
 mod quotes;
+mod shadow;
 mod sweep;
 
 use std::sync::{Arc, Mutex};
@@ -21,22 +22,65 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
 use sqlx::Postgres;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::query::QueryScalar;
+use uuid::Uuid;
 
 use crate::iam_auth::{IamDatabase, auth_token};
 pub use quote_domain::ports::{
     BatchProgress, BatchStore, CompletedBatch, Cursor, IdempotencyRecord, Inserted, ListFilter,
     MAX_PAGE_SIZE, Page, QuoteStore, ReconcilePolicy, ReconcileStore, Recorded, RepriceCursor,
-    RepriceFilter, RepricePage, RequeueFilter, StoreError, StuckQuotes,
+    RepriceFilter, RepricePage, RequeueFilter, ShadowStore, StoreError, StuckQuotes,
 };
 pub use quote_domain::pricing::Outcome;
+use quote_domain::pricing::Prediction;
 
 pub use batches::POSTGRES_EVENTS_SENT;
 pub use quotes::{
     POSTGRES_BATCH, POSTGRES_GET, POSTGRES_INSERT, POSTGRES_LIST, POSTGRES_PENDING,
     POSTGRES_PRICED, POSTGRES_RECORD, POSTGRES_REPRICE,
 };
+pub use shadow::POSTGRES_SHADOW;
 pub use sweep::PgStuckQuotes;
+
+/// Predictions as the column arrays of an `UNNEST($1::uuid[], $2::float8[], $3::float8[],
+/// $4::float8[], $5::float8[], $6::text[])`: quote id, premium, low, high, confidence and model
+/// version, the shape of every statement that writes prices by the batch.
+struct PriceColumns<'a> {
+    ids: Vec<Uuid>,
+    premiums: Vec<f64>,
+    lows: Vec<f64>,
+    highs: Vec<f64>,
+    confidences: Vec<f64>,
+    versions: Vec<&'a str>,
+}
+
+impl<'a> PriceColumns<'a> {
+    fn of(predictions: &'a [Prediction]) -> Self {
+        PriceColumns {
+            ids: predictions.iter().map(|p| p.quote_id).collect(),
+            premiums: predictions.iter().map(|p| p.premium).collect(),
+            lows: predictions.iter().map(|p| p.premium_low).collect(),
+            highs: predictions.iter().map(|p| p.premium_high).collect(),
+            confidences: predictions.iter().map(|p| p.confidence).collect(),
+            versions: predictions.iter().map(|p| &*p.model_version).collect(),
+        }
+    }
+
+    /// `query` with the columns bound as `$1` to `$6`.
+    fn bind<'q, O>(
+        &'q self,
+        query: QueryScalar<'q, Postgres, O, PgArguments>,
+    ) -> QueryScalar<'q, Postgres, O, PgArguments> {
+        query
+            .bind(&self.ids)
+            .bind(&self.premiums)
+            .bind(&self.lows)
+            .bind(&self.highs)
+            .bind(&self.confidences)
+            .bind(&self.versions)
+    }
+}
 
 /// Where and how to connect: what `config` reads from the environment.
 #[derive(Debug, Clone, PartialEq)]

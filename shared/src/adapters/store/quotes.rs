@@ -18,7 +18,7 @@ use quote_domain::pricing::{Outcome, Prediction};
 use quote_domain::quote::{PriceRange, PriceRecord, Pricing, Quote, QuoteInput, QuoteStatus};
 
 use super::batches::{count_into_batches, recorded};
-use super::{PgError, PgStore, commit_error};
+use super::{PgError, PgStore, PriceColumns, commit_error};
 
 /// The spans around the statements, by name: X-Ray draws each as a call to PostgreSQL.
 pub const POSTGRES_INSERT: &str = "postgres.insert";
@@ -477,19 +477,14 @@ impl PgStore {
         if predictions.is_empty() {
             return Ok(0);
         }
-        let ids: Vec<Uuid> = predictions.iter().map(|p| p.quote_id).collect();
-        let premiums: Vec<f64> = predictions.iter().map(|p| p.premium).collect();
-        let lows: Vec<f64> = predictions.iter().map(|p| p.premium_low).collect();
-        let highs: Vec<f64> = predictions.iter().map(|p| p.premium_high).collect();
-        let confidences: Vec<f64> = predictions.iter().map(|p| p.confidence).collect();
-        let versions: Vec<&str> = predictions.iter().map(|p| &*p.model_version).collect();
+        let prices = PriceColumns::of(predictions);
         let mut tx = self.begin().await?;
         sqlx::query("SELECT 1 FROM quotes WHERE id = ANY($1) ORDER BY id FOR UPDATE")
             .persistent(false)
-            .bind(&ids)
+            .bind(&prices.ids)
             .execute(&mut *tx)
             .await?;
-        let repriced: i64 = sqlx::query_scalar(
+        let statement = sqlx::query_scalar(
             "WITH priced AS ( \
                  SELECT * FROM UNNEST($1::uuid[], $2::float8[], $3::float8[], $4::float8[], \
                      $5::float8[], $6::text[]) \
@@ -516,16 +511,12 @@ impl PgStore {
              ) \
              SELECT count(*) FROM updated",
         )
-        .persistent(false)
-        .bind(&ids)
-        .bind(premiums)
-        .bind(lows)
-        .bind(highs)
-        .bind(confidences)
-        .bind(versions)
-        .bind(validity.as_secs_f64())
-        .fetch_one(&mut *tx)
-        .await?;
+        .persistent(false);
+        let repriced: i64 = prices
+            .bind(statement)
+            .bind(validity.as_secs_f64())
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(repriced as u64)
     }

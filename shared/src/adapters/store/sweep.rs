@@ -212,6 +212,14 @@ impl ReconcileStore for PgStore {
         Ok(self.pg_purge_expired_keys(limit).await?)
     }
 
+    async fn purge_shadow_prices(
+        &self,
+        older_than: std::time::Duration,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        Ok(self.pg_purge_shadow_prices(older_than, limit).await?)
+    }
+
     async fn return_failed(&self, filter: &RequeueFilter) -> Result<u64, StoreError> {
         Ok(self.pg_return_failed(filter).await?)
     }
