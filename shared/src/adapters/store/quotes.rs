@@ -391,19 +391,18 @@ impl PgStore {
         self.quotes_among(ids, "status = 'pending_ml'").await
     }
 
-    /// The quotes among `ids` that meet `condition`, in one query. Every scoring pass starts
-    /// here, so it is one simple-protocol message: one round trip, where a bound statement
-    /// needs BEGIN, its parse, its execution and COMMIT under transaction pooling. The ids are
-    /// inlined, which is safe: a UUID prints as hex digits and dashes only.
+    /// The quotes among `ids` that meet `condition`, in one query.
     async fn quotes_among(&self, ids: &[Uuid], condition: &str) -> Result<Vec<Quote>, PgError> {
-        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-        let statement = format!(
-            "SELECT {COLUMNS} FROM quotes WHERE {condition} AND id = ANY('{{{}}}'::uuid[])",
-            ids.join(",")
-        );
-        let rows = sqlx::raw_sql(&statement)
-            .fetch_all(self.ready().await?)
-            .await?;
+        let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
+        query
+            .push(COLUMNS)
+            .push(" FROM quotes WHERE ")
+            .push(condition)
+            .push(" AND id = ANY(");
+        query.push_bind(ids).push(")");
+        let mut tx = self.begin().await?;
+        let rows = query.build().persistent(false).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
         Ok(rows
             .iter()
             .map(quote_from_row)
