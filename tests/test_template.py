@@ -516,6 +516,13 @@ def test_failed_quotes_engine_errors_and_refused_premiums_are_alarmed():
     assert alarms_on(namespace, "PremiumsRefused", FunctionName={"Ref": names["score"]})
 
 
+def test_a_shadow_that_fails_is_alarmed_when_there_is_one():
+    namespace = GLOBALS["Environment"]["Variables"]["METRICS_NAMESPACE"]
+    names = {built_binary(n, f): n for n, f in FUNCTIONS.items()}
+    (alarm,) = alarms_on(namespace, "ShadowFailures", FunctionName={"Ref": names["score"]})
+    assert ALARMS[alarm].get("Condition") == "ShadowScoringEnabled"
+
+
 @pytest.mark.parametrize("name", sorted(ALARMS))
 def test_every_alarm_says_what_it_means_and_what_to_do(name):
     description = ALARMS[name]["Properties"].get("AlarmDescription", "")
