@@ -2,6 +2,7 @@
 
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::events::http_event;
 
@@ -32,4 +33,14 @@ pub fn post_json(path: &str, user: &str, body: &Value) -> Request {
 
 pub fn body_json(response: &Response<Body>) -> Value {
     serde_json::from_slice(response.body().as_ref()).expect("a JSON body")
+}
+
+/// The quote ids a write's 202 answers, in its order.
+pub fn ids_of(body: &Value) -> Vec<Uuid> {
+    body["ids"]
+        .as_array()
+        .expect("a write's answer names its ids")
+        .iter()
+        .map(|v| v.as_str().and_then(|id| id.parse().ok()).expect("a UUID"))
+        .collect()
 }

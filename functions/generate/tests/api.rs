@@ -16,7 +16,7 @@ use quote_pipeline::pricing::{Outcome, Prediction};
 use quote_pipeline::queue::SqsQueue;
 use quote_pipeline::store::{PgStore, QuoteStore};
 use serde_json::{Value, json};
-use testkit::api::{CSV_HEADER, body_json, post_json, request};
+use testkit::api::{CSV_HEADER, body_json, ids_of, post_json, request};
 use testkit::{TestEnv, trained_model};
 use uuid::Uuid;
 
@@ -29,15 +29,6 @@ async fn app(env: &TestEnv) -> App<PgStore, SqsQueue> {
         idempotency_ttl: DAY,
         explainer: Explainer::new(testkit::trained_model_dir()),
     }
-}
-
-fn ids_of(body: &Value) -> Vec<Uuid> {
-    body["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().parse().unwrap())
-        .collect()
 }
 
 fn one_quote() -> Value {

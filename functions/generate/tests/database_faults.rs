@@ -47,12 +47,7 @@ fn batch(count: u32, key: Option<&str>) -> Request {
 }
 
 fn ids_of(body: &Value) -> Vec<Uuid> {
-    let mut ids: Vec<Uuid> = body["ids"]
-        .as_array()
-        .expect("ids")
-        .iter()
-        .map(|v| v.as_str().unwrap().parse().unwrap())
-        .collect();
+    let mut ids = testkit::api::ids_of(body);
     ids.sort();
     ids
 }

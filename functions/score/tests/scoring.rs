@@ -62,13 +62,7 @@ async fn create_quotes(env: &TestEnv, count: u32, ids_per_message: usize) -> Vec
     let request = lambda_http::request::from_str(&event).unwrap();
     let response = generate::handle(&app, request).await;
     assert_eq!(response.status(), 202);
-    let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
-    body["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().parse().unwrap())
-        .collect()
+    testkit::api::ids_of(&testkit::api::body_json(&response))
 }
 
 /// Invokes the handler with `messages`; returns the ids of the messages it failed.

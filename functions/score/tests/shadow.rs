@@ -88,12 +88,7 @@ async fn create(env: &TestEnv, user: &str, count: u32) -> Vec<Uuid> {
     )
     .await;
     assert_eq!(response.status(), 202);
-    body_json(&response)["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|id| id.as_str().unwrap().parse().unwrap())
-        .collect()
+    testkit::api::ids_of(&body_json(&response))
 }
 
 /// Runs `app` on every message now on the queue, in one invocation; returns the ids of the

@@ -34,8 +34,8 @@ pub async fn handle<S: QuoteStore, Q: QuoteQueue>(
     call: Call<'_>,
     id: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let explain = wants_explanation(call.request)?;
-    let history = wants_history(call.request)?;
+    let explain = flag(call.request, "explain")?;
+    let history = flag(call.request, "history")?;
     let id = Uuid::try_parse(id).map_err(|_| ApiError::not_found())?;
     let (quote, superseded) = if history {
         let found = app
@@ -75,26 +75,15 @@ pub async fn handle<S: QuoteStore, Q: QuoteQueue>(
     ))
 }
 
-/// `explain`: `true` or `false` (the default); anything else is a 400 naming it.
-fn wants_explanation(request: &lambda_http::Request) -> Result<bool, ApiError> {
+/// The query flag `name` (`explain`, `history`): `true` or `false` (the default); anything
+/// else is a 400 naming it.
+fn flag(request: &lambda_http::Request, name: &str) -> Result<bool, ApiError> {
     match request
         .query_string_parameters_ref()
-        .and_then(|q| q.first("explain"))
+        .and_then(|q| q.first(name))
     {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
-        Some(_) => Err(ApiError::bad_field("explain", "must be true or false")),
-    }
-}
-
-/// `history`: `true` or `false` (the default); anything else is a 400 naming it.
-fn wants_history(request: &lambda_http::Request) -> Result<bool, ApiError> {
-    match request
-        .query_string_parameters_ref()
-        .and_then(|q| q.first("history"))
-    {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(_) => Err(ApiError::bad_field("history", "must be true or false")),
+        Some(_) => Err(ApiError::bad_field(name, "must be true or false")),
     }
 }
