@@ -280,37 +280,25 @@ pub struct RepriceFilter {
 
 /// A position in a re-pricing pass: when the pass started (quotes priced since, re-priced
 /// by it or scored by the new model, are not picked again) and the last quote picked, in the
-/// pass's order (soonest to expire first).
+/// pass's order (by id: the oldest quotes first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RepriceCursor {
     pub started: DateTime<Utc>,
-    pub valid_until: DateTime<Utc>,
     pub id: Uuid,
 }
 
 impl RepriceCursor {
-    /// An opaque token: the two times in microseconds since the epoch, and the id.
+    /// An opaque token: the start in microseconds since the epoch, and the id.
     pub fn encode(&self) -> String {
-        format!(
-            "{}.{}.{}",
-            self.started.timestamp_micros(),
-            self.valid_until.timestamp_micros(),
-            self.id.simple()
-        )
+        format!("{}.{}", self.started.timestamp_micros(), self.id.simple())
     }
 
     pub fn decode(token: &str) -> Option<RepriceCursor> {
-        let mut parts = token.split('.');
-        let mut time = || {
-            let micros: i64 = parts.next()?.parse().ok().filter(|m| *m >= 0)?;
-            DateTime::from_timestamp_micros(micros)
-        };
-        let (started, valid_until) = (time()?, time()?);
-        let id = Uuid::try_parse(parts.next()?).ok()?;
-        parts.next().is_none().then_some(RepriceCursor {
-            started,
-            valid_until,
-            id,
+        let (started, id) = token.split_once('.')?;
+        let micros: i64 = started.parse().ok().filter(|m| *m >= 0)?;
+        Some(RepriceCursor {
+            started: DateTime::from_timestamp_micros(micros)?,
+            id: Uuid::try_parse(id).ok()?,
         })
     }
 }
@@ -359,8 +347,8 @@ pub trait ReconcileStore: Send + Sync {
         &self,
         filter: &RequeueFilter,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// The next page of scored quotes `filter` picks whose price still holds, soonest to
-    /// expire first, priced before the pass started. Locks nothing and changes nothing.
+    /// The next page of scored quotes `filter` picks whose price still holds, oldest first,
+    /// priced before the pass started. Locks nothing and changes nothing.
     fn repriceable(
         &self,
         filter: &RepriceFilter,
@@ -446,7 +434,6 @@ mod tests {
     fn a_reprice_cursor_round_trips_and_rejects_garbage() {
         let cursor = RepriceCursor {
             started: DateTime::from_timestamp_micros(1_780_000_000_123_456).unwrap(),
-            valid_until: DateTime::from_timestamp_micros(1_782_000_000_000_001).unwrap(),
             id: Uuid::now_v7(),
         };
         assert_eq!(RepriceCursor::decode(&cursor.encode()), Some(cursor));
@@ -454,11 +441,13 @@ mod tests {
         for bad in [
             String::new(),
             "1.2".into(),
-            format!("1.{id}"),
-            format!("1.2.{id}.3"),
-            format!("-1.2.{id}"),
-            format!("1.x.{id}"),
-            "1.2.not-a-uuid".into(),
+            id.to_string(),
+            format!("1.{id}.3"),
+            format!("-1.{id}"),
+            format!("x.{id}"),
+            // A token of the passes that paged by expiry.
+            format!("1.2.{id}"),
+            "1.not-a-uuid".into(),
         ] {
             assert_eq!(RepriceCursor::decode(&bad), None, "{bad}");
         }

@@ -499,34 +499,27 @@ impl ReconcileStore for MemoryStore {
         let state = self.lock();
         let now = now_as_stored();
         let started = filter.after.map_or(now, |c| c.started);
-        let mut picked: Vec<(DateTime<Utc>, Uuid)> = state
+        let mut picked: Vec<Uuid> = state
             .rows
             .iter()
             .filter(|r| filter.batch.is_none_or(|b| r.batch_id == b))
+            .filter(|r| filter.after.is_none_or(|c| r.quote.id > c.id))
             .filter_map(|r| match &r.quote.pricing {
                 Pricing::Scored {
                     scored_at,
                     valid_until: Some(valid_until),
                     ..
-                } if *valid_until > now && *scored_at < started => Some((*valid_until, r.quote.id)),
+                } if *valid_until > now && *scored_at < started => Some(r.quote.id),
                 _ => None,
             })
-            .filter(|&key| filter.after.is_none_or(|c| key > (c.valid_until, c.id)))
             .collect();
         picked.sort();
         picked.truncate(usize::try_from(filter.limit).unwrap_or(0));
         let next = (picked.len() as i64 == filter.limit)
             .then(|| picked.last())
             .flatten()
-            .map(|&(valid_until, id)| RepriceCursor {
-                started,
-                valid_until,
-                id,
-            });
-        Ok(RepricePage {
-            ids: picked.into_iter().map(|(_, id)| id).collect(),
-            next,
-        })
+            .map(|&id| RepriceCursor { started, id });
+        Ok(RepricePage { ids: picked, next })
     }
 }
 

@@ -101,13 +101,34 @@ pub async fn run(root: PathBuf) -> Res<()> {
     std::fs::create_dir_all(&logs)?;
 
     let env = TestEnv::new().await;
-    first_answer(&root, &env, &logs, &mut report, &mut plot).await?;
-    cold_start(&root, &env, &init, &logs, &mut report, &mut plot).await?;
-    memory(&root, &env, &logs, &mut report).await?;
-    warm_generate(&root, &mut report, &mut plot).await?;
-    postgres_write(&mut report).await?;
-    scoring(&root, &mut report, &mut plot).await?;
-    zip_sizes(&root, &mut report)?;
+    // `BENCH_SECTIONS=scoring,warm_generate` runs those alone (names as the functions'
+    // below), to compare two builds in alternated runs; its results are `partial.*`.
+    let only = std::env::var("BENCH_SECTIONS").ok();
+    let run = |section: &str| {
+        only.as_deref()
+            .is_none_or(|only| only.split(',').any(|s| s.trim() == section))
+    };
+    if run("first_answer") {
+        first_answer(&root, &env, &logs, &mut report, &mut plot).await?;
+    }
+    if run("cold_start") {
+        cold_start(&root, &env, &init, &logs, &mut report, &mut plot).await?;
+    }
+    if run("memory") {
+        memory(&root, &env, &logs, &mut report).await?;
+    }
+    if run("warm_generate") {
+        warm_generate(&root, &mut report, &mut plot).await?;
+    }
+    if run("postgres_write") {
+        postgres_write(&mut report).await?;
+    }
+    if run("scoring") {
+        scoring(&root, &mut report, &mut plot).await?;
+    }
+    if run("zip_sizes") {
+        zip_sizes(&root, &mut report)?;
+    }
 
     report.json.insert(
         "budgets".into(),
@@ -119,19 +140,23 @@ pub async fn run(root: PathBuf) -> Res<()> {
     );
     let results = root.join("bench/results");
     std::fs::create_dir_all(&results)?;
+    let (name, svg) = match only {
+        Some(_) => ("partial", "partial"),
+        None => ("latest", "latency"),
+    };
     std::fs::write(
-        results.join("latest.json"),
+        results.join(format!("{name}.json")),
         serde_json::to_string_pretty(&Value::Object(report.json.clone()))? + "\n",
     )?;
     std::fs::write(
-        results.join("latency.svg"),
+        results.join(format!("{svg}.svg")),
         latency_plot("Quote pipeline latency on this machine", &plot),
     )?;
     let table = report.render();
-    std::fs::write(results.join("latest.txt"), &table)?;
+    std::fs::write(results.join(format!("{name}.txt")), &table)?;
     eprintln!("{table}");
     eprintln!(
-        "Results: bench/results/latest.json, latest.txt, latency.svg ({:.0} s)",
+        "Results: bench/results/{name}.json, {name}.txt, {svg}.svg ({:.0} s)",
         started.elapsed().as_secs_f64()
     );
     Ok(())

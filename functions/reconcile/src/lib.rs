@@ -237,7 +237,6 @@ mod tests {
         let batch = Uuid::now_v7();
         let cursor = RepriceCursor {
             started: chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap(),
-            valid_until: chrono::DateTime::from_timestamp(1_782_000_000, 0).unwrap(),
             id: Uuid::now_v7(),
         };
         let event = json!({"reprice": {"batch_id": batch, "after": cursor.encode(), "limit": 50}});

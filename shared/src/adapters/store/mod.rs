@@ -21,9 +21,9 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
-use sqlx::Postgres;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::query::QueryScalar;
+use sqlx::{Connection, Postgres};
 use uuid::Uuid;
 
 use crate::iam_auth::{IamDatabase, auth_token};
@@ -182,16 +182,29 @@ struct IamSigner {
     signed_at: Mutex<Option<SystemTime>>,
 }
 
+/// A pooled connection idle longer than this is pinged before it is lent. One that sat (in a
+/// frozen container, or through a proxy's failover) may have been closed under us, and a
+/// failed ping replaces it; one handed back moments ago is lent as it is, saving back-to-back
+/// work a round trip per transaction (a scoring pass has two, each of four round trips then).
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
         // Closed by us before RDS Proxy closes them: it drops a client connection idle for
         // its IdleClientTimeout (the template's 30 minutes) and any connection after 24 hours.
-        // One closed while the container was frozen fails the ping before its next use and
-        // is replaced.
         .idle_timeout(Duration::from_secs(600))
         .max_lifetime(Duration::from_secs(1800))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// What every connection sends, made for a transaction pooler (RDS Proxy on AWS, PgBouncer

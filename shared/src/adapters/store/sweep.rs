@@ -150,50 +150,41 @@ impl PgStore {
 }
 
 impl PgStore {
-    /// Through `quotes_scored_by_validity`, from the later of now and the cursor: expired
-    /// quotes are never read, and each page starts where the last ended. A batch's quotes
+    /// Through the primary key (time-ordered ids: the oldest quotes first), from the cursor
+    /// on: each page starts where the last ended, and expired quotes are read and skipped
+    /// (no index of valid prices: every scoring write would pay for it). A batch's quotes
     /// (at most 1,000) come through its own index instead.
     async fn pg_repriceable(&self, filter: &RepriceFilter) -> Result<RepricePage, PgError> {
         let mut tx = self.begin().await?;
-        let (started, after): (DateTime<Utc>, Option<(DateTime<Utc>, Uuid)>) = match filter.after {
-            Some(c) => (c.started, Some((c.valid_until, c.id))),
-            None => (
+        let started: DateTime<Utc> = match filter.after {
+            Some(c) => c.started,
+            None => {
                 sqlx::query_scalar("SELECT now()")
                     .persistent(false)
                     .fetch_one(&mut *tx)
-                    .await?,
-                None,
-            ),
+                    .await?
+            }
         };
-        let rows: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT id, valid_until FROM quotes \
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM quotes \
              WHERE status = 'scored' AND valid_until > now() AND scored_at < $1 \
-                 AND ($2::uuid IS NULL OR batch_id = $2) \
-                 AND ($3::timestamptz IS NULL OR (valid_until, id) > ($3, $4)) \
-             ORDER BY valid_until, id LIMIT $5",
+                 AND ($2::uuid IS NULL OR batch_id = $2) AND ($3::uuid IS NULL OR id > $3) \
+             ORDER BY id LIMIT $4",
         )
         .persistent(false)
         .bind(started)
         .bind(filter.batch)
-        .bind(after.map(|(valid_until, _)| valid_until))
-        .bind(after.map(|(_, id)| id))
+        .bind(filter.after.map(|c| c.id))
         .bind(filter.limit)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
         // A full page may have more behind it; a short one ends the pass.
-        let next = (rows.len() as i64 == filter.limit)
-            .then(|| rows.last())
+        let next = (ids.len() as i64 == filter.limit)
+            .then(|| ids.last())
             .flatten()
-            .map(|&(id, valid_until)| RepriceCursor {
-                started,
-                valid_until,
-                id,
-            });
-        Ok(RepricePage {
-            ids: rows.into_iter().map(|(id, _)| id).collect(),
-            next,
-        })
+            .map(|&id| RepriceCursor { started, id });
+        Ok(RepricePage { ids, next })
     }
 }
 
