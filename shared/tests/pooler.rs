@@ -7,9 +7,12 @@
 
 use std::time::{Duration, Instant};
 
+use quote_pipeline::config::DatabaseConfig;
 use quote_pipeline::generator::{GenerateParams, generate};
 use quote_pipeline::quote::Quote;
-use quote_pipeline::store::{ListFilter, PgStore, QuoteStore, StoreError, for_pooler};
+use quote_pipeline::store::{
+    ListFilter, PING_AFTER_IDLE, PgStore, QuoteStore, StoreError, for_pooler,
+};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 use testkit::TestEnv;
@@ -156,4 +159,43 @@ async fn the_store_leaves_no_session_state_on_shared_server_connections() {
     for result in futures::future::join_all(rounds).await {
         result.expect("every statement runs whole on one server connection");
     }
+}
+
+/// A pooled connection closed under the pool while it sat idle (a frozen container's, which
+/// the proxy dropped) fails its ping before its next use and is replaced: the call succeeds.
+/// Straight on Postgres, whose side of the connection the test closes.
+#[tokio::test]
+async fn a_connection_closed_while_it_sat_idle_is_replaced_before_its_next_use() {
+    let env = TestEnv::new().await;
+    let owner = env.pool.connect_options();
+    let config = DatabaseConfig {
+        url: format!(
+            "postgres://quote_app@{}:{}/{}",
+            owner.get_host(),
+            owner.get_port(),
+            owner.get_database().expect("the test database")
+        ),
+        max_connections: 1,
+        ..env.database.clone()
+    };
+    let store = PgStore::connect_lazy(&config).unwrap();
+    store
+        .list("ann", &ListFilter::default())
+        .await
+        .expect("a first call opens the connection");
+    let closed: i64 = sqlx::query_scalar(
+        "WITH app AS MATERIALIZED ( \
+             SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND usename = 'quote_app') \
+         SELECT count(*) FROM app WHERE pg_terminate_backend(pid)",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(closed, 1);
+    tokio::time::sleep(PING_AFTER_IDLE + Duration::from_millis(200)).await;
+    store
+        .list("ann", &ListFilter::default())
+        .await
+        .expect("the closed connection is replaced before use");
 }

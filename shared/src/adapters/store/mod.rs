@@ -186,7 +186,7 @@ struct IamSigner {
 /// frozen container, or through a proxy's failover) may have been closed under us, and a
 /// failed ping replaces it; one handed back moments ago is lent as it is, saving back-to-back
 /// work a round trip per transaction (a scoring pass has two, each of four round trips then).
-const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
     PgPoolOptions::new()
