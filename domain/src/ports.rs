@@ -80,8 +80,9 @@ pub struct Page {
 
 /// The store the functions need: a port, so the domain does not depend on Postgres itself.
 pub trait QuoteStore: Send + Sync {
-    /// Writes a batch of new quotes in one statement, and the batch `batch_id` that holds them
-    /// (owned by their owner); all or nothing. With an idempotency record, the key is claimed
+    /// Writes a batch of new quotes in one statement, and the batch `batch_id` that holds them;
+    /// all or nothing. The quotes are made together: the batch, and every quote in it, takes
+    /// the first quote's owner and creation time. With an idempotency record, the key is claimed
     /// in the same transaction, and a key already claimed writes nothing and answers what its
     /// first request was answered. Done by `deadline`: a write that is not is abandoned,
     /// [`StoreError::Unavailable`] if its `COMMIT` was not yet sent,

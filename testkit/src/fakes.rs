@@ -144,23 +144,29 @@ impl QuoteStore for MemoryStore {
                 }
             }
         }
-        if let Some(first) = quotes.first() {
-            state.batches.insert(
-                batch_id,
-                BatchRow {
-                    owner: first.user_id.clone(),
-                    size: quotes.len() as u32,
-                    created_at: first.created_at,
-                    completed: None,
-                    event_attempted_at: None,
-                    event_sent: false,
-                },
-            );
-        }
-        state.rows.extend(quotes.iter().map(|q| Row {
-            quote: q.clone(),
+        let Some(first) = quotes.first() else {
+            return Ok(Inserted::New);
+        };
+        state.batches.insert(
             batch_id,
-            last_enqueued_at: q.created_at,
+            BatchRow {
+                owner: first.user_id.clone(),
+                size: quotes.len() as u32,
+                created_at: first.created_at,
+                completed: None,
+                event_attempted_at: None,
+                event_sent: false,
+            },
+        );
+        // As Postgres writes them: with the batch's owner and creation time.
+        state.rows.extend(quotes.iter().map(|q| Row {
+            quote: Quote {
+                user_id: first.user_id.clone(),
+                created_at: first.created_at,
+                ..q.clone()
+            },
+            batch_id,
+            last_enqueued_at: first.created_at,
         }));
         Ok(Inserted::New)
     }

@@ -144,21 +144,25 @@ impl PgStore {
         limit: i64,
     ) -> Result<Vec<CompletedBatch>, PgError> {
         let mut tx = self.begin().await?;
-        // Through the partial index of open batches, the oldest first: one index probe each
-        // for a pending quote, the counts taken only for a batch that completes.
+        // Through the partial index of open batches, the oldest first; a batch's quotes are
+        // one range of the owner's index (they share its owner and creation time), searched
+        // for a pending one, and counted only for a batch that completes.
         let rows: Vec<CompletedRow> = sqlx::query_as(
             "WITH overdue AS ( \
                  SELECT id FROM quote_batches b \
                  WHERE completed_at IS NULL AND created_at < now() - make_interval(secs => $1) \
                      AND NOT EXISTS (SELECT 1 FROM quotes q \
-                                     WHERE q.batch_id = b.id AND q.status = 'pending_ml') \
+                                     WHERE q.user_id = b.user_id AND q.created_at = b.created_at \
+                                         AND q.batch_id = b.id AND q.status = 'pending_ml') \
                  ORDER BY created_at LIMIT $2 \
              ) \
              UPDATE quote_batches b SET completed_at = now(), event_attempted_at = now(), \
                  scored = (SELECT count(*) FROM quotes q \
-                           WHERE q.batch_id = b.id AND q.status = 'scored'), \
+                           WHERE q.user_id = b.user_id AND q.created_at = b.created_at \
+                               AND q.batch_id = b.id AND q.status = 'scored'), \
                  failed = (SELECT count(*) FROM quotes q \
-                           WHERE q.batch_id = b.id AND q.status = 'failed') \
+                           WHERE q.user_id = b.user_id AND q.created_at = b.created_at \
+                               AND q.batch_id = b.id AND q.status = 'failed') \
              FROM overdue o WHERE b.id = o.id AND b.completed_at IS NULL \
              RETURNING b.id, b.user_id, b.size, b.scored, b.failed, b.created_at, b.completed_at",
         )

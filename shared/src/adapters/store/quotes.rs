@@ -176,7 +176,9 @@ fn pricing_from_columns(columns: PricingColumns) -> Result<Pricing, String> {
 
 /// One statement for a whole batch: each column goes as one array through `UNNEST`.
 /// The batch's row goes in the same statement, first (a data-modifying `WITH`), so a write
-/// costs no extra round trip for it.
+/// costs no extra round trip for it. Every quote is written with the batch's owner and
+/// creation time (the first quote's: a write's quotes are made together), which is how a
+/// batch's quotes are found: one range of the owner's index.
 async fn insert_quotes<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     batch_id: Uuid,
@@ -187,7 +189,6 @@ async fn insert_quotes<'e>(
     };
     let column = |f: fn(&Quote) -> String| quotes.iter().map(f).collect::<Vec<_>>();
     let ids: Vec<Uuid> = quotes.iter().map(|q| q.id).collect();
-    let owners = column(|q| q.user_id.clone());
     let types = column(|q| q.input.coverage_type.as_str().to_owned());
     let levels = column(|q| q.input.coverage_level.as_str().to_owned());
     let amounts: Vec<i64> = quotes.iter().map(|q| q.input.estimated_amount).collect();
@@ -195,24 +196,24 @@ async fn insert_quotes<'e>(
     let revenues: Vec<i64> = quotes.iter().map(|q| q.input.annual_revenue).collect();
     let employees: Vec<i32> = quotes.iter().map(|q| q.input.num_employees).collect();
     let founded: Vec<NaiveDate> = quotes.iter().map(|q| q.input.founded_at).collect();
-    let created: Vec<DateTime<Utc>> = quotes.iter().map(|q| q.created_at).collect();
     let attempts: Vec<i32> = quotes.iter().map(|q| q.enqueue_attempts).collect();
     sqlx::query(
         "WITH batch AS ( \
              INSERT INTO quote_batches (id, user_id, size, created_at) \
-             VALUES ($12, $13, $14, $15) \
+             VALUES ($10, $11, $12, $13) \
          ) \
          INSERT INTO quotes (id, user_id, coverage_type, coverage_level, estimated_amount, \
              user_age, annual_revenue, num_employees, founded_at, created_at, enqueue_attempts, \
              last_enqueued_at, batch_id) \
-         SELECT u.*, u.created_at, $12 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], \
-             $5::bigint[], $6::int[], $7::bigint[], $8::int[], $9::date[], $10::timestamptz[], \
-             $11::int[]) AS u(id, user_id, coverage_type, coverage_level, estimated_amount, \
-             user_age, annual_revenue, num_employees, founded_at, created_at, enqueue_attempts)",
+         SELECT u.id, $11, u.coverage_type, u.coverage_level, u.estimated_amount, u.user_age, \
+             u.annual_revenue, u.num_employees, u.founded_at, $13, u.enqueue_attempts, $13, $10 \
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::int[], \
+             $6::bigint[], $7::int[], $8::date[], $9::int[]) AS u(id, coverage_type, \
+             coverage_level, estimated_amount, user_age, annual_revenue, num_employees, \
+             founded_at, enqueue_attempts)",
     )
     .persistent(false)
     .bind(ids)
-    .bind(owners)
     .bind(types)
     .bind(levels)
     .bind(amounts)
@@ -220,7 +221,6 @@ async fn insert_quotes<'e>(
     .bind(revenues)
     .bind(employees)
     .bind(founded)
-    .bind(created)
     .bind(attempts)
     .bind(batch_id)
     .bind(&first.user_id)
@@ -351,7 +351,13 @@ impl PgStore {
             query.push(" AND status = ").push_bind(status.as_str());
         }
         if let Some(batch) = filter.batch {
-            query.push(" AND batch_id = ").push_bind(batch);
+            // One range of the owner's index: a batch's quotes share its creation time.
+            query
+                .push(" AND batch_id = ")
+                .push_bind(batch)
+                .push(" AND created_at = (SELECT created_at FROM quote_batches WHERE id = ")
+                .push_bind(batch)
+                .push(")");
         }
         if let Some(coverage_type) = filter.coverage_type {
             query

@@ -153,7 +153,8 @@ impl PgStore {
     /// Through the primary key (time-ordered ids: the oldest quotes first), from the cursor
     /// on: each page starts where the last ended, and expired quotes are read and skipped
     /// (no index of valid prices: every scoring write would pay for it). A batch's quotes
-    /// (at most 1,000) come through its own index instead.
+    /// (at most 1,000) come as one range of the owner's index instead, found by the batch's
+    /// owner and creation time.
     async fn pg_repriceable(&self, filter: &RepriceFilter) -> Result<RepricePage, PgError> {
         let mut tx = self.begin().await?;
         let started: DateTime<Utc> = match filter.after {
@@ -168,13 +169,16 @@ impl PgStore {
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM quotes \
              WHERE status = 'scored' AND valid_until > now() AND scored_at < $1 \
-                 AND ($2::uuid IS NULL OR batch_id = $2) AND ($3::uuid IS NULL OR id > $3) \
+                 AND ($2::uuid IS NULL OR id > $2) \
+                 AND ($3::uuid IS NULL OR (batch_id = $3 \
+                     AND user_id = (SELECT user_id FROM quote_batches WHERE id = $3) \
+                     AND created_at = (SELECT created_at FROM quote_batches WHERE id = $3))) \
              ORDER BY id LIMIT $4",
         )
         .persistent(false)
         .bind(started)
-        .bind(filter.batch)
         .bind(filter.after.map(|c| c.id))
+        .bind(filter.batch)
         .bind(filter.limit)
         .fetch_all(&mut *tx)
         .await?;
