@@ -179,16 +179,21 @@ impl PgStore {
         if batch_ids.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin().await?;
-        sqlx::query(
+        // One simple-protocol message, one round trip rather than BEGIN, Parse, Execute and
+        // COMMIT after every scoring pass that completes a batch: a lone statement in one
+        // message is its own transaction, whole on one server connection of a pooler. The
+        // ids are inlined, as a `Uuid` prints: hex digits and dashes only.
+        let ids = batch_ids
+            .iter()
+            .map(|id| format!("'{id}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        sqlx::raw_sql(&format!(
             "UPDATE quote_batches SET event_sent_at = now() \
-             WHERE id = ANY($1) AND event_sent_at IS NULL",
-        )
-        .persistent(false)
-        .bind(batch_ids)
-        .execute(&mut *tx)
+             WHERE id IN ({ids}) AND event_sent_at IS NULL"
+        ))
+        .execute(self.ready().await?)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
