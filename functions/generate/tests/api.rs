@@ -11,9 +11,11 @@ use generate::explain::Explainer;
 use generate::{App, handle};
 use lambda_http::Request;
 use quote_pipeline::config::QueueConfig;
+use quote_pipeline::generator::{GenerateParams, generate};
 use quote_pipeline::model::EmbeddedModel;
 use quote_pipeline::pricing::{Outcome, Prediction};
 use quote_pipeline::queue::SqsQueue;
+use quote_pipeline::quote::Quote;
 use quote_pipeline::store::{PgStore, QuoteStore};
 use serde_json::{Value, json};
 use testkit::api::{CSV_HEADER, body_json, ids_of, post_json, request};
@@ -905,6 +907,43 @@ async fn another_users_batch_is_a_404_like_no_batch_and_lists_nothing() {
     .await;
     assert_eq!(bad.status(), 400);
     assert_eq!(body_json(&bad)["details"][0]["field"], "batch_id");
+}
+
+/// A batch's quotes are found by its owner and creation time, with its id telling it apart:
+/// two writes of one owner in the same microsecond (concurrent requests) list apart.
+#[tokio::test]
+async fn two_batches_written_by_one_owner_at_the_same_instant_list_apart() {
+    let env = TestEnv::new().await;
+    let app = app(&env).await;
+    let now = Utc::now();
+    let mut batches = Vec::new();
+    for count in [3, 4] {
+        let quotes: Vec<Quote> = generate(&GenerateParams::new(count))
+            .into_iter()
+            .map(|input| Quote::new_pending("twin", input, now))
+            .collect();
+        let batch_id = Uuid::now_v7();
+        env.store
+            .insert(batch_id, &quotes, None, std::time::Instant::now() + DAY)
+            .await
+            .unwrap();
+        batches.push((
+            batch_id,
+            quotes.iter().map(|q| q.id).collect::<HashSet<_>>(),
+        ));
+    }
+    for (batch_id, ids) in &batches {
+        let listed: HashSet<Uuid> = listed(&app, "twin", *batch_id, 2)
+            .await
+            .into_iter()
+            .collect();
+        assert_eq!(&listed, ids);
+        let (status, progress) = progress(&app, "twin", *batch_id).await;
+        assert_eq!(
+            (status, progress["size"].as_u64()),
+            (200, Some(ids.len() as u64))
+        );
+    }
 }
 
 /// `?explain=true` on a quote scored by the embedded model: each feature's contribution to its
