@@ -21,6 +21,11 @@ pub fn request(
     lambda_http::request::from_str(&event).expect("a valid API Gateway v2 event")
 }
 
+/// A `GET` by `user`, with no body.
+pub fn get(path_and_query: &str, user: &str) -> Request {
+    request("GET", path_and_query, Some(user), None, "")
+}
+
 pub fn post_json(path: &str, user: &str, body: &Value) -> Request {
     request(
         "POST",

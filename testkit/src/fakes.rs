@@ -421,19 +421,12 @@ impl ReconcileStore for MemoryStore {
 
     async fn purge_expired_keys(&self, limit: i64) -> Result<u64, StoreError> {
         let mut state = self.lock();
-        let now = Utc::now();
-        let mut expired: Vec<_> = state
-            .keys
-            .iter()
-            .filter(|(_, kept)| kept.expires_at < now)
-            .map(|(key, kept)| (kept.expires_at, key.clone()))
-            .collect();
-        expired.sort();
-        expired.truncate(usize::try_from(limit).unwrap_or(0));
-        for (_, key) in &expired {
-            state.keys.remove(key);
-        }
-        Ok(expired.len() as u64)
+        Ok(purge_oldest(
+            &mut state.keys,
+            |kept| kept.expires_at,
+            Utc::now(),
+            limit,
+        ))
     }
 
     async fn purge_shadow_prices(
@@ -443,18 +436,12 @@ impl ReconcileStore for MemoryStore {
     ) -> Result<u64, StoreError> {
         let mut state = self.lock();
         let before = Utc::now() - chrono::Duration::from_std(older_than).expect("a retention");
-        let mut old: Vec<_> = state
-            .shadow
-            .iter()
-            .filter(|(_, (_, at))| *at < before)
-            .map(|(key, (_, at))| (*at, key.clone()))
-            .collect();
-        old.sort();
-        old.truncate(usize::try_from(limit).unwrap_or(0));
-        for (_, key) in &old {
-            state.shadow.remove(key);
-        }
-        Ok(old.len() as u64)
+        Ok(purge_oldest(
+            &mut state.shadow,
+            |(_, at)| *at,
+            before,
+            limit,
+        ))
     }
 
     async fn claim_stuck(&self, policy: &ReconcilePolicy) -> Result<MemoryStuckQuotes, StoreError> {
@@ -790,6 +777,27 @@ impl EventPublisher for MemoryEvents {
             failed: Vec::new(),
         }
     }
+}
+
+/// Removes from `map` at most `limit` entries whose time (`at`) is before `before`, the
+/// oldest first, as the store's bounded purges do; how many.
+fn purge_oldest<K: Clone + Eq + std::hash::Hash + Ord, V>(
+    map: &mut HashMap<K, V>,
+    at: impl Fn(&V) -> DateTime<Utc>,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> u64 {
+    let mut old: Vec<(DateTime<Utc>, K)> = map
+        .iter()
+        .filter(|(_, v)| at(v) < before)
+        .map(|(key, v)| (at(v), key.clone()))
+        .collect();
+    old.sort();
+    old.truncate(usize::try_from(limit).unwrap_or(0));
+    for (_, key) in &old {
+        map.remove(key);
+    }
+    old.len() as u64
 }
 
 #[cfg(test)]

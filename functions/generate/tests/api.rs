@@ -18,7 +18,7 @@ use quote_pipeline::queue::SqsQueue;
 use quote_pipeline::quote::Quote;
 use quote_pipeline::store::{PgStore, QuoteStore};
 use serde_json::{Value, json};
-use testkit::api::{CSV_HEADER, body_json, ids_of, post_json, request};
+use testkit::api::{CSV_HEADER, body_json, get, ids_of, post_json, request};
 use testkit::{TestEnv, trained_model};
 use uuid::Uuid;
 
@@ -92,7 +92,7 @@ async fn one_quote_is_written_queued_and_read_back_by_its_owner_only() {
     assert_eq!(env.queued_ids().await, ids);
 
     let path = format!("/quotes/{}", ids[0]);
-    let mine = handle(&app, request("GET", &path, Some("alice"), None, "")).await;
+    let mine = handle(&app, get(&path, "alice")).await;
     assert_eq!(mine.status(), 200);
     let quote = body_json(&mine);
     assert_eq!(quote["status"], "pending_ml");
@@ -100,26 +100,16 @@ async fn one_quote_is_written_queued_and_read_back_by_its_owner_only() {
     assert_eq!(quote["founded_at"], "2009-04-15");
     assert_eq!(quote["premium"], Value::Null);
 
-    let theirs = handle(&app, request("GET", &path, Some("mallory"), None, "")).await;
+    let theirs = handle(&app, get(&path, "mallory")).await;
     assert_eq!(theirs.status(), 404);
-    let missing = handle(
-        &app,
-        request(
-            "GET",
-            &format!("/quotes/{}", Uuid::now_v7()),
-            Some("alice"),
-            None,
-            "",
-        ),
-    )
-    .await;
+    let missing = handle(&app, get(&format!("/quotes/{}", Uuid::now_v7()), "alice")).await;
     assert_eq!(missing.status(), 404);
     assert_eq!(
         body_json(&theirs),
         body_json(&missing),
         "another user's id looks like no id at all"
     );
-    let listed = handle(&app, request("GET", "/quotes", Some("mallory"), None, "")).await;
+    let listed = handle(&app, get("/quotes", "mallory")).await;
     assert_eq!(body_json(&listed)["quotes"], json!([]));
 }
 
@@ -129,18 +119,13 @@ async fn a_quotes_history_is_answered_on_request_only_and_to_its_owner_only() {
     let app = app(&env).await;
     let response = handle(&app, post_json("/quotes", "alice", &one_quote())).await;
     let path = format!("/quotes/{}", ids_of(&body_json(&response))[0]);
-    let get = |query: &str, user: &str| {
-        handle(
-            &app,
-            request("GET", &format!("{path}{query}"), Some(user), None, ""),
-        )
-    };
-    let pending = body_json(&get("?history=true", "alice").await);
+    let read = |query: &str, user: &str| handle(&app, get(&format!("{path}{query}"), user));
+    let pending = body_json(&read("?history=true", "alice").await);
     assert_eq!(pending["price_history"], json!([]), "never priced");
-    let plain = body_json(&get("?history=false", "alice").await);
+    let plain = body_json(&read("?history=false", "alice").await);
     assert!(plain.get("price_history").is_none(), "{plain}");
-    assert_eq!(get("?history=true", "mallory").await.status(), 404);
-    let bad = get("?history=yes", "alice").await;
+    assert_eq!(read("?history=true", "mallory").await.status(), 404);
+    let bad = read("?history=yes", "alice").await;
     assert_eq!(bad.status(), 400);
     assert_eq!(body_json(&bad)["details"][0]["field"], "history");
 }
@@ -178,14 +163,10 @@ async fn a_scored_quote_answers_its_price_range_in_cents_and_until_when_it_holds
     )
     .await;
 
-    let read = handle(
-        &app,
-        request("GET", &format!("/quotes/{id}"), Some("alice"), None, ""),
-    )
-    .await;
+    let read = handle(&app, get(&format!("/quotes/{id}"), "alice")).await;
     assert_eq!(read.status(), 200);
     let quote = body_json(&read);
-    let listed = handle(&app, request("GET", "/quotes", Some("alice"), None, "")).await;
+    let listed = handle(&app, get("/quotes", "alice")).await;
     assert_eq!(body_json(&listed)["quotes"], json!([quote.clone()]));
     assert_eq!(
         ["premium_low", "premium", "premium_high", "currency"].map(|m| quote[m].clone()),
@@ -223,22 +204,14 @@ async fn a_price_past_its_valid_until_is_answered_as_expired() {
     score(&env, id, [10.0, 20.0, 30.0], Duration::from_millis(1)).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
 
-    let read = handle(
-        &app,
-        request("GET", &format!("/quotes/{id}"), Some("alice"), None, ""),
-    )
-    .await;
+    let read = handle(&app, get(&format!("/quotes/{id}"), "alice")).await;
     let quote = body_json(&read);
     assert_eq!(
         (quote["status"].clone(), quote["price_expired"].clone()),
         (json!("scored"), json!(true))
     );
     assert_eq!(quote["premium"], "20.00", "an expired price is still shown");
-    let listed = handle(
-        &app,
-        request("GET", "/quotes?status=scored", Some("alice"), None, ""),
-    )
-    .await;
+    let listed = handle(&app, get("/quotes?status=scored", "alice")).await;
     assert_eq!(body_json(&listed)["quotes"][0]["price_expired"], true);
 }
 
@@ -306,7 +279,7 @@ async fn pagination_walks_every_quote_once_newest_first() {
             Some(c) => format!("/quotes?limit=20&cursor={c}"),
             None => "/quotes?limit=20".to_string(),
         };
-        let page = body_json(&handle(&app, request("GET", &path, Some("carol"), None, "")).await);
+        let page = body_json(&handle(&app, get(&path, "carol")).await);
         for q in page["quotes"].as_array().unwrap() {
             assert_eq!(q["user_id"], "carol");
             seen.push((
@@ -328,19 +301,9 @@ async fn pagination_walks_every_quote_once_newest_first() {
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(seen, sorted, "newest first");
 
-    let filtered = body_json(
-        &handle(
-            &app,
-            request("GET", "/quotes?status=scored", Some("carol"), None, ""),
-        )
-        .await,
-    );
+    let filtered = body_json(&handle(&app, get("/quotes?status=scored", "carol")).await);
     assert_eq!(filtered["quotes"], json!([]));
-    let bad = handle(
-        &app,
-        request("GET", "/quotes?status=done", Some("carol"), None, ""),
-    )
-    .await;
+    let bad = handle(&app, get("/quotes?status=done", "carol")).await;
     assert_eq!(bad.status(), 400);
     assert_eq!(body_json(&bad)["details"][0]["field"], "status");
     for query in [
@@ -350,11 +313,7 @@ async fn pagination_walks_every_quote_once_newest_first() {
         "cursor=garbage",
         "colour=red",
     ] {
-        let bad = handle(
-            &app,
-            request("GET", &format!("/quotes?{query}"), Some("carol"), None, ""),
-        )
-        .await;
+        let bad = handle(&app, get(&format!("/quotes?{query}"), "carol")).await;
         assert_eq!(bad.status(), 400, "{query}");
     }
 }
@@ -600,13 +559,7 @@ async fn no_filter_cursor_or_id_shows_another_users_quotes() {
         )
         .await,
     ));
-    let owner_page = body_json(
-        &handle(
-            &app,
-            request("GET", "/quotes?limit=10", Some("owner"), None, ""),
-        )
-        .await,
-    );
+    let owner_page = body_json(&handle(&app, get("/quotes?limit=10", "owner")).await);
     let their_cursor = owner_page["next_cursor"].as_str().unwrap().to_string();
     for query in [
         "",
@@ -615,28 +568,12 @@ async fn no_filter_cursor_or_id_shows_another_users_quotes() {
         "?limit=100",
         &format!("?cursor={their_cursor}"),
     ] {
-        let page = body_json(
-            &handle(
-                &app,
-                request(
-                    "GET",
-                    &format!("/quotes{query}"),
-                    Some("intruder"),
-                    None,
-                    "",
-                ),
-            )
-            .await,
-        );
+        let page = body_json(&handle(&app, get(&format!("/quotes{query}"), "intruder")).await);
         assert_eq!(page["quotes"], json!([]), "{query}");
     }
     for id in &theirs {
         for user in ["intruder", "OWNER", "owner ", ""] {
-            let response = handle(
-                &app,
-                request("GET", &format!("/quotes/{id}"), Some(user), None, ""),
-            )
-            .await;
+            let response = handle(&app, get(&format!("/quotes/{id}"), user)).await;
             assert!([401, 404].contains(&response.status().as_u16()), "{user:?}");
         }
     }
@@ -673,17 +610,7 @@ fn batch_of(body: &Value) -> (Uuid, Vec<Uuid>) {
 
 /// `GET /quotes/batches/{id}` as `user`: the status and the body.
 async fn progress(app: &App<PgStore, SqsQueue>, user: &str, batch_id: Uuid) -> (u16, Value) {
-    let response = handle(
-        app,
-        request(
-            "GET",
-            &format!("/quotes/batches/{batch_id}"),
-            Some(user),
-            None,
-            "",
-        ),
-    )
-    .await;
+    let response = handle(app, get(&format!("/quotes/batches/{batch_id}"), user)).await;
     (response.status().as_u16(), body_json(&response))
 }
 
@@ -737,12 +664,9 @@ async fn listed(app: &App<PgStore, SqsQueue>, user: &str, batch_id: Uuid, limit:
         let page = body_json(
             &handle(
                 app,
-                request(
-                    "GET",
+                get(
                     &format!("/quotes?batch_id={batch_id}&limit={limit}{cursor}"),
-                    Some(user),
-                    None,
-                    "",
+                    user,
                 ),
             )
             .await,
@@ -805,12 +729,9 @@ async fn a_generated_batch_reports_its_progress_pending_partly_scored_and_finish
     let scored = body_json(
         &handle(
             &app,
-            request(
-                "GET",
+            get(
                 &format!("/quotes?batch_id={batch_id}&status=scored&limit=100"),
-                Some("pat"),
-                None,
-                "",
+                "pat",
             ),
         )
         .await,
@@ -893,18 +814,10 @@ async fn another_users_batch_is_a_404_like_no_batch_and_lists_nothing() {
         "another user's batch looks like no batch at all"
     );
     assert_eq!(theirs["code"], "not_found");
-    let not_an_id = handle(
-        &app,
-        request("GET", "/quotes/batches/not-a-uuid", Some("owner"), None, ""),
-    )
-    .await;
+    let not_an_id = handle(&app, get("/quotes/batches/not-a-uuid", "owner")).await;
     assert_eq!(not_an_id.status(), 404);
     assert!(listed(&app, "intruder", batch_id, 100).await.is_empty());
-    let bad = handle(
-        &app,
-        request("GET", "/quotes?batch_id=nope", Some("owner"), None, ""),
-    )
-    .await;
+    let bad = handle(&app, get("/quotes?batch_id=nope", "owner")).await;
     assert_eq!(bad.status(), 400);
     assert_eq!(body_json(&bad)["details"][0]["field"], "batch_id");
 }
@@ -964,18 +877,10 @@ async fn explain_true_takes_a_scored_quotes_median_apart_by_feature() {
     )
     .await;
     let ids = ids_of(&body_json(&created));
-    let get = |id: Uuid, query: &str| {
-        request(
-            "GET",
-            &format!("/quotes/{id}{query}"),
-            Some("alice"),
-            None,
-            "",
-        )
-    };
+    let read = |id: Uuid, query: &str| get(&format!("/quotes/{id}{query}"), "alice");
 
     // Pending: nothing to explain yet.
-    let pending = handle(&app, get(ids[0], "?explain=true")).await;
+    let pending = handle(&app, read(ids[0], "?explain=true")).await;
     assert_eq!(pending.status(), 409);
     let body = body_json(&pending);
     assert_eq!(body["code"], "not_scored");
@@ -999,9 +904,9 @@ async fn explain_true_takes_a_scored_quotes_median_apart_by_feature() {
     let x = quote_pipeline::features::features(&quote.input, quote.created_at.date_naive());
     let expected = model.explain(&x);
 
-    let plain = body_json(&handle(&app, get(ids[0], "")).await);
+    let plain = body_json(&handle(&app, read(ids[0], "")).await);
     assert!(plain.get("explanation").is_none(), "{plain}");
-    let response = handle(&app, get(ids[0], "?explain=true")).await;
+    let response = handle(&app, read(ids[0], "?explain=true")).await;
     assert_eq!(response.status(), 200, "{:?}", response.body());
     let body = body_json(&response);
     let mut without = body.clone();
@@ -1047,7 +952,7 @@ async fn explain_true_takes_a_scored_quotes_median_apart_by_feature() {
 
     // Priced by another model version: this model cannot explain that price.
     score(&env, ids[1], [100.0, 200.0, 300.0], DAY).await;
-    let other = handle(&app, get(ids[1], "?explain=true")).await;
+    let other = handle(&app, read(ids[1], "?explain=true")).await;
     assert_eq!(other.status(), 409);
     let body = body_json(&other);
     assert_eq!(body["code"], "model_version_mismatch");
@@ -1070,7 +975,7 @@ async fn explain_true_takes_a_scored_quotes_median_apart_by_feature() {
         )
         .await
         .unwrap();
-    let failed = body_json(&handle(&app, get(ids[2], "?explain=true")).await);
+    let failed = body_json(&handle(&app, read(ids[2], "?explain=true")).await);
     assert_eq!(failed["code"], "not_scored");
     assert!(
         failed["message"]
@@ -1080,11 +985,11 @@ async fn explain_true_takes_a_scored_quotes_median_apart_by_feature() {
         "{failed}"
     );
 
-    let bad = handle(&app, get(ids[0], "?explain=yes")).await;
+    let bad = handle(&app, read(ids[0], "?explain=yes")).await;
     assert_eq!(bad.status(), 400);
     assert_eq!(body_json(&bad)["details"][0]["field"], "explain");
     assert_eq!(
-        handle(&app, get(ids[0], "?explain=false")).await.status(),
+        handle(&app, read(ids[0], "?explain=false")).await.status(),
         200
     );
 }
@@ -1099,23 +1004,8 @@ async fn a_missing_model_answers_503_to_explanations_only() {
     let id = ids_of(&body_json(&created))[0];
     score(&env, id, [100.0, 200.0, 300.0], DAY).await;
     let path = format!("/quotes/{id}");
-    assert_eq!(
-        handle(&app, request("GET", &path, Some("alice"), None, ""))
-            .await
-            .status(),
-        200
-    );
-    let explained = handle(
-        &app,
-        request(
-            "GET",
-            &format!("{path}?explain=true"),
-            Some("alice"),
-            None,
-            "",
-        ),
-    )
-    .await;
+    assert_eq!(handle(&app, get(&path, "alice")).await.status(), 200);
+    let explained = handle(&app, get(&format!("{path}?explain=true"), "alice")).await;
     assert_eq!(explained.status(), 503);
     let body = body_json(&explained);
     assert_eq!(body["code"], "explanations_unavailable");

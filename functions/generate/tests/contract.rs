@@ -6,7 +6,7 @@
 use generate::{App, MAX_CSV_BYTES, MAX_JSON_BYTES, handle};
 use lambda_http::{Body, Request};
 use serde_json::json;
-use testkit::api::{CSV_HEADER, body_json, post_json, request};
+use testkit::api::{CSV_HEADER, body_json, get, post_json, request};
 use testkit::{MemoryQueue, MemoryStore};
 use uuid::Uuid;
 
@@ -206,12 +206,7 @@ async fn bad_input_is_a_4xx_naming_the_fault_and_writes_nothing() {
             "method_not_allowed",
             None,
         ),
-        (
-            request("GET", "/nowhere", Some("u"), None, ""),
-            404,
-            "not_found",
-            None,
-        ),
+        (get("/nowhere", "u"), 404, "not_found", None),
     ];
     for (i, (req, status, code, field)) in cases.into_iter().enumerate() {
         let response = handle(&app, req).await;

@@ -18,7 +18,7 @@ use quote_pipeline::scoring::{Predicted, Predictor};
 use quote_pipeline::store::{PgStore, ReconcilePolicy};
 use score::{App, process};
 use serde_json::{Value, json};
-use testkit::api::{body_json, post_json, request};
+use testkit::api::{body_json, get, post_json};
 use testkit::{
     Fault, FaultProxy, MemoryEvents, PRICE_VALIDITY, TestEnv, engine_url, lambda_context,
     trained_model,
@@ -175,11 +175,7 @@ async fn superseded(env: &TestEnv) -> Vec<(Uuid, String, f64)> {
 }
 
 async fn get_quote(env: &TestEnv, user: &str, path_and_query: &str) -> Value {
-    let response = generate::handle(
-        &generate_app(env),
-        request("GET", path_and_query, Some(user), None, ""),
-    )
-    .await;
+    let response = generate::handle(&generate_app(env), get(path_and_query, user)).await;
     assert_eq!(response.status(), 200, "{path_and_query}");
     body_json(&response)
 }

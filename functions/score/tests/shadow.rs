@@ -15,7 +15,7 @@ use quote_pipeline::store::{PgStore, ShadowStore};
 use score::{App, process};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use testkit::api::{body_json, post_json, request};
+use testkit::api::{body_json, get, post_json};
 use testkit::{
     MemoryEvents, PRICE_VALIDITY, TestEnv, engine_client, engine_url, lambda_context, sqs_event,
     trained_model, trained_model_dir,
@@ -349,17 +349,8 @@ async fn a_shadow_price_is_recorded_but_never_shown() {
             "?explain=true",
             "?history=true&explain=true",
         ] {
-            let response = generate::handle(
-                &generate,
-                request(
-                    "GET",
-                    &format!("/quotes/{id}{query}"),
-                    Some("alice"),
-                    None,
-                    "",
-                ),
-            )
-            .await;
+            let response =
+                generate::handle(&generate, get(&format!("/quotes/{id}{query}"), "alice")).await;
             assert_eq!(response.status(), 200, "{query}");
             let body = body_json(&response);
             let text = body.to_string();
@@ -373,11 +364,7 @@ async fn a_shadow_price_is_recorded_but_never_shown() {
             }
         }
     }
-    let listed = generate::handle(
-        &generate,
-        request("GET", "/quotes?limit=100", Some("alice"), None, ""),
-    )
-    .await;
+    let listed = generate::handle(&generate, get("/quotes?limit=100", "alice")).await;
     assert!(!body_json(&listed).to_string().contains(&version));
     std::fs::remove_dir_all(dir).unwrap();
 }

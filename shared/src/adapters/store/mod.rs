@@ -184,8 +184,8 @@ struct IamSigner {
 
 /// A pooled connection idle longer than this is pinged before it is lent. One that sat (in a
 /// frozen container, or through a proxy's failover) may have been closed under us, and a
-/// failed ping replaces it; one handed back moments ago is lent as it is, saving back-to-back
-/// work a round trip per transaction (a scoring pass has two, each of four round trips then).
+/// failed ping replaces it; one handed back moments ago is lent as it is, which saves
+/// back-to-back work a round trip per transaction (a scoring pass makes two transactions).
 pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
