@@ -439,6 +439,11 @@ mod tests {
         };
         assert_eq!(RepriceCursor::decode(&cursor.encode()), Some(cursor));
         let id = Uuid::now_v7().simple();
+        assert_eq!(
+            RepriceCursor::decode(&format!("0.{id}")).map(|c| c.started),
+            DateTime::from_timestamp_micros(0),
+            "the epoch is a start like any other"
+        );
         for bad in [
             String::new(),
             "1.2".into(),
@@ -449,6 +454,8 @@ mod tests {
             // A token of the passes that paged by expiry.
             format!("1.2.{id}"),
             "1.not-a-uuid".into(),
+            // Past the last time a timestamp holds.
+            format!("{}.{id}", i64::MAX),
         ] {
             assert_eq!(RepriceCursor::decode(&bad), None, "{bad}");
         }
